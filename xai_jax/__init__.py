@@ -1,0 +1,28 @@
+"""xai_jax: interpretability for JAX/Flax.
+
+Every method is a pure function ``xj.<method>(model, variables, x, target=None, **options)`` on a
+batch, jit-compiled and composable with ``jax.jit``/``jax.vmap``.  See ``docs/design.md``.
+"""
+
+# Must run before anything creates a JAX array: it turns off the XLA:CPU fusion that returns wrong
+# numbers in jaxlib 0.10 (see xai_jax/core/numerics.py and README "Numerics on CPU").
+from .core import numerics as _numerics
+
+_numerics.install()
+
+from . import core, trace  # noqa: E402
+from .attribution import gradient, input_x_gradient, saliency  # noqa: E402
+from .core import METHODS, register  # noqa: E402
+from .core.errors import (  # noqa: E402
+    CheckpointError, DataError, InputError, LayerNotFoundError, TargetError, UnknownNameError,
+    UnsupportedError, XaiJaxError,
+)
+from .trace import capture, layer_gradient, layers  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "TargetError",
+    "UnknownNameError", "UnsupportedError", "XaiJaxError", "capture", "core", "gradient",
+    "input_x_gradient", "layer_gradient", "layers", "register", "saliency", "trace",
+]

@@ -1,0 +1,163 @@
+"""From a user's call to a jitted computation: validation, and the static/traced split.
+
+Every method's public function calls :func:`prepare` (eager checks with clear errors, on concrete
+values) and then its jitted implementation ``impl(problem, inputs, **static_options)``.  ``Problem``
+is static and hashable (the model and the kind of target), ``Inputs`` is a pytree of arrays, so one
+compilation serves every batch of the same shape and every class index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import InputError
+from .model import Forward, Model, make_forward
+from .numerics import guarded_jit
+from .targets import Target, TargetSpec, resolve_target
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """The static half of a method call: the model and the kind of target."""
+
+    forward: Forward
+    target: TargetSpec
+
+    def outputs(self, inputs: Inputs, x: jax.Array | None = None) -> Any:
+        return self.forward(inputs.variables, inputs.x if x is None else x, inputs.kwargs)
+
+    def class_indices(self, inputs: Inputs) -> jax.Array | None:
+        """Target classes fixed at ``inputs.x`` (one forward pass only for ``target=None``)."""
+        if self.target.kind == "argmax":
+            return self.target.indices(self.outputs(inputs), None)
+        return inputs.indices
+
+    def scalar_fn(self, inputs: Inputs, indices: jax.Array | None) -> Callable[[jax.Array], jax.Array]:
+        """``x -> (B,)`` target scalars with the classes held fixed."""
+
+        def scalars(x: jax.Array) -> jax.Array:
+            return self.target.select(self.outputs(inputs, x), indices)
+
+        return scalars
+
+
+class Inputs(NamedTuple):
+    """The traced half of a method call (a pytree)."""
+
+    variables: Any
+    x: jax.Array
+    indices: jax.Array | None
+    kwargs: Mapping[str, Any]
+
+
+def check_input(x: Any, name: str = "x") -> jax.Array:
+    """A floating array with a batch axis and, where it can be checked, finite values."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    if x.ndim < 2:
+        raise InputError(
+            f"{name} has shape {tuple(x.shape)}: a batch axis is missing. Methods take a batch "
+            f"(B, ...); for a single example pass {name}[None]."
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise InputError(
+            f"{name} has dtype {x.dtype}; attributions need floating inputs in the model's input "
+            "range (e.g. uint8 images / 255 as float32)."
+        )
+    if not isinstance(x, jax.core.Tracer) and not bool(_all_finite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x))))
+        raise InputError(f"{name} contains {bad} NaN or infinite value(s); attributions of such inputs are meaningless.")
+    return jnp.asarray(x)
+
+
+@guarded_jit
+def _all_finite(x: jax.Array) -> jax.Array:
+    return jnp.all(jnp.isfinite(x))
+
+
+def _shape_key(tree: Any) -> tuple[Any, ...]:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return (treedef, tuple((tuple(np.shape(leaf)), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves))
+
+
+def as_struct(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf)), tree)
+
+
+class _Unhashed:
+    """Carries a value through ``lru_cache`` without taking part in the key."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_call(key: Any, thunk: _Unhashed) -> Any:
+    return thunk.value()
+
+
+def cached_trace(tag: str, forward: Forward, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` for a shape-only computation (``eval_shape``, layer listing), cached per
+    ``(tag, forward, shapes of args)`` so repeated calls on same-shaped batches do not re-trace."""
+    key = (tag, forward, _shape_key(args))
+    return _cached_call(key, _Unhashed(lambda: fn(*args)))
+
+
+def output_struct(forward: Forward, variables: Any, x: jax.Array, kwargs: Mapping[str, Any]) -> Any:
+    """Shape/dtype of the model's outputs for ``x`` (cached per model and shapes), with checks."""
+    structs = (as_struct(variables), jax.ShapeDtypeStruct(x.shape, x.dtype), as_struct(dict(kwargs)))
+    try:
+        out = cached_trace("outputs", forward, lambda *a: jax.eval_shape(forward, *a), *structs)
+    except Exception as err:
+        raise InputError(
+            f"the model failed on x of shape {tuple(x.shape)} ({type(err).__name__}: {err}). Methods take "
+            "a batch with a leading batch axis (images NHWC, e.g. (B, 28, 28, 1)); for one example "
+            "pass x[None]."
+        ) from err
+    leaves = jax.tree_util.tree_leaves(out)
+    if not leaves or leaves[0].ndim == 0 or leaves[0].shape[0] != x.shape[0]:
+        got = tuple(leaves[0].shape) if leaves else "nothing"
+        raise InputError(
+            f"the model maps x of shape {tuple(x.shape)} to outputs of shape {got}, whose leading axis "
+            f"is not the batch of {x.shape[0]}: x seems to lack its batch axis (pass x[None] for one "
+            "example) or the model mixes samples."
+        )
+    return out
+
+
+def prepare(
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[Problem, Inputs]:
+    """Validate a method call and split it into its static and traced halves."""
+    forward, dynamic_kwargs = make_forward(model, model_kwargs)
+    x = check_input(x)
+    out = output_struct(forward, variables, x, dynamic_kwargs)
+    output_shape = tuple(out.shape) if hasattr(out, "shape") else None
+    spec, indices = resolve_target(target, x.shape[0], output_shape)
+    return Problem(forward, spec), Inputs(variables, x, indices, dynamic_kwargs)
+
+
+def compiled(impl: Callable[..., Any] | None = None, *, static: tuple[str, ...] = ()) -> Any:
+    """Jit ``impl(problem, inputs, **options)`` with ``problem`` and the named options static."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return guarded_jit(fn, static_argnames=("problem", *static))
+
+    return wrap(impl) if impl is not None else wrap

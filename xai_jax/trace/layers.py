@@ -1,0 +1,194 @@
+"""Layer access by Flax module path, on any Linen model, with no change to the model.
+
+A *layer* is one call of a submodule, named by its module path joined with ``/`` (``"conv1"``,
+``"block/conv2"``); a submodule called more than once gets ``"#k"`` for its k-th later call, and a
+method other than ``__call__`` is named ``"path:method"``.  Capture works through
+:func:`flax.linen.intercept_methods`: the interceptor sees every submodule call with its path and
+its output, so it can record the output or add a zero *probe* to it; the gradient with respect to
+the probe is the gradient with respect to the layer's output.  Inline operations (``nn.relu(x)``,
+``x + y``) are not modules and have no name of their own; a layer's output is what its module
+returns (for a ``Conv`` followed by an inline ``nn.relu``, the pre-activation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ..core.errors import InputError, LayerNotFoundError, unknown_name_message
+from ..core.model import Forward, Model, make_forward
+from ..core.problem import Inputs, Problem, as_struct, cached_trace, check_input, compiled, prepare
+from ..core.targets import Target
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerInfo:
+    """One layer: its name, its module type and the shape/dtype of its output for a given input."""
+
+    name: str
+    type: str
+    shape: tuple[int, ...] | None
+    dtype: str | None
+
+    def __str__(self) -> str:
+        return f"{self.name:<32} {self.type:<20} {self.shape}"
+
+
+class LayerList(list[LayerInfo]):
+    """A list of :class:`LayerInfo` that prints as a table."""
+
+    def names(self) -> list[str]:
+        return [layer.name for layer in self]
+
+    def __str__(self) -> str:
+        return "\n".join([f"{'name':<32} {'type':<20} output shape"] + [str(layer) for layer in self])
+
+
+class _CallNamer:
+    """Names each submodule call as it happens (``path``, ``path#1`` for a repeated call)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, context: Any) -> str | None:
+        path = "/".join(context.module.path)
+        method = context.method_name
+        if not path or method == "setup" or (method.startswith("_") and method != "__call__"):
+            return None
+        base = path if method == "__call__" else f"{path}:{method}"
+        k = self.counts.get(base, 0)
+        self.counts[base] = k + 1
+        return base if k == 0 else f"{base}#{k}"
+
+
+@contextmanager
+def _intercept(on_output: Callable[[str, Any, Any], Any]) -> Iterator[None]:
+    namer = _CallNamer()
+
+    def interceptor(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+        out = next_fun(*args, **kwargs)
+        name = namer(context)
+        return out if name is None else on_output(name, context.module, out)
+
+    with nn.intercept_methods(interceptor):
+        yield
+
+
+def layers(model: Model, variables: Any, x: Any, *, model_kwargs: Mapping[str, Any] | None = None) -> LayerList:
+    """Every layer of ``model`` reached on input ``x``: name, module type and output shape.
+
+    Example::
+
+        print(xj.layers(model, variables, x[:1]))
+    """
+    forward, dynamic = make_forward(model, model_kwargs)
+    forward.module("xj.layers")
+    x = x if hasattr(x, "shape") and hasattr(x, "dtype") else jnp.asarray(x)
+    return _list_layers(forward, variables, x, dynamic)
+
+
+def _list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, Any]) -> LayerList:
+    def trace(variables: Any, x: Any, kwargs: Any) -> LayerList:
+        found = LayerList()
+
+        def record(name: str, mod: Any, out: Any) -> Any:
+            array = hasattr(out, "shape") and hasattr(out, "dtype")
+            shape, dtype = (tuple(out.shape), str(out.dtype)) if array else (None, None)
+            found.append(LayerInfo(name, type(mod).__name__, shape, dtype))
+            return out
+
+        with _intercept(record):
+            jax.eval_shape(forward, variables, x, kwargs)
+        return found
+
+    structs = as_struct((variables, x, dict(kwargs)))
+    return cached_trace("layers", forward, trace, *structs)
+
+
+def layer_info(forward: Forward, variables: Any, x: jax.Array, kwargs: Mapping[str, Any], layer: str) -> LayerInfo:
+    """The :class:`LayerInfo` of ``layer`` for this input, or :class:`LayerNotFoundError`."""
+    if not isinstance(layer, str):
+        raise InputError(f"layer must be a layer name (str); got {type(layer).__name__}. See xj.layers(model, variables, x).")
+    forward.module("layer access")
+    available = _list_layers(forward, variables, x, kwargs)
+    for info in available:
+        if info.name == layer:
+            if info.shape is None:
+                raise InputError(f"layer {layer!r} ({info.type}) does not return a single array.")
+            return info
+    raise LayerNotFoundError(unknown_name_message("layer", layer, available.names()))
+
+
+def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax.Array]]:
+    """``(variables, x, kwargs, probe) -> (outputs, layer_output)`` with ``probe`` added to the layer.
+
+    The gradient with respect to ``probe`` (zeros of the layer's shape) is the gradient with respect
+    to the layer's output; ``layer_output`` includes the probe, so it is the activation itself.
+    """
+
+    def run(variables: Any, x: jax.Array, kwargs: Mapping[str, Any], probe: jax.Array) -> tuple[Any, jax.Array]:
+        captured: list[jax.Array] = []
+
+        def add_probe(name: str, mod: Any, out: Any) -> Any:
+            if name == layer and not captured:
+                out = out + probe
+                captured.append(out)
+            return out
+
+        with _intercept(add_probe):
+            outputs = forward(variables, x, kwargs)
+        if not captured:  # the layer was not reached on this input (data-dependent control flow)
+            raise InputError(f"layer {layer!r} was not called by the model on this input.")
+        return outputs, captured[0]
+
+    return run
+
+
+def capture(
+    model: Model, variables: Any, x: Any, layer: str, *, model_kwargs: Mapping[str, Any] | None = None
+) -> tuple[Any, jax.Array]:
+    """``(outputs, activation)``: the model's outputs and the output of ``layer`` for batch ``x``."""
+    forward, dynamic = make_forward(model, model_kwargs)
+    x = check_input(x)
+    info = layer_info(forward, variables, x, dynamic, layer)
+    probe = jnp.zeros(info.shape, info.dtype)
+    return probed_forward(forward, layer)(variables, x, dynamic, probe)
+
+
+@compiled(static=("layer",))
+def _layer_gradient(problem: Problem, inputs: Inputs, layer: str) -> tuple[jax.Array, jax.Array]:
+    info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
+    run = probed_forward(problem.forward, layer)
+
+    def total(probe: jax.Array) -> tuple[jax.Array, jax.Array]:
+        outputs, activation = run(inputs.variables, inputs.x, inputs.kwargs, probe)
+        indices = problem.target.indices(outputs, inputs.indices)
+        return jnp.sum(problem.target.select(outputs, indices)), activation
+
+    gradient, activation = jax.grad(total, has_aux=True)(jnp.zeros(info.shape, info.dtype))
+    return activation, gradient
+
+
+def layer_gradient(
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target = None,
+    *,
+    layer: str,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """``(activation, gradient)``: the output of ``layer`` and ``∂f_target/∂activation``.
+
+    The building block of Grad-CAM and every layer attribution.  ``target`` follows the usual
+    convention (``None`` = each sample's predicted class).
+    """
+    problem, inputs = prepare(model, variables, x, target, model_kwargs)
+    layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)  # clear error now
+    return _layer_gradient(problem, inputs, layer=layer)
