@@ -11,7 +11,9 @@ from .core import numerics as _numerics
 _numerics.install()
 
 from . import core, trace  # noqa: E402
-from .attribution import gradient, input_x_gradient, saliency  # noqa: E402
+from .attribution import (  # noqa: E402
+    deconvnet, gradient, guided_backprop, input_x_gradient, integrated_gradients, saliency,
+)
 from .core import METHODS, register  # noqa: E402
 from .core.errors import (  # noqa: E402
     CheckpointError, DataError, InputError, LayerNotFoundError, TargetError, UnknownNameError,
@@ -23,6 +25,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "TargetError",
-    "UnknownNameError", "UnsupportedError", "XaiJaxError", "capture", "core", "gradient",
-    "input_x_gradient", "layer_gradient", "layers", "register", "saliency", "trace",
+    "UnknownNameError", "UnsupportedError", "XaiJaxError", "capture", "core", "deconvnet", "gradient", "guided_backprop",
+    "input_x_gradient", "integrated_gradients", "layer_gradient", "layers", "register", "saliency", "trace",
 ]

@@ -16,17 +16,21 @@ import jax.numpy as jnp
 from ..core import Inputs, Problem, Target, compiled, prepare, register
 from ..core.model import Model
 from ..trace import FAST_GRADIENT_RULES, rewrite
+from ..trace.interpreter import Rule
 
 
-def target_gradient(problem: Problem, inputs: Inputs, x: jax.Array, indices: jax.Array | None) -> jax.Array:
+def target_gradient(
+    problem: Problem, inputs: Inputs, x: jax.Array, indices: jax.Array | None, rules: Mapping[str, Rule] = FAST_GRADIENT_RULES
+) -> jax.Array:
     """``∂ f_target(x) / ∂x`` for every sample of ``x`` (samples are independent, so one
     backward pass of the summed targets gives every per-sample gradient).
 
     ``indices`` fixes the classes (``None`` with an argmax target: the class predicted at ``x``).
-    The model runs through the trace engine with :data:`FAST_GRADIENT_RULES` (max pooling without
-    XLA's scatter); the gradient is bit-identical to ``jax.grad`` of the model.
+    The model runs through the trace engine with ``rules``: by default :data:`FAST_GRADIENT_RULES`
+    (max pooling without XLA's scatter; bit-identical to ``jax.grad`` of the model); modified
+    backward passes (guided backprop...) add their own rules.
     """
-    fast_forward = rewrite(problem.forward, FAST_GRADIENT_RULES)
+    fast_forward = rewrite(problem.forward, rules)
 
     def total(x: jax.Array) -> jax.Array:
         outputs = fast_forward(inputs.variables, x, inputs.kwargs)

@@ -42,6 +42,12 @@ def _inner_jaxpr(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
     return None
 
 
+def bind_original(eqn: Any, invals: Sequence[Any]) -> Any:
+    """Apply ``eqn``'s own primitive to ``invals`` (what a rule does for equations it leaves alone)."""
+    with eqn.ctx.manager:
+        return eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+
+
 def evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], rules: Mapping[str, Rule], *, strict: bool = False) -> list[Any]:
     """Evaluate ``jaxpr`` on ``args`` with the equations named in ``rules`` replaced."""
     env: dict[Any, Any] = {}
@@ -71,8 +77,7 @@ def evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], rules: Mapp
                     f"the model contains a {name!r} operation, which this method cannot see inside; "
                     f"supported nested calls are {sorted(_INLINED_CLOSED | _INLINED_OPEN)}."
                 )
-            with eqn.ctx.manager:
-                outvals = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+            outvals = bind_original(eqn, invals)
         if not eqn.primitive.multiple_results:
             outvals = [outvals]
         for var, value in zip(eqn.outvars, outvals):
