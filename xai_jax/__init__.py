@@ -12,7 +12,9 @@ _numerics.install()
 
 from . import core, trace  # noqa: E402
 from .attribution import (  # noqa: E402
-    deconvnet, gradient, guided_backprop, input_x_gradient, integrated_gradients, saliency,
+    cam, deconvnet, grad_cam, grad_cam_plus_plus, gradient, guided_backprop, guided_grad_cam,
+    input_x_gradient, integrated_gradients, layer_cam, occlusion, saliency, score_cam, smoothgrad,
+    upsample, xgrad_cam,
 )
 from .core import METHODS, register  # noqa: E402
 from .core.errors import (  # noqa: E402
@@ -25,6 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "TargetError",
-    "UnknownNameError", "UnsupportedError", "XaiJaxError", "capture", "core", "deconvnet", "gradient", "guided_backprop",
-    "input_x_gradient", "integrated_gradients", "layer_gradient", "layers", "register", "saliency", "trace",
+    "UnknownNameError", "UnsupportedError", "XaiJaxError", "cam", "capture", "core", "deconvnet",
+    "grad_cam", "grad_cam_plus_plus", "gradient", "guided_backprop", "guided_grad_cam", "input_x_gradient",
+    "integrated_gradients", "layer_cam", "layer_gradient", "layers", "occlusion", "register", "saliency",
+    "score_cam", "smoothgrad", "trace", "upsample", "xgrad_cam",
 ]

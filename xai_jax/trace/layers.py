@@ -103,8 +103,8 @@ def _list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, 
             found.append(LayerInfo(name, type(mod).__name__, shape, dtype))
             return out
 
-        with _intercept(record):
-            jax.eval_shape(forward, variables, x, kwargs)
+        with _intercept(record):  # a fresh lambda: eval_shape caches traces per function
+            jax.eval_shape(lambda *args: forward(*args), variables, x, kwargs)
         return found
 
     structs = as_struct((variables, x, dict(kwargs)))
