@@ -212,3 +212,22 @@ def test_upsample_shapes_and_modes():
     np.testing.assert_allclose(xj.upsample(maps, (2, 8, 10), mode="nearest")[:, ::2, ::2], maps)
     with pytest.raises(xj.InputError, match="mode"):
         xj.upsample(maps, (2, 8, 10), mode="cubic")
+
+
+def test_deconvnet_per_filter_sums_to_the_full_projection(cnn):
+    """Projection is linear in the signal: the per-filter reconstructions add up to the projection
+    of the whole rectified layer, and each equals a DeconvNet pass from a masked cotangent."""
+    model, variables, x = cnn
+    per_filter = xj.deconvnet_per_filter(model, variables, x, layer="conv1")
+    assert per_filter.shape == (6, 6, 10, 10, 1)
+    from xai_jax.attribution.backprop import _deconvnet
+    from xai_jax.trace import FAST_GRADIENT_RULES, rewrite
+    from xai_jax.trace.activations import relu_rules
+
+    to_layer = lambda z: xj.capture(model, variables, z, "conv1")[1]  # noqa: E731
+    act, pullback = jax.vjp(rewrite(to_layer, {**FAST_GRADIENT_RULES, **relu_rules(_deconvnet)}), x)
+    np.testing.assert_allclose(per_filter.sum(axis=1), pullback(jnp.maximum(act, 0))[0], rtol=1e-5, atol=1e-6)
+    only_two = xj.deconvnet_per_filter(model, variables, x, layer="conv1", filters=[2, 4])
+    np.testing.assert_allclose(only_two, per_filter[:, [2, 4]], rtol=1e-6)
+    with pytest.raises(xj.InputError, match="out of range"):
+        xj.deconvnet_per_filter(model, variables, x, layer="conv1", filters=[6])

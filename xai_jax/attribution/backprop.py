@@ -12,16 +12,16 @@ ReLU raises :class:`UnsupportedError`: the result would silently be the plain gr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from ..core import Inputs, Problem, Target, UnsupportedError, compiled, prepare, register
+from ..core import InputError, Inputs, Problem, Target, UnsupportedError, compiled, prepare, register
 from ..core.model import Model
 from ..core.problem import as_struct
-from ..trace import FAST_GRADIENT_RULES
+from ..trace import FAST_GRADIENT_RULES, layer_info, probed_forward, rewrite
 from ..trace.activations import count_relus, relu_rules
 from .gradient import target_gradient
 
@@ -68,3 +68,54 @@ def deconvnet(
     """DeconvNet (Zeiler & Fergus 2014): ReLUs pass the positive part of the signal, ``max(g, 0)``."""
     problem, inputs = prepare(model, variables, x, target, model_kwargs)
     return _modified(problem, inputs, rule="deconvnet")
+
+
+@compiled(static=("layer", "filters", "rectify"))
+def _deconvnet_per_filter(problem: Problem, inputs: Inputs, *, layer: str, filters: tuple[int, ...], rectify: bool) -> jax.Array:
+    info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
+    run = probed_forward(problem.forward, layer)
+    zeros = jnp.zeros(info.shape, info.dtype)
+
+    def to_layer(x: jax.Array) -> jax.Array:
+        return run(inputs.variables, x, inputs.kwargs, zeros)[1]
+
+    rules = {**FAST_GRADIENT_RULES, **relu_rules(_deconvnet)}
+    activation, pullback = jax.vjp(rewrite(to_layer, rules), inputs.x)
+    signal = jnp.maximum(activation, 0) if rectify else activation
+    channel = jax.lax.broadcasted_iota(jnp.int32, signal.shape, signal.ndim - 1)
+
+    def reconstruct(k: jax.Array) -> jax.Array:
+        return pullback(jnp.where(channel == k, signal, 0))[0]
+
+    return jnp.moveaxis(jax.vmap(reconstruct)(jnp.asarray(filters, jnp.int32)), 0, 1)
+
+
+def deconvnet_per_filter(
+    model: Model,
+    variables: Any,
+    x: Any,
+    *,
+    layer: str,
+    filters: Sequence[int] | None = None,
+    rectify: bool = True,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> jax.Array:
+    """DeconvNet partial reconstructions (Zeiler & Fergus 2014, Fig. 2): one input-space image
+    per filter of ``layer``, projecting that filter's (rectified) feature map alone back to the
+    input through the DeconvNet backward pass.  Filters are vmapped.
+
+    Args:
+      layer: a layer whose last axis indexes filters (a ``Conv``'s output).
+      filters: which filters (default: all).
+      rectify: project ``max(A_k, 0)`` (the rectified map, as in the paper) instead of ``A_k``.
+
+    Returns:
+      ``(B, K, *x.shape[1:])`` reconstructions, ``K = len(filters)``.
+    """
+    problem, inputs = prepare(model, variables, x, None, model_kwargs)
+    info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
+    channels = info.shape[-1]
+    chosen = tuple(range(channels)) if filters is None else tuple(int(k) for k in filters)
+    if not chosen or any(k < 0 or k >= channels for k in chosen):
+        raise InputError(f"filters {list(chosen)} out of range: layer {layer!r} has {channels} filters (0..{channels - 1}).")
+    return _deconvnet_per_filter(problem, inputs, layer=layer, filters=chosen, rectify=rectify)
