@@ -470,3 +470,29 @@ TWINS: dict[str, Callable[..., Twin]] = {
 def make(name: str, seed: int = 0, **kwargs: Any) -> Twin:
     """``TWINS[name](seed, **kwargs)``, so tests can be parametrized over twin names."""
     return TWINS[name](seed, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The shipped MNIST CNN (xai_jax.models.MnistCNN), for benchmarks and checks on trained weights
+# ----------------------------------------------------------------------------------------------------
+
+def mnist_cnn_torch(variables: dict):
+    """Torch twin of :class:`xai_jax.models.mnist.MnistCNN` with ``variables`` ported (its convs are
+    3x3 'SAME' = torch padding 1; fc1 follows an NHWC flatten of (7, 7, 64))."""
+    torch, Clone, _ = _torch_modules()
+    tnn = torch.nn
+    tmodel = tnn.Sequential(OrderedDict([
+        ("conv1", tnn.Conv2d(1, 32, 3, padding=1)), ("relu1", tnn.ReLU()),
+        ("conv2", tnn.Conv2d(32, 32, 3, padding=1)), ("relu2", tnn.ReLU()), ("clone2", Clone()),
+        ("pool1", tnn.MaxPool2d(2)),
+        ("conv3", tnn.Conv2d(32, 64, 3, padding=1)), ("relu3", tnn.ReLU()),
+        ("conv4", tnn.Conv2d(64, 64, 3, padding=1)), ("relu4", tnn.ReLU()), ("clone4", Clone()),
+        ("pool2", tnn.MaxPool2d(2)),
+        ("flatten", tnn.Flatten()), ("fc1", tnn.Linear(64 * 7 * 7, 128)), ("relu5", tnn.ReLU()),
+        ("fc2", tnn.Linear(128, 10)),
+    ]))
+    sd = _port(variables, [("conv1", "conv1", "conv", None), ("conv2", "conv2", "conv", None),
+                           ("conv3", "conv3", "conv", None), ("conv4", "conv4", "conv", None),
+                           ("fc1", "fc1", "dense_flatten", (64, 7, 7)), ("fc2", "fc2", "dense", None)])
+    layer_map = {name: name for name in ("conv1", "conv2", "conv3", "conv4", "fc1", "fc2")}
+    return _finish(tmodel, sd, layer_map)

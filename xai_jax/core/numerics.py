@@ -17,7 +17,8 @@ XLA reads ``XLA_FLAGS`` once, when the CPU backend starts (the first array or co
   ``compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""}`` and one warning tells the user
   what to set (mode ``"late"``);
 * a jaxlib version not known to accept the flag -> do nothing (an unknown flag aborts the process
-  at backend start) (mode ``"unknown-version"``).
+  at backend start) (mode ``"unknown-version"``);
+* ``XAI_JAX_DISABLE_CPU_GUARD=1`` -> do nothing (mode ``"disabled"``; for benchmarks of the guard).
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def install() -> str:
         version = ""
     flags = os.environ.get("XLA_FLAGS", "")
     user_value = _flag_value(flags)
-    if user_value is not None:
+    if os.environ.get("XAI_JAX_DISABLE_CPU_GUARD") == "1":  # for benchmarks that measure the guard
+        _mode = "disabled"
+    elif user_value is not None:
         _mode = "user" if _value_is_safe(user_value) else "user-conflict"
         if _mode == "user-conflict":
             warnings.warn(
