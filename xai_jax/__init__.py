@@ -10,7 +10,7 @@ from .core import numerics as _numerics
 
 _numerics.install()
 
-from . import core, models, trace  # noqa: E402
+from . import core, data, models, trace, viz  # noqa: E402
 from .attribution import (  # noqa: E402
     cam, deconvnet, deconvnet_per_filter, grad_cam, grad_cam_plus_plus, gradient, guided_backprop, guided_grad_cam,
     input_x_gradient, integrated_gradients, layer_cam, occlusion, saliency, score_cam, smoothgrad,
@@ -27,8 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "TargetError",
-    "UnknownNameError", "UnsupportedError", "XaiJaxError", "cam", "capture", "core", "deconvnet", "models", "deconvnet_per_filter",
+    "UnknownNameError", "UnsupportedError", "XaiJaxError", "cam", "capture", "core", "data", "deconvnet", "models", "deconvnet_per_filter",
     "grad_cam", "grad_cam_plus_plus", "gradient", "guided_backprop", "guided_grad_cam", "input_x_gradient",
     "integrated_gradients", "layer_cam", "layer_gradient", "layers", "occlusion", "register", "saliency",
-    "score_cam", "smoothgrad", "trace", "upsample", "xgrad_cam",
+    "score_cam", "smoothgrad", "trace", "upsample", "viz", "xgrad_cam",
 ]
