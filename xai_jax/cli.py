@@ -78,6 +78,7 @@ def explain(args: argparse.Namespace) -> Path:
 
     from . import models, viz
     from .core import METHODS
+    from .core.errors import InputError, UnsupportedError
 
     model, variables = models.load(args.model, path=args.checkpoint)
     images, labels = _load_images(args.images, args.count, args.start)
@@ -97,10 +98,15 @@ def explain(args: argparse.Namespace) -> Path:
     maps: dict[str, np.ndarray] = {}
     signed: dict[str, bool] = {}
     timings: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     for name in tqdm(names, desc="methods", unit="method", disable=args.quiet):
         info = METHODS[name]
         start = time.perf_counter()
-        result = info(model, variables, images, target, **_method_options(info, layer, args.seed))
+        try:
+            result = info(model, variables, images, target, **_method_options(info, layer, args.seed))
+        except (InputError, UnsupportedError) as err:  # does not apply to this model (e.g. CAM without GAP)
+            skipped[name] = str(err)
+            continue
         if info.resolution == "layer":
             from .attribution import upsample
 
@@ -118,9 +124,12 @@ def explain(args: argparse.Namespace) -> Path:
         maps=maps,
         signed=signed,
         title=f"xai_jax report: {args.model} on {args.images}",
-        extra={"model": args.model, "target": args.target, "layer (CAM family)": str(layer), **{f"time {k}": v for k, v in timings.items()}},
+        extra={"model": args.model, "target": args.target, "layer (CAM family)": str(layer), **{f"time {k}": v for k, v in timings.items()},
+               **{f"skipped {k}": v for k, v in skipped.items()}},
     )
     if not args.quiet:
+        for name, reason in skipped.items():
+            print(f"skipped {name}: {reason}")
         print(f"wrote {index}")
     return index
 
