@@ -86,3 +86,15 @@ def test_gradient_entry_point_uses_the_fast_pool():
     variables = model.init(jax.random.key(4), x)
     expected = jax.grad(lambda z: jnp.sum(model.apply(variables, z)[:, 2]))(x)
     np.testing.assert_array_equal(xj.gradient(model, variables, x, 2), expected)
+
+
+def test_relu_rule_with_the_true_backward_passes_check_grads():
+    """The custom_vjp ReLU machinery is a faithful gradient when given ReLU's own backward."""
+    from xai_jax.trace.activations import relu_rules, relu_with_backward
+
+    relu = relu_with_backward(lambda x, g: jnp.where(x > 0, g, 0.0))
+    x = jax.random.normal(jax.random.key(0), (3, 7)) + 0.05  # keep away from the kink
+    check_grads(lambda z: jnp.sin(relu(z) * 2.0), (x,), order=1, modes=["rev"], eps=1e-3, atol=1e-2, rtol=1e-2)
+    f = lambda z: jnp.sum(jnp.tanh(nn.relu(z) - jnp.maximum(z * 2, 0)))  # noqa: E731
+    rewritten = rewrite(f, relu_rules(lambda x, g: jnp.where(x > 0, g, 0.0)))
+    np.testing.assert_allclose(jax.grad(rewritten)(x), jax.grad(f)(x), rtol=1e-6)
