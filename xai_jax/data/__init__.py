@@ -1,5 +1,9 @@
-"""Data: MNIST loaders and the bundled sample (imports nothing of xai_jax but its errors)."""
+"""Data: MNIST loaders and the bundled sample.
 
-from .loaders import SPLITS, mnist, sample, sample_test_indices
+Stands apart from the methods: imports nothing of xai_jax but its errors, so a model can be trained
+or a report written without pulling in the attribution machinery.
+"""
 
-__all__ = ["SPLITS", "mnist", "sample", "sample_test_indices"]
+from .loaders import DEFAULT_NPZ, ENV_VAR, SPLITS, SOURCES, VALIDATION_SIZE, mnist, sample, sample_test_indices
+
+__all__ = ["DEFAULT_NPZ", "ENV_VAR", "SOURCES", "SPLITS", "VALIDATION_SIZE", "mnist", "sample", "sample_test_indices"]

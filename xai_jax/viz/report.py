@@ -1,31 +1,70 @@
-"""The HTML report: per sample, the input, its label, the prediction with its probability, and each
-method's heatmap; plus the grid PNG and the raw arrays (``.npy``) for anyone who wants the numbers."""
+"""The HTML report: per sample the input, its label, the prediction with its probability, and each
+method's heatmap; plus the method grid and the raw arrays for anyone who wants the numbers.
+
+Layout of ``out_dir``::
+
+    index.html              the table (one row per sample, one column per method)
+    grid.png                ``method_grid`` of the first ``grid_rows`` samples
+    maps/input_<i>.png      the inputs
+    maps/<method>_<i>.png   each heatmap, at the map's own resolution (the page scales it up, pixelated)
+    arrays/<method>.npy     the raw maps exactly as given, plus inputs/labels/predictions/probabilities.npy
+    manifest.json           method name -> file stem and signedness, title, extra
+
+Heatmap PNGs are written from ``to_rgba`` with ``matplotlib.image.imsave`` (no figure, no display, no
+pyplot state), so their pixels are exactly the colours of the convention in ``heatmap.py``.  Method
+names are free text ("input × gradient", "<grad> & co"): they are HTML-escaped on the page and
+sanitised into file names, de-duplicated, and kept away from the reserved array names.
+"""
 
 from __future__ import annotations
 
 import html
+import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import image as mpl_image
 
-from .grid import method_grid, show_input
-from .heatmap import magnitude_heatmap, signed_heatmap
+from ..core.errors import InputError
+from .grid import method_grid, prediction_title
+from .heatmap import _as_display_image, reduce_channels, to_rgba
+
+RESERVED = ("inputs", "labels", "predictions", "probabilities")
 
 
 def safe_name(name: str) -> str:
-    """A file name for a method name (keeps letters, digits, ``-`` and ``_``)."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "map"
+    """A portable file stem for a method name: ASCII letters, digits, ``-`` and ``_`` only."""
+    ascii_name = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", ascii_name).strip("_")[:80] or "map"
 
 
-def _panel(path: Path, draw: Any) -> None:
-    fig, ax = plt.subplots(figsize=(1.6, 1.6))
-    draw(ax)
-    fig.savefig(path, dpi=80, bbox_inches="tight", pad_inches=0.02)
-    plt.close(fig)
+def _file_stems(names: list[str]) -> dict[str, str]:
+    """Distinct stems for ``names``: ``safe_name`` plus ``_2``, ``_3``... on collision (case-blind,
+    for case-insensitive file systems) and never one of ``RESERVED``."""
+    taken = {r.lower() for r in RESERVED}
+    stems = {}
+    for name in names:
+        stem, k = safe_name(name), 2
+        candidate = stem
+        while candidate.lower() in taken:
+            candidate, k = f"{stem}_{k}", k + 1
+        taken.add(candidate.lower())
+        stems[name] = candidate
+    return stems
+
+
+def _save_png(path: Path, rgb: np.ndarray) -> None:
+    mpl_image.imsave(path, np.clip(rgb, 0.0, 1.0), format="png")
+
+
+def _input_rgb(image: Any) -> np.ndarray:
+    img = _as_display_image(image)
+    return np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
 
 
 def write_report(
@@ -39,50 +78,103 @@ def write_report(
     signed: Mapping[str, bool] | None = None,
     title: str = "xai_jax report",
     extra: Mapping[str, str] | None = None,
+    grid_rows: int = 16,
 ) -> Path:
-    """Write ``out_dir/index.html``, ``grid.png``, ``maps/*.png`` and ``arrays/*.npy``; return the
-    path of ``index.html``.  ``labels`` of -1 are shown as unknown."""
-    out = Path(out_dir)
-    (out / "maps").mkdir(parents=True, exist_ok=True)
-    (out / "arrays").mkdir(parents=True, exist_ok=True)
+    """Write the report into ``out_dir`` (created if needed) and return the path of ``index.html``.
+
+    Args:
+      images: ``(B, H, W[, C])`` inputs.
+      labels: ``(B,)`` true classes; ``None`` or entries below 0 are shown as unknown (``?``).
+      predictions: ``(B,)`` predicted classes.
+      probabilities: ``(B,)`` probability of each prediction, or ``(B, K)`` full probabilities (the
+        predicted class's entry is shown; the array is saved as given).
+      maps: method name -> ``(B, H', W'[, C])`` attribution maps.
+      signed: method name -> signed (diverging colormap, default) or magnitude (sequential).
+      title: page title.  extra: key -> value lines listed under the title (model, timings...).
+      grid_rows: at most this many samples go into ``grid.png`` (the table has them all).
+    """
     images = np.asarray(images)
-    labels, predictions, probabilities = (np.asarray(a) for a in (labels, predictions, probabilities))
-    signed = dict(signed or {})
-    files = {name: safe_name(name) for name in maps}
-    if len(set(files.values())) != len(files):
-        files = {name: f"{i:02d}_{safe}" for i, (name, safe) in enumerate(files.items())}
-    for name, value in [("inputs", images), ("labels", labels), ("predictions", predictions), ("probabilities", probabilities)]:
+    batch = len(images) if images.ndim >= 3 else -1
+    if images.ndim not in (3, 4) or batch == 0:
+        raise InputError(f"images must be a non-empty batch (B, H, W[, C]); got shape {images.shape}.")
+    labels = np.full(batch, -1) if labels is None else np.asarray(labels)
+    predictions, probabilities = np.asarray(predictions), np.asarray(probabilities)
+    for what, value in (("labels", labels), ("predictions", predictions), ("probabilities", probabilities)):
+        if value.ndim not in (1, 2) or len(value) != batch or (value.ndim == 2 and what != "probabilities"):
+            raise InputError(f"{what} has shape {value.shape}; expected ({batch},) for {batch} images.")
+    if probabilities.ndim == 2:
+        if predictions.min() < 0 or predictions.max() >= probabilities.shape[1]:
+            raise InputError(f"predictions outside 0..{probabilities.shape[1] - 1}, the columns of probabilities.")
+        shown_prob = probabilities[np.arange(batch), predictions.astype(int)]
+    else:
+        shown_prob = probabilities
+    arrays = {name: np.asarray(value) for name, value in maps.items()}
+    for name, value in arrays.items():
+        if value.ndim not in (3, 4) or len(value) != batch:
+            raise InputError(f"map {name!r} has shape {value.shape}; expected ({batch}, H, W[, C]).")
+    signed = {name: bool((signed or {}).get(name, True)) for name in arrays}
+    stems = _file_stems(list(arrays))
+
+    out = Path(out_dir)
+    for sub in ("maps", "arrays"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for name, value in zip(RESERVED, (images, labels, predictions, probabilities)):
         np.save(out / "arrays" / f"{name}.npy", value)
-    for name, value in maps.items():
-        np.save(out / "arrays" / f"{files[name]}.npy", np.asarray(value))
-    titles = [f"label {int(l) if l >= 0 else '?'} / pred {int(p)} ({100 * float(q):.1f}%)" for l, p, q in zip(labels, predictions, probabilities)]
-    fig = method_grid(images, maps, signed=signed, row_titles=titles, path=out / "grid.png")
+    for name, value in arrays.items():
+        np.save(out / "arrays" / f"{stems[name]}.npy", value)
+
+    titles = [prediction_title(l, p, q) for l, p, q in zip(labels, predictions, shown_prob)]
+    import matplotlib.pyplot as plt
+
+    shown = max(1, min(batch, grid_rows))
+    fig = method_grid(images[:shown], {n: v[:shown] for n, v in arrays.items()}, signed=signed,
+                      row_titles=titles[:shown], path=out / "grid.png")
     plt.close(fig)
 
-    header = "".join(f"<th>{html.escape(name)}</th>" for name in maps)
     rows = []
-    for i in range(len(images)):
-        _panel(out / "maps" / f"input_{i}.png", lambda ax, i=i: show_input(images[i], ax))
+    for i in range(batch):
+        _save_png(out / "maps" / f"input_{i}.png", _input_rgb(images[i]))
         cells = [f'<td><img src="maps/input_{i}.png" alt="input {i}"></td>', f"<td>{html.escape(titles[i])}</td>"]
-        for name, value in maps.items():
-            draw = signed_heatmap if signed.get(name, True) else magnitude_heatmap
-            png = f"maps/{files[name]}_{i}.png"
-            _panel(out / png, lambda ax, v=np.asarray(value)[i], d=draw: d(v, ax))
-            cells.append(f'<td><img src="{png}" alt="{html.escape(name)} {i}"></td>')
+        for name, value in arrays.items():
+            a = reduce_channels(value[i], signed=signed[name])
+            png = f"maps/{stems[name]}_{i}.png"
+            _save_png(out / png, to_rgba(a, signed=signed[name])[..., :3])
+            top = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))  # the true max|a|, 0 for an empty map
+            scale = f"±{top:.3g}" if signed[name] else f"0…{top:.3g}"
+            cells.append(f'<td><img src="{quote(png)}" alt="{html.escape(name)}, sample {i}">'
+                         f"<br><small>{html.escape(scale)}</small></td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    details = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in (extra or {}).items())
+
+    manifest = {"title": title, "samples": batch, "extra": {str(k): str(v) for k, v in (extra or {}).items()},
+                "methods": [{"name": n, "file": f"arrays/{stems[n]}.npy", "signed": signed[n]} for n in arrays]}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+
+    header = "".join(f"<th>{html.escape(name)}<br><small>{'signed' if signed[name] else 'magnitude'}</small></th>" for name in arrays)
+    details = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in (extra or {}).items())
+    more = f" (first {shown} of {batch} samples)" if shown < batch else ""
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif}} td,th{{padding:2px 6px;text-align:center;font-size:12px}} img{{width:96px}}</style>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ padding: 3px 6px; text-align: center; font-size: 12px; border-bottom: 1px solid #ddd; }}
+td img {{ width: 96px; image-rendering: pixelated; }}
+</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
-<p>Signed maps: red supports the explained class, blue speaks against it (limits ±max|a| per map).
-Magnitude maps: dark to bright. Raw arrays are in <code>arrays/</code>.</p>
 <ul>{details}</ul>
-<p><img src="grid.png" style="width:auto;max-width:100%" alt="grid of every method"></p>
-<table><tr><th>input</th><th>label / prediction</th>{header}</tr>
-{''.join(rows)}
-</table></body></html>
+<p>Signed maps (diverging colormap): red supports the explained class, blue speaks against it, white is
+zero; limits are ±max|a| of each map (the number under it). Magnitude maps (sequential colormap): dark
+is 0, bright is the map's maximum. Raw arrays are in <code>arrays/</code> (names in
+<code>manifest.json</code>).</p>
+<h2>Grid{html.escape(more)}</h2>
+<p><img src="grid.png" style="max-width:100%" alt="grid: one row per sample, one column per method"></p>
+<h2>Samples</h2>
+<table>
+<tr><th>input</th><th>label / prediction</th>{header}</tr>
+{chr(10).join(rows)}
+</table>
+</body></html>
 """
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")

@@ -1,0 +1,205 @@
+"""Checkpoint I/O: round trip, and a clear CheckpointError for every way a file can be wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xai_jax.core.errors import CheckpointError, UnknownNameError
+from xai_jax.models import checkpoint as ckpt
+from xai_jax.models import mnist, zoo
+from xai_jax.models.checkpoint import load_checkpoint, save_checkpoint
+
+
+def np_init(model, x, seed=0, **kwargs):
+    """Variables of ``model`` filled from NumPy (LeCun-normal kernels, zero biases, unit BN scale and
+    variance): the structure of ``model.init`` without compiling JAX's random-number kernels, which
+    costs ~1 s per layer on XLA:CPU."""
+    shapes = jax.eval_shape(lambda a: model.init(jax.random.key(0), a, **kwargs), x)
+    rng = np.random.default_rng(seed)
+
+    def fill(path, s):
+        leaf = path[-1].key
+        if leaf == "kernel":
+            return jnp.asarray(rng.normal(size=s.shape) / np.sqrt(np.prod(s.shape[:-1])), s.dtype)
+        return jnp.full(s.shape, 1.0 if leaf in ("scale", "var") else 0.0, s.dtype)
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def _init(model):
+    return np_init(model, mnist.example_input(model))
+
+
+@pytest.fixture(scope="module")
+def cnn_vars():
+    return _init(mnist.MnistCNN())
+
+
+def _manifest_dir(tmp_path, name, model, variables):
+    """A checkpoint folder with one file and its manifest entry, like the shipped one."""
+    file = tmp_path / f"{name}.msgpack"
+    digest = save_checkpoint(file, variables)
+    ckpt.update_manifest(tmp_path, name, {"file": file.name, "class": type(model).__name__, "kwargs": {}, "sha256": digest})
+    return file
+
+
+def _same(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip_identical(tmp_path, cnn_vars):
+    path = tmp_path / "m.msgpack"
+    digest = save_checkpoint(path, cnn_vars)
+    assert digest == ckpt.file_sha256(path)
+    _same(load_checkpoint(path, mnist.MnistCNN()), cnn_vars)
+
+
+def test_round_trip_batch_stats(tmp_path):
+    model = mnist.DCGANGenerator()
+    variables = _init(model)
+    variables = {**variables, "batch_stats": jax.tree.map(lambda a: a + 0.5, variables["batch_stats"])}
+    path = tmp_path / "g.msgpack"
+    save_checkpoint(path, variables)
+    restored = load_checkpoint(path, model)
+    _same(restored, variables)
+    z = jax.random.normal(jax.random.key(3), (2, 100))
+    np.testing.assert_array_equal(model.apply(restored, z), model.apply(variables, z))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.msgpack", mnist.MnistCNN())
+
+
+def test_corrupt_file_sha256(tmp_path, cnn_vars):
+    file = _manifest_dir(tmp_path, "mnist_cnn", mnist.MnistCNN(), cnn_vars)
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside a weight: still parses
+    file.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 mismatch: file is corrupt or was replaced"):
+        load_checkpoint(file, mnist.MnistCNN())
+
+
+def test_explicit_sha256(tmp_path, cnn_vars):
+    path = tmp_path / "m.msgpack"
+    digest = save_checkpoint(path, cnn_vars)
+    load_checkpoint(path, mnist.MnistCNN(), sha256=digest)
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(path, mnist.MnistCNN(), sha256="0" * 64)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.02])
+def test_truncated_bytes(tmp_path, cnn_vars, keep):
+    path = tmp_path / "m.msgpack"
+    save_checkpoint(path, cnn_vars)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CheckpointError, match="cannot be parsed"):
+        load_checkpoint(path, mnist.MnistCNN())
+
+
+def test_not_msgpack(tmp_path):
+    path = tmp_path / "m.msgpack"
+    path.write_text("this is not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path, mnist.MnistCNN())
+
+
+def test_other_model(tmp_path):
+    path = tmp_path / "cam.msgpack"
+    save_checkpoint(path, _init(mnist.CamCNN()))
+    with pytest.raises(CheckpointError, match="different model") as info:
+        load_checkpoint(path, mnist.MnistCNN())
+    msg = str(info.value)
+    assert "missing params/fc1, params/fc2; unexpected params/conv5, params/fc" in msg
+
+
+def test_other_configuration_shapes(tmp_path):
+    path = tmp_path / "m5.msgpack"
+    save_checkpoint(path, _init(mnist.MnistCNN(num_classes=5)))
+    with pytest.raises(CheckpointError, match=r"params/fc2/kernel has shape \(128, 5\), the model expects \(128, 10\)"):
+        load_checkpoint(path, mnist.MnistCNN())
+
+
+def test_missing_batch_stats(tmp_path):
+    variables = _init(mnist.DCGANGenerator())
+    path = tmp_path / "g.msgpack"
+    save_checkpoint(path, {"params": variables["params"]})
+    with pytest.raises(CheckpointError, match="missing batch_stats"):
+        load_checkpoint(path, mnist.DCGANGenerator())
+
+
+def test_zoo_unknown_name_lists_names():
+    with pytest.raises(UnknownNameError) as info:
+        zoo.load("mnist_cnnn")
+    msg = str(info.value)
+    assert "'mnist_cnn'" in msg and "dcgan_generator" in msg
+    assert isinstance(info.value, KeyError)
+
+
+def test_zoo_env_override_and_verification(tmp_path, monkeypatch, cnn_vars):
+    file = _manifest_dir(tmp_path, "mnist_cnn", mnist.MnistCNN(), cnn_vars)
+    monkeypatch.setenv(ckpt.CHECKPOINTS_ENV, str(tmp_path))
+    assert zoo.available() == ["mnist_cnn"]
+    model, variables = zoo.load("mnist_cnn")
+    assert isinstance(model, mnist.MnistCNN)
+    _same(variables, cnn_vars)
+    with pytest.raises(CheckpointError, match="no checkpoint for 'cam_cnn'"):
+        zoo.load("cam_cnn")
+    file.write_bytes(file.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(CheckpointError, match="sha256"):
+        zoo.load("mnist_cnn")
+
+
+def test_zoo_user_path_checked(tmp_path, cnn_vars):
+    path = tmp_path / "mine.msgpack"  # not in any manifest: structure check only
+    save_checkpoint(path, cnn_vars)
+    model, variables = zoo.load("mnist_cnn", path=path)
+    _same(variables, cnn_vars)
+    with pytest.raises(CheckpointError, match="different model"):
+        zoo.load("cam_cnn", path=path)
+
+
+def test_manifest_kept_on_update(tmp_path):
+    ckpt.update_manifest(tmp_path, "a", {"file": "a.msgpack"})
+    ckpt.update_manifest(tmp_path, "b", {"file": "b.msgpack"})
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert list(manifest["models"]) == ["a", "b"] and manifest["format"] == ckpt.MANIFEST_FORMAT
+
+
+def test_shipped_manifest_matches_files():
+    directory = ckpt.checkpoints_dir()
+    entries = ckpt.read_manifest(directory)["models"]
+    if not entries:
+        pytest.skip("no shipped checkpoints")
+    for name, entry in entries.items():
+        path = directory / entry["file"]
+        assert path.is_file(), name
+        assert ckpt.file_sha256(path) == entry["sha256"], name
+        assert path.stat().st_size == entry["size_bytes"] < 5 * 2**20, name
+        for key in ("class", "kwargs", "data", "num_params", "training"):
+            assert key in entry, (name, key)
+        assert {"seed", "epochs", "optimizer"} <= set(entry["training"]), name
+        if entry["kind"] == "classifier":
+            assert entry["test_accuracy"] >= 0.985, name
+
+
+def test_copied_shipped_file_outside_manifest(tmp_path):
+    if "mnist_cnn" not in zoo.available():
+        pytest.skip("mnist_cnn not shipped")
+    src = ckpt.checkpoints_dir() / zoo.info("mnist_cnn")["file"]
+    dst = tmp_path / "copy.msgpack"
+    shutil.copy(src, dst)
+    _, variables = zoo.load("mnist_cnn", path=dst)
+    _, shipped = zoo.load("mnist_cnn")
+    _same(variables, shipped)
+    assert all(isinstance(a, jnp.ndarray) for a in jax.tree.leaves(variables))

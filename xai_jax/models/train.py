@@ -1,0 +1,507 @@
+"""Training of the zoo models: how every shipped checkpoint was made, and how to remake it.
+
+``train("mnist_cnn")`` (CLI: ``xai-jax train mnist_cnn``) trains one zoo model on MNIST, writes
+``<out_dir>/<name>.msgpack`` and its entry in ``<out_dir>/manifest.json``, and returns that entry.
+
+Protocol (the same for every classifier):
+
+* data: the standard MNIST split.  The 60,000 training images are split into 55,000 for training
+  and 5,000 for validation; the validation split picks the epoch kept (model selection); the
+  10,000 test images are used once, at the end, for the test accuracy written in the manifest.
+* optimiser: Adam (optax) with a cosine-decayed learning rate, mini-batches drawn by a seeded
+  permutation each epoch; every random number comes from ``jax.random`` keys split from ``seed``,
+  so a run is reproducible on the same machine and library versions.
+* losses: softmax cross-entropy; ``evidential_cnn`` uses the evidential MSE loss of Sensoy et al.
+  2018 (Eq. 5) with the KL weight ``min(1, epoch / 10)``
+  (:func:`xai_jax.models.losses.evidential_mse_loss`); ``mc_dropout_cnn`` trains with dropout on.
+* GANs (``mnist_gan_*``, ``dcgan_*``): the standard non-saturating GAN loss (Goodfellow et al.
+  2014): the discriminator minimises ``BCE(D(x), 1) + BCE(D(G(z)), 0)``, the generator
+  ``BCE(D(G(z)), 1)``, alternating one step each, Adam(2e-4, b1=0.5) as in Radford et al. 2016.
+  Training either half of a pair trains both and writes both checkpoints.  The manifest records
+  how ``mnist_cnn`` classifies 1,000 samples of the generator (mean top probability, class counts).
+
+Speed on CPU: the jitted steps differentiate through :func:`xai_jax.trace.interpreter.rewrite`
+with two gradient-only substitutions that leave every value and gradient the same (to float32
+rounding): the library's gather-free max-pool gradient, and a transposed convolution whose kernel
+gradient is computed on the explicitly dilated input (XLA:CPU's own kernel gradient of an
+``lhs_dilation`` convolution is ~5x slower).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from tqdm.auto import tqdm
+
+from ..data import DEFAULT_NPZ, ENV_VAR
+from ..data import mnist as mnist_data
+from ..trace.interpreter import bind_original, rewrite
+from ..trace.pooling import FAST_GRADIENT_RULES
+from . import zoo
+from .checkpoint import checkpoints_dir, file_sha256, load_checkpoint, save_checkpoint, update_manifest
+from .losses import annealing_weight, evidential_mse_loss
+from .mnist import LATENT_DIM, NUM_CLASSES, example_input
+
+__all__ = ["SETTINGS", "TrainSettings", "evaluate_accuracy", "make_classifier_step", "make_gan_step", "train"]
+
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a zoo model is trained (defaults of :func:`train`)."""
+
+    kind: str  # "classifier" | "evidential" | "gan"
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    b1: float = 0.9
+    b2: float = 0.999
+    schedule: str = "cosine"  # "cosine" (decay to 1% over the run) | "constant"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to model.apply while training
+    pair: tuple[str, str] | None = None  # GANs: (generator name, discriminator name)
+
+
+_GAN = ("mnist_gan_generator", "mnist_gan_discriminator")
+_DCGAN = ("dcgan_generator", "dcgan_discriminator")
+
+SETTINGS: dict[str, TrainSettings] = {
+    "mnist_cnn": TrainSettings("classifier", epochs=2, batch_size=128, learning_rate=2e-3),
+    "cam_cnn": TrainSettings("classifier", epochs=6, batch_size=128, learning_rate=2e-3),
+    "mc_dropout_cnn": TrainSettings("classifier", epochs=2, batch_size=128, learning_rate=2e-3,
+                                    model_kwargs={"deterministic": False}),
+    "evidential_cnn": TrainSettings("evidential", epochs=3, batch_size=128, learning_rate=1e-3),
+    "mnist_gan_generator": TrainSettings("gan", epochs=60, batch_size=64, learning_rate=2e-4, b1=0.5,
+                                         schedule="constant", pair=_GAN),
+    "mnist_gan_discriminator": TrainSettings("gan", epochs=60, batch_size=64, learning_rate=2e-4, b1=0.5,
+                                             schedule="constant", pair=_GAN),
+    "dcgan_generator": TrainSettings("gan", epochs=2, batch_size=64, learning_rate=2e-4, b1=0.5,
+                                     schedule="constant", model_kwargs={"train": True}, pair=_DCGAN),
+    "dcgan_discriminator": TrainSettings("gan", epochs=2, batch_size=64, learning_rate=2e-4, b1=0.5,
+                                         schedule="constant", model_kwargs={"train": True}, pair=_DCGAN),
+}
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def _data_source(data_path: str | os.PathLike | None) -> Path | None:
+    """The file ``xai_jax.data.mnist`` reads for ``data_path`` (recorded in the manifest)."""
+    if data_path is not None:
+        return Path(data_path)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return Path(DEFAULT_NPZ)
+
+
+def load_mnist_splits(data_path: str | os.PathLike | None = None) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """``{"train", "validation", "test"}`` -> ``(images (N, 28, 28, 1) float32 in [0, 1], labels int32)``,
+    and a description for the manifest.  Reads through :func:`xai_jax.data.mnist` (validation = the
+    last 5,000 of the 60,000 training images)."""
+    splits = {s: mnist_data(split=s, path=data_path) for s in ("train", "validation", "test")}
+    splits = {s: (np.asarray(x, np.float32), np.asarray(y, np.int32)) for s, (x, y) in splits.items()}
+    desc: dict[str, Any] = {"dataset": "MNIST", "loader": "xai_jax.data.mnist"}
+    source = _data_source(data_path)
+    if source is not None and source.is_file():
+        desc.update({"file": source.name, "sha256": file_sha256(source)})
+    desc["validation_split"] = f"last {len(splits['validation'][1])} of the training images"
+    desc.update({f"{s}_examples": int(len(v[1])) for s, v in splits.items()})
+    return splits, desc
+
+
+# ------------------------------------------------------------------------- fast training gradients
+
+
+def _conv_transpose_rule(eqn: Any, invals: Any) -> Any:
+    """``conv_general_dilated`` with ``lhs_dilation`` (``nn.ConvTranspose``): same value and input
+    gradient, kernel gradient computed on the explicitly zero-dilated input (a plain convolution)."""
+    p = eqn.params
+    if all(d == 1 for d in p["lhs_dilation"]):
+        return bind_original(eqn, invals)
+
+    def original(x: jax.Array, k: jax.Array) -> jax.Array:
+        return lax.conv_general_dilated_p.bind(x, k, **p)
+
+    def dilated(x: jax.Array, k: jax.Array) -> jax.Array:
+        cfg = [(0, 0, 0)] * x.ndim
+        for (lo, hi), d, ax in zip(p["padding"], p["lhs_dilation"], p["dimension_numbers"].lhs_spec[2:]):
+            cfg[ax] = (lo, hi, d - 1)
+        xp = lax.pad(x, jnp.zeros((), x.dtype), cfg)
+        params = dict(p, padding=tuple((0, 0) for _ in p["padding"]), lhs_dilation=(1,) * len(p["lhs_dilation"]))
+        return lax.conv_general_dilated_p.bind(xp, k, **params)
+
+    @jax.custom_vjp
+    def conv(x: jax.Array, k: jax.Array) -> jax.Array:
+        return original(x, k)
+
+    def fwd(x: jax.Array, k: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        return original(x, k), (x, k)
+
+    def bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x, k = res
+        dx = jax.vjp(lambda x_: original(x_, k), x)[1](g)[0]
+        dk = jax.vjp(lambda k_: dilated(x, k_), k)[1](g)[0]
+        return dx, dk
+
+    conv.defvjp(fwd, bwd)
+    return conv(*invals)
+
+
+_TRAINING_RULES = {**FAST_GRADIENT_RULES, "conv_general_dilated": _conv_transpose_rule}
+
+
+def _fast(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return rewrite(fn, _TRAINING_RULES)
+
+
+# ------------------------------------------------------------------------------------ optimisers
+
+
+def _optimizer(s: TrainSettings, total_steps: int) -> optax.GradientTransformation:
+    lr: Any = s.learning_rate
+    if s.schedule == "cosine":
+        lr = optax.cosine_decay_schedule(s.learning_rate, max(total_steps, 1), alpha=0.01)
+    return optax.adam(lr, b1=s.b1, b2=s.b2)
+
+
+def _optimizer_record(s: TrainSettings) -> dict[str, Any]:
+    return {"name": "adam", "learning_rate": s.learning_rate, "b1": s.b1, "b2": s.b2,
+            "schedule": "cosine decay to 1% over the run" if s.schedule == "cosine" else "constant"}
+
+
+# ------------------------------------------------------------------------------ classifier steps
+
+
+def make_classifier_step(
+    model: nn.Module,
+    optimizer: optax.GradientTransformation,
+    *,
+    loss: str = "cross_entropy",
+    model_kwargs: Mapping[str, Any] | None = None,
+    fast: bool = True,
+) -> Callable[..., tuple[Any, Any, jax.Array]]:
+    """Jitted ``step(params, opt_state, x, y, key, kl_weight) -> (params, opt_state, loss)``.
+
+    ``loss`` is ``"cross_entropy"`` or ``"evidential_mse"`` (Sensoy et al. 2018, Eq. 5, with KL
+    weight ``kl_weight``).  ``key`` feeds the ``"dropout"`` rng stream.  Pure: the same arguments
+    give the same result.  ``fast`` differentiates through the gradient-only substitutions described
+    in the module docstring (same values and gradients).
+    """
+    kwargs = dict(model_kwargs or {})
+    if loss not in ("cross_entropy", "evidential_mse"):
+        raise ValueError(f"unknown loss {loss!r}; use 'cross_entropy' or 'evidential_mse'")
+
+    def loss_fn(params: Any, x: jax.Array, y: jax.Array, key: jax.Array, kl_weight: jax.Array) -> jax.Array:
+        logits = model.apply({"params": params}, x, rngs={"dropout": key}, **kwargs)
+        if loss == "cross_entropy":
+            value = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        else:
+            value = evidential_mse_loss(logits, jax.nn.one_hot(y, logits.shape[-1]), kl_weight)
+        return value
+
+    grad_fn = jax.value_and_grad(_fast(loss_fn) if fast else loss_fn)
+
+    @jax.jit
+    def step(params: Any, opt_state: Any, x: jax.Array, y: jax.Array, key: jax.Array, kl_weight: Any = 0.0):
+        value, grads = grad_fn(params, x, y, key, jnp.asarray(kl_weight, jnp.float32))
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return step
+
+
+def _predict_fn(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
+    return jax.jit(lambda variables, x: jnp.argmax(model.apply(variables, x), axis=-1))
+
+
+def evaluate_accuracy(model: nn.Module, variables: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of ``model.apply(variables, x)`` (argmax of the outputs), in batches."""
+    predict = _predict_fn(model)
+    n, correct = len(images), 0
+    for i in range(0, n, batch_size):
+        xb = np.asarray(images[i:i + batch_size])
+        m = len(xb)
+        if m < batch_size and n > batch_size:  # pad the last batch: one compiled shape
+            xb = np.concatenate([xb, np.zeros((batch_size - m, *xb.shape[1:]), xb.dtype)])
+        pred = np.asarray(predict(variables, jnp.asarray(xb)))[:m]
+        correct += int(np.sum(pred == np.asarray(labels[i:i + batch_size])))
+    return correct / len(images)
+
+
+def _constructor_kwargs(model: nn.Module) -> dict[str, Any]:
+    """The module's dataclass fields (its configuration), as recorded in the manifest."""
+    return {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.init and f.name not in ("parent", "name")}
+
+
+def _num_params(tree: Any) -> int:
+    return int(sum(np.size(a) for a in jax.tree.leaves(tree)))
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("jax", "jaxlib", "flax", "optax"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+            pass
+    return out
+
+
+def _batches(key: jax.Array, epoch: int, n: int, batch_size: int) -> np.ndarray:
+    """Indices of the epoch's mini-batches (a seeded permutation, remainder dropped): (steps, batch_size)."""
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))
+    steps = n // batch_size
+    return perm[: steps * batch_size].reshape(steps, batch_size)
+
+
+def _train_classifier(name: str, s: TrainSettings, splits: Mapping[str, Any], epochs: int, key: jax.Array,
+                      progress: bool) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    model = zoo.build(name)
+    (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["validation"]
+    init_key, shuffle_key, dropout_key = jax.random.split(key, 3)
+    params = model.init({"params": init_key}, example_input(model))["params"]
+    steps_per_epoch = len(x_tr) // s.batch_size
+    optimizer = _optimizer(s, steps_per_epoch * epochs)
+    opt_state = optimizer.init(params)
+    loss_name = "evidential_mse" if s.kind == "evidential" else "cross_entropy"
+    step = make_classifier_step(model, optimizer, loss=loss_name, model_kwargs=s.model_kwargs)
+    best = (-1.0, -1, params)
+    history = []
+    global_step = 0
+    for epoch in range(epochs):
+        kl_weight = float(annealing_weight(epoch)) if s.kind == "evidential" else 0.0
+        bar = tqdm(_batches(shuffle_key, epoch, len(x_tr), s.batch_size), desc=f"{name} {epoch + 1}/{epochs}",
+                   disable=not progress, leave=False)
+        losses = []
+        for idx in bar:
+            params, opt_state, loss = step(params, opt_state, x_tr[idx], y_tr[idx],
+                                           jax.random.fold_in(dropout_key, global_step), kl_weight)
+            global_step += 1
+            losses.append(loss)
+            if global_step % 50 == 0:
+                bar.set_postfix(loss=f"{float(loss):.4f}")
+        val_acc = evaluate_accuracy(model, {"params": params}, x_va, y_va)
+        mean_loss = float(np.mean(jax.device_get(losses)))
+        history.append({"epoch": epoch, "train_loss": round(mean_loss, 5), "validation_accuracy": val_acc})
+        if progress:
+            tqdm.write(f"{name}: epoch {epoch + 1}/{epochs} loss {mean_loss:.4f} validation accuracy {val_acc:.4f}")
+        if val_acc > best[0]:
+            best = (val_acc, epoch, params)
+    val_acc, best_epoch, params = best
+    record = {
+        "loss": ("evidential MSE (Sensoy et al. 2018, Eq. 5), KL weight min(1, epoch/10)"
+                 if s.kind == "evidential" else "softmax cross-entropy"),
+        "validation_accuracy": val_acc, "best_epoch": best_epoch, "history": history,
+    }
+    return model, {"params": params}, record
+
+
+# ------------------------------------------------------------------------------------------ GANs
+
+
+def _bce(logits: jax.Array, label: float) -> jax.Array:
+    return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)).mean()
+
+
+def make_gan_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_optimizer: optax.GradientTransformation,
+    d_optimizer: optax.GradientTransformation,
+    *,
+    latent_dim: int = LATENT_DIM,
+    fast: bool = True,
+) -> Callable[..., tuple[Any, Any, Any, Any, jax.Array, jax.Array]]:
+    """Jitted non-saturating GAN step (Goodfellow et al. 2014), one discriminator then one generator update.
+
+    ``step(g_vars, d_params, g_state, d_state, real, key) -> (g_vars, d_params, g_state, d_state,
+    d_loss, g_loss)``; ``g_vars`` holds ``params`` and, for a BatchNorm generator, ``batch_stats``
+    (trained with batch statistics, running averages updated once per step).
+    """
+
+    def gen(g_params: Any, stats: Any, z: jax.Array) -> tuple[jax.Array, Any]:
+        if stats is None:
+            return generator.apply({"params": g_params}, z), None
+        out, upd = generator.apply({"params": g_params, "batch_stats": stats}, z, train=True, mutable=["batch_stats"])
+        return out, upd["batch_stats"]
+
+    def d_loss(d_params: Any, real: jax.Array, fake: jax.Array) -> jax.Array:
+        return _bce(discriminator.apply({"params": d_params}, real), 1.0) + _bce(discriminator.apply({"params": d_params}, fake), 0.0)
+
+    def g_loss(g_params: Any, stats: Any, d_params: Any, z: jax.Array) -> tuple[jax.Array, Any]:
+        fake, new_stats = gen(g_params, stats, z)
+        return _bce(discriminator.apply({"params": d_params}, fake), 1.0), new_stats
+
+    d_grad = jax.value_and_grad(_fast(d_loss) if fast else d_loss)
+    g_grad = jax.value_and_grad(_fast(g_loss) if fast else g_loss, has_aux=True)
+
+    @jax.jit
+    def step(g_vars: Any, d_params: Any, g_state: Any, d_state: Any, real: jax.Array, key: jax.Array):
+        stats = g_vars.get("batch_stats")
+        z = jax.random.normal(key, (real.shape[0], latent_dim), real.dtype)
+        fake, _ = gen(g_vars["params"], stats, z)
+        dl, dg = d_grad(d_params, real, lax.stop_gradient(fake))
+        upd, d_state = d_optimizer.update(dg, d_state, d_params)
+        d_params = optax.apply_updates(d_params, upd)
+        (gl, new_stats), gg = g_grad(g_vars["params"], stats, d_params, z)
+        upd, g_state = g_optimizer.update(gg, g_state, g_vars["params"])
+        g_vars = {"params": optax.apply_updates(g_vars["params"], upd)}
+        if stats is not None:
+            g_vars["batch_stats"] = new_stats
+        return g_vars, d_params, g_state, d_state, dl, gl
+
+    return step
+
+
+def _generator_quality(generator: nn.Module, g_vars: Any, key: jax.Array, classifier_dir: Path, n: int = 1000) -> dict[str, Any]:
+    """How ``mnist_cnn`` sees ``n`` samples of the generator (inference mode): mean top probability,
+    the fraction classified with probability >= 0.9, and the predicted-class counts."""
+    clf_path = classifier_dir / "mnist_cnn.msgpack"
+    try:
+        clf = zoo.build("mnist_cnn")
+        clf_vars = load_checkpoint(clf_path, clf) if clf_path.is_file() else zoo.load("mnist_cnn")[1]
+    except Exception as e:  # no classifier yet: skip the score, say why
+        return {"skipped": f"no mnist_cnn checkpoint to score samples with ({type(e).__name__})"}
+    z = jax.random.normal(key, (n, LATENT_DIM))
+    images = jax.jit(lambda v, z: generator.apply(v, z))(g_vars, z)
+    probs = np.asarray(jax.nn.softmax(jax.jit(clf.apply)(clf_vars, images)))
+    top = probs.max(axis=1)
+    counts = np.bincount(probs.argmax(axis=1), minlength=NUM_CLASSES)
+    return {
+        "scored_by": "mnist_cnn", "samples": n, "mean_top_probability": round(float(top.mean()), 4),
+        "fraction_top_probability_ge_0.9": round(float((top >= 0.9).mean()), 4),
+        "predicted_class_counts": [int(c) for c in counts],
+    }
+
+
+def _train_gan(s: TrainSettings, splits: Mapping[str, Any], epochs: int, key: jax.Array, progress: bool
+               ) -> tuple[dict[str, tuple[nn.Module, Any]], dict[str, Any]]:
+    g_name, d_name = s.pair  # type: ignore[misc]
+    generator, discriminator = zoo.build(g_name), zoo.build(d_name)
+    x_tr = splits["train"][0]
+    g_key, d_key, shuffle_key, noise_key, _ = jax.random.split(key, 5)
+    g_vars = dict(generator.init({"params": g_key}, example_input(generator)))
+    d_params = discriminator.init({"params": d_key}, example_input(discriminator))["params"]
+    steps_per_epoch = len(x_tr) // s.batch_size
+    g_opt, d_opt = _optimizer(s, steps_per_epoch * epochs), _optimizer(s, steps_per_epoch * epochs)
+    g_state, d_state = g_opt.init(g_vars["params"]), d_opt.init(d_params)
+    step = make_gan_step(generator, discriminator, g_opt, d_opt)
+    history = []
+    global_step = 0
+    for epoch in range(epochs):
+        bar = tqdm(_batches(shuffle_key, epoch, len(x_tr), s.batch_size), desc=f"{g_name} {epoch + 1}/{epochs}",
+                   disable=not progress, leave=False)
+        d_losses, g_losses = [], []
+        for idx in bar:
+            g_vars, d_params, g_state, d_state, dl, gl = step(g_vars, d_params, g_state, d_state, x_tr[idx],
+                                                              jax.random.fold_in(noise_key, global_step))
+            global_step += 1
+            d_losses.append(dl)
+            g_losses.append(gl)
+            if global_step % 50 == 0:
+                bar.set_postfix(d=f"{float(dl):.3f}", g=f"{float(gl):.3f}")
+        entry = {"epoch": epoch, "d_loss": round(float(np.mean(jax.device_get(d_losses))), 4),
+                 "g_loss": round(float(np.mean(jax.device_get(g_losses))), 4)}
+        history.append(entry)
+        if progress:
+            tqdm.write(f"{g_name}: epoch {epoch + 1}/{epochs} d_loss {entry['d_loss']:.4f} g_loss {entry['g_loss']:.4f}")
+    record = {"loss": "non-saturating GAN (Goodfellow et al. 2014): D: BCE(D(x),1)+BCE(D(G(z)),0); G: BCE(D(G(z)),1)",
+              "latent": f"z ~ N(0, I), {LATENT_DIM}-d", "history": history, "steps": global_step}
+    return {g_name: (generator, g_vars), d_name: (discriminator, {"params": d_params})}, record
+
+
+# ------------------------------------------------------------------------------------ entry point
+
+
+def train(
+    name: str,
+    *,
+    data_path: str | os.PathLike | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train zoo model ``name`` on MNIST and write its checkpoint and manifest entry.
+
+    Args:
+        name: a zoo model name (``xai_jax.models.zoo.names()``).  Either half of a GAN trains the
+            pair and writes both checkpoints.
+        data_path: MNIST ``.npz`` (keys ``x_train``, ``y_train``, ``x_test``, ``y_test``); default
+            ``../shared/data/mnist.npz`` beside the repo.
+        epochs: default from :data:`SETTINGS`.
+        seed: seeds every random number (init, shuffling, dropout, GAN noise) via ``jax.random``.
+        out_dir: where to write ``<name>.msgpack`` and ``manifest.json`` (other entries are kept);
+            default the checkpoints folder (:func:`xai_jax.models.checkpoint.checkpoints_dir`),
+            i.e. retraining replaces the shipped checkpoint.
+        progress: show tqdm progress bars and one line per epoch.
+
+    Returns:
+        The manifest entry written for ``name``.
+    """
+    zoo._entry(name)  # UnknownNameError listing the names
+    s = SETTINGS[name]
+    epochs = s.epochs if epochs is None else int(epochs)
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    out = Path(out_dir) if out_dir is not None else checkpoints_dir()
+    splits, data_desc = load_mnist_splits(data_path)
+    key = jax.random.key(seed)
+    start = time.perf_counter()
+    common = {"seed": seed, "epochs": epochs, "batch_size": s.batch_size, "optimizer": _optimizer_record(s),
+              "prng": "jax.random.key(seed), split into init / shuffle / noise keys", "device": jax.default_backend(),
+              "versions": _versions(), "command": f"xai-jax train {name}"}
+    if s.kind in ("classifier", "evidential"):
+        model, variables, record = _train_classifier(name, s, splits, epochs, key, progress)
+        elapsed = time.perf_counter() - start
+        test_acc = evaluate_accuracy(model, variables, *splits["test"])
+        if progress:
+            tqdm.write(f"{name}: test accuracy {test_acc:.4f} ({elapsed:.0f} s)")
+        extra = {"validation_accuracy": record.pop("validation_accuracy"), "test_accuracy": test_acc}
+        results = {name: (model, variables, extra)}
+    else:
+        trained, record = _train_gan(s, splits, epochs, key, progress)
+        elapsed = time.perf_counter() - start
+        g_name, d_name = s.pair  # type: ignore[misc]
+        gen, g_vars = trained[g_name]
+        quality = _generator_quality(gen, g_vars, jax.random.fold_in(key, 10_000), out)
+        if progress:
+            tqdm.write(f"{g_name}: {quality}")
+        results = {g_name: (gen, g_vars, {"sample_quality": quality}), d_name: (*trained[d_name], {"trained_with": g_name})}
+        results[g_name][2]["trained_with"] = d_name
+    entries = {}
+    for n, (model, variables, extra) in results.items():
+        zoo_entry = zoo.ZOO[n]
+        file = f"{n}.msgpack"
+        digest = save_checkpoint(out / file, variables)
+        entry = {
+            "file": file, "class": type(model).__name__, "module": type(model).__module__,
+            "kwargs": _constructor_kwargs(model), "kind": zoo_entry.kind, "description": zoo_entry.description,
+            "input": ("images (B, 28, 28, 1) float32 in [0, 1]" if zoo_entry.kind != "generator"
+                      else f"codes (B, {LATENT_DIM}) float32, z ~ N(0, I)"),
+            "output": {"classifier": "logits (B, 10)", "generator": "images (B, 28, 28, 1) float32 in [0, 1]",
+                       "discriminator": "logit (B, 1), positive = real"}[zoo_entry.kind],
+            "data": data_desc,
+            **extra,
+            "num_params": _num_params(variables["params"]),
+            "variables": sorted(variables),
+            "size_bytes": (out / file).stat().st_size,
+            "sha256": digest,
+            "training": {**common, **record, "time_s": round(elapsed, 1)},
+        }
+        if n == name or n not in entries:
+            entries[n] = entry
+        update_manifest(out, n, entry)
+    return entries[name]

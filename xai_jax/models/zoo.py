@@ -1,0 +1,120 @@
+"""The model zoo: trained MNIST models by name.
+
+>>> import xai_jax as xj
+>>> model, variables = xj.models.load("mnist_cnn")
+>>> logits = model.apply(variables, images)          # images (B, 28, 28, 1) in [0, 1]
+
+Checkpoints live in the repo's ``checkpoints/`` folder (``$XAI_JAX_CHECKPOINTS`` overrides it),
+listed with their test accuracy, training settings and sha256 in ``checkpoints/manifest.json``.
+Every load is verified (see :mod:`xai_jax.models.checkpoint`).  Retrain any of them with
+:func:`xai_jax.models.train.train` (``xai-jax train NAME``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+
+from ..core.errors import CheckpointError, UnknownNameError, unknown_name_message
+from . import mnist
+from .checkpoint import CHECKPOINTS_ENV, checkpoints_dir, load_checkpoint, read_manifest
+
+__all__ = ["ZOO", "ZooEntry", "available", "build", "info", "load", "names"]
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A zoo model: its class, constructor kwargs and what it is."""
+
+    cls: type[nn.Module]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    kind: str = "classifier"  # "classifier" | "generator" | "discriminator"
+    description: str = ""
+
+
+ZOO: dict[str, ZooEntry] = {
+    "mnist_cnn": ZooEntry(mnist.MnistCNN, {}, "classifier", "general MNIST CNN (4 convs, 2 max-pools, 2 dense)"),
+    "cam_cnn": ZooEntry(mnist.CamCNN, {}, "classifier", "CAM classifier: 5 convs, 2 max-pools, global average pooling, one dense"),
+    "mc_dropout_cnn": ZooEntry(mnist.MCDropoutCNN, {}, "classifier", "CNN with dropout for Monte-Carlo dropout"),
+    "evidential_cnn": ZooEntry(mnist.EvidentialCNN, {}, "classifier", "CNN trained with the evidential MSE loss"),
+    "mnist_gan_generator": ZooEntry(mnist.GanGenerator, {}, "generator", "MLP GAN generator, z (100) -> image"),
+    "mnist_gan_discriminator": ZooEntry(mnist.GanDiscriminator, {}, "discriminator", "MLP GAN discriminator"),
+    "dcgan_generator": ZooEntry(mnist.DCGANGenerator, {}, "generator", "DCGAN generator, z (100) -> image"),
+    "dcgan_discriminator": ZooEntry(mnist.DCGANDiscriminator, {}, "discriminator", "DCGAN discriminator"),
+}
+
+
+def names() -> list[str]:
+    """Every zoo model name (shipped or not)."""
+    return list(ZOO)
+
+
+def _entry(name: str) -> ZooEntry:
+    if not isinstance(name, str) or name not in ZOO:
+        raise UnknownNameError(unknown_name_message("model", str(name), ZOO))
+    return ZOO[name]
+
+
+def available() -> list[str]:
+    """Names of the zoo models with a checkpoint in the checkpoints folder, in zoo order."""
+    directory = checkpoints_dir()
+    listed = read_manifest(directory)["models"]
+    return [n for n in ZOO if n in listed and (directory / str(listed[n].get("file", ""))).is_file()]
+
+
+def info(name: str) -> dict[str, Any]:
+    """The manifest entry of a shipped model (test accuracy, training settings, sha256...)."""
+    _entry(name)
+    listed = read_manifest(checkpoints_dir())["models"]
+    if name not in listed:
+        raise CheckpointError(f"no checkpoint for {name!r} in {checkpoints_dir()}; train one with `xai-jax train {name}`")
+    return dict(listed[name])
+
+
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """A fresh (untrained) instance of zoo model ``name``; ``kwargs`` override its constructor kwargs."""
+    entry = _entry(name)
+    return entry.cls(**{**entry.kwargs, **kwargs})
+
+
+def load(name: str, path: str | os.PathLike | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a trained zoo model: ``model, variables = load("mnist_cnn")``.
+
+    Args:
+        name: a zoo model name (:func:`available` lists the shipped ones).
+        path: a checkpoint file to load instead of the shipped one (e.g. one you trained); it must
+            hold variables of the same model.
+
+    Returns:
+        ``(model, variables)``: an unbound Linen module and its full variables dict (``params``,
+        ``batch_stats`` if any), ready for ``model.apply(variables, x)``.
+
+    Raises:
+        UnknownNameError: ``name`` is not a zoo model (the message lists the known names).
+        CheckpointError: missing, corrupt or mismatched checkpoint file.
+    """
+    entry = _entry(name)
+    directory = checkpoints_dir()
+    listed = read_manifest(directory)["models"].get(name)
+    kwargs = dict(entry.kwargs)
+    if listed is not None:
+        if listed.get("class", entry.cls.__name__) != entry.cls.__name__:
+            raise CheckpointError(
+                f"manifest entry {name!r} names class {listed.get('class')!r}, but the zoo's {name!r} is {entry.cls.__name__}"
+            )
+        kwargs.update(listed.get("kwargs") or {})
+    model = entry.cls(**kwargs)
+    if path is None:
+        file = (listed or {}).get("file", f"{name}.msgpack")
+        path = directory / file
+        if not Path(path).is_file():
+            raise CheckpointError(
+                f"no checkpoint for {name!r}: {path} does not exist. Shipped: {', '.join(available()) or '(none)'}; "
+                f"train it with `xai-jax train {name}` or point ${CHECKPOINTS_ENV} at a folder that has it"
+            )
+    variables = load_checkpoint(path, model)
+    return model, variables

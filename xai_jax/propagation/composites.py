@@ -1,0 +1,311 @@
+"""Composites: which rule each layer gets (Zennit's names and choices).
+
+A composite maps each layer found in the trace to a rule, from its :class:`LayerContext`: its Flax
+name (``"block/conv1"``), its *kind* (``"conv"``, ``"dense"``, ``"avgpool"``, ``"sum"``,
+``"activation"``, ``"maxpool"``, ``"affine"``), its Flax module type (``"Conv"``) and its position
+among the conv/dense layers in forward order.  ``None`` means no rule: the layer passes the plain
+gradient (Zennit's behaviour for layers without a hook).
+
+Every built-in composite starts from Zennit's base map -- activations ``Pass``, residual sums
+``Norm``, average pooling ``Norm``, an unmerged BatchNorm ``Pass``, max pooling the gradient -- and
+merges BatchNorm into the preceding layer (:class:`~.canonizers.MergeBatchNorm`):
+
+========================== ====================== ============== ==========================
+composite                  first conv/dense layer other convs    dense layers
+========================== ====================== ============== ==========================
+``EpsilonPlus``            --                     ``ZPlus``      ``Epsilon``
+``EpsilonPlusFlat``        ``Flat``               ``ZPlus``      ``Epsilon``
+``EpsilonAlpha2Beta1``     --                     ``AlphaBeta``  ``Epsilon``
+``EpsilonAlpha2Beta1Flat`` ``Flat``               ``AlphaBeta``  ``Epsilon``
+``EpsilonGammaBox(l, h)``  ``ZBox(l, h)`` (conv)  ``Gamma``      ``Epsilon``
+========================== ====================== ============== ==========================
+
+:class:`MapComposite` builds any other: rules by layer name (glob patterns), by layer type or kind,
+and for the first layer.  :class:`PositionMix` is the seed package's composite: LRP-0 in the upper
+layers, LRP-ε in the middle, LRP-αβ in the lower ones and z^B at the input (Montavon et al. 2019,
+"Layer-Wise Relevance Propagation: An Overview", Sec. 10.3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..core.errors import InputError
+from .canonizers import Canonizer, MergeBatchNorm
+from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, Stabilizer, StabilizerLike, ZBox, ZPlus
+
+#: Kind words accepted as type selectors; ``"linear"`` is conv or dense.
+KIND_WORDS = frozenset({"conv", "dense", "linear", "avgpool", "sum", "activation", "maxpool", "affine"})
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerContext:
+    """What a composite knows about a layer when it picks its rule."""
+
+    name: str
+    kind: str
+    module_type: str | None = None
+    index: int | None = None  # position among conv/dense layers, forward order (0 = first)
+    count: int = 0  # number of conv/dense layers
+    first_conv: int | None = None  # index of the model's first convolution
+    first_dense: int | None = None  # index of the model's first dense layer
+
+    @property
+    def is_linear(self) -> bool:
+        return self.kind in ("conv", "dense")
+
+    def is_first(self, kinds: tuple[str, ...] = ("conv", "dense")) -> bool:
+        """Is this the first layer (forward order) among layers of ``kinds``?"""
+        firsts = [i for k, i in (("conv", self.first_conv), ("dense", self.first_dense)) if k in kinds and i is not None]
+        return self.kind in kinds and bool(firsts) and self.index == min(firsts)
+
+
+def _matches_type(selector: Any, ctx: LayerContext) -> bool:
+    if isinstance(selector, str):
+        if selector in KIND_WORDS:
+            return selector == ctx.kind or (selector == "linear" and ctx.is_linear)
+        return selector == ctx.module_type
+    if isinstance(selector, type):
+        return selector.__name__ == ctx.module_type
+    return False
+
+
+def _pairs(mapping: Mapping[Any, Rule] | Iterable[tuple[Any, Rule]] | None, what: str) -> tuple[tuple[Any, Rule], ...]:
+    if mapping is None:
+        return ()
+    items = tuple(mapping.items()) if isinstance(mapping, Mapping) else tuple(mapping)
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            raise InputError(f"{what} must be a mapping or a sequence of (selector, rule) pairs; got {item!r}.")
+        selector, rule = item
+        if rule is not None and not isinstance(rule, Rule):
+            raise InputError(f"{what}[{selector!r}] must be a rule (e.g. Epsilon()), or None for the gradient; got {rule!r}.")
+        selectors = selector if isinstance(selector, tuple) else (selector,)
+        for one in selectors:
+            if not isinstance(one, (str, type)):
+                raise InputError(f"{what} selectors must be strings or Flax module classes; got {one!r}.")
+    return items
+
+
+def base_map(stabilizer: StabilizerLike = 1e-6) -> tuple[tuple[str, Rule | None], ...]:
+    """Zennit's ``layer_map_base``: activations and lone BatchNorms pass, sums and average pooling
+    are normalised, max pooling follows the gradient."""
+    return (("activation", Pass()), ("sum", Norm(stabilizer)), ("avgpool", Norm(stabilizer)), ("affine", Pass()), ("maxpool", None))
+
+
+class Composite:
+    """Base class: maps a :class:`LayerContext` to a rule (or ``None``: the gradient).
+
+    Subclasses implement :meth:`rule` and :meth:`_key` (composites are hashable: they are static
+    options of the jitted methods).
+    """
+
+    canonizers: tuple[Canonizer, ...] = (MergeBatchNorm(),)
+
+    def rule(self, ctx: LayerContext) -> Rule | None:
+        raise NotImplementedError
+
+    def _key(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def resolve(self, ctx: LayerContext) -> Rule | None:
+        rule = self.rule(ctx)
+        return None if isinstance(rule, Gradient) else rule
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._key() == other._key()  # type: ignore[attr-defined]
+
+
+class MapComposite(Composite):
+    """Rules by layer name, first layer, layer type/kind, then Zennit's base map.
+
+    Args:
+      names: ``{"conv1": ZBox(0, 1), "block/*": Gamma()}``: Flax layer names or glob patterns
+        (a tuple of them as one key matches any).
+      types: ``{"conv": ZPlus(), nn.Dense: Epsilon()}``: kind words (``"conv"``, ``"dense"``,
+        ``"linear"``, ``"avgpool"``, ``"sum"``, ``"activation"``, ``"maxpool"``, ``"affine"``), Flax
+        module classes or their names (``"Conv"``).
+      first: the rule of the first layer whose kind is in ``first_kinds`` (forward order).
+      base: append Zennit's base map (activations ``Pass``, sums/average pooling ``Norm``...).
+      canonizers: default ``(MergeBatchNorm(),)``.
+
+    The first matching entry wins: names, then ``first``, then types, then the base map.
+    """
+
+    def __init__(
+        self,
+        names: Mapping[Any, Rule] | Iterable[tuple[Any, Rule]] | None = None,
+        types: Mapping[Any, Rule] | Iterable[tuple[Any, Rule]] | None = None,
+        *,
+        first: Rule | None = None,
+        first_kinds: tuple[str, ...] = ("conv", "dense"),
+        base: bool = True,
+        stabilizer: StabilizerLike = 1e-6,
+        canonizers: Iterable[Canonizer] = (MergeBatchNorm(),),
+    ) -> None:
+        self.names = _pairs(names, "names")
+        self.types = _pairs(types, "types")
+        for selector, _ in self.types:
+            for one in selector if isinstance(selector, tuple) else (selector,):
+                if isinstance(one, str) and one not in KIND_WORDS and not one[:1].isupper():
+                    raise InputError(
+                        f"types selector {one!r} is neither a kind ({', '.join(sorted(KIND_WORDS))}) nor a Flax "
+                        "class name; use names= for layer names."
+                    )
+        if first is not None and not isinstance(first, Rule):
+            raise InputError(f"first must be a rule; got {first!r}.")
+        bad = [k for k in first_kinds if k not in ("conv", "dense")]
+        if bad:
+            raise InputError(f"first_kinds must be among 'conv', 'dense'; got {bad}.")
+        self.first = first
+        self.first_kinds = tuple(first_kinds)
+        self.base = base
+        self.stabilizer = stabilizer
+        self.canonizers = tuple(canonizers)
+        for c in self.canonizers:
+            if not isinstance(c, Canonizer):
+                raise InputError(f"canonizers must be Canonizer instances; got {c!r}.")
+        self._base = base_map(stabilizer) if base else ()
+
+    def rule(self, ctx: LayerContext) -> Rule | None:
+        for selector, rule in self.names:
+            if any(fnmatch.fnmatchcase(ctx.name, s) for s in (selector if isinstance(selector, tuple) else (selector,))):
+                return rule
+        if self.first is not None and ctx.is_first(self.first_kinds):
+            return self.first
+        for selector, rule in (*self.types, *self._base):
+            if any(_matches_type(s, ctx) for s in (selector if isinstance(selector, tuple) else (selector,))):
+                return rule
+        return None
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.names, self.types, self.first, self.first_kinds, self.base, _hashable(self.stabilizer), self.canonizers)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(names={dict(self.names)}, types={dict(self.types)}, first={self.first!r})"
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return id(value)
+    return value
+
+
+class EpsilonPlus(MapComposite):
+    """``ZPlus`` for convolutions, ``Epsilon`` for dense layers (Zennit ``EpsilonPlus``)."""
+
+    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, canonizers: Iterable[Canonizer] = (MergeBatchNorm(),)) -> None:
+        own = (("conv", ZPlus(stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
+        super().__init__(names, (*_pairs(types, "types"), *own), stabilizer=stabilizer, canonizers=canonizers)
+
+
+class EpsilonPlusFlat(MapComposite):
+    """``Flat`` for the first conv/dense layer, ``ZPlus`` for other convolutions, ``Epsilon`` for dense
+    layers (Zennit ``EpsilonPlusFlat``; Kohlbrenner et al. 2020, "Towards Best Practice in Explaining
+    Neural Network Decisions with LRP")."""
+
+    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, first: Rule | None = None, canonizers: Iterable[Canonizer] = (MergeBatchNorm(),)) -> None:
+        own = (("conv", ZPlus(stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
+        super().__init__(names, (*_pairs(types, "types"), *own), first=first or Flat(stabilizer, zero_params), stabilizer=stabilizer, canonizers=canonizers)
+
+
+class EpsilonAlpha2Beta1(MapComposite):
+    """``AlphaBeta(2, 1)`` for convolutions, ``Epsilon`` for dense layers (Zennit ``EpsilonAlpha2Beta1``)."""
+
+    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, canonizers: Iterable[Canonizer] = (MergeBatchNorm(),)) -> None:
+        own = (("conv", AlphaBeta(2.0, 1.0, stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
+        super().__init__(names, (*_pairs(types, "types"), *own), stabilizer=stabilizer, canonizers=canonizers)
+
+
+class EpsilonAlpha2Beta1Flat(MapComposite):
+    """``Flat`` for the first conv/dense layer, ``AlphaBeta(2, 1)`` for other convolutions, ``Epsilon``
+    for dense layers (Zennit ``EpsilonAlpha2Beta1Flat``)."""
+
+    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, first: Rule | None = None, canonizers: Iterable[Canonizer] = (MergeBatchNorm(),)) -> None:
+        own = (("conv", AlphaBeta(2.0, 1.0, stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
+        super().__init__(names, (*_pairs(types, "types"), *own), first=first or Flat(stabilizer, zero_params), stabilizer=stabilizer, canonizers=canonizers)
+
+
+class EpsilonGammaBox(MapComposite):
+    """``ZBox(low, high)`` for the first convolution, ``Gamma`` for other convolutions, ``Epsilon`` for
+    dense layers (Zennit ``EpsilonGammaBox``; Montavon et al. 2019)."""
+
+    def __init__(self, low: Any, high: Any, epsilon: StabilizerLike = 1e-6, gamma: float = 0.25, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, canonizers: Iterable[Canonizer] = (MergeBatchNorm(),)) -> None:
+        own = (("conv", Gamma(gamma, stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
+        super().__init__(
+            names, (*_pairs(types, "types"), *own), first=ZBox(low, high, stabilizer, zero_params), first_kinds=("conv",),
+            stabilizer=stabilizer, canonizers=canonizers,
+        )
+
+
+class PositionMix(Composite):
+    """The seed package's position-based composite (Montavon et al. 2019, Sec. 10.3).
+
+    With ``n`` conv/dense layers numbered ``0..n-1`` from the input, layer ``i`` gets ``lower``
+    (LRP-αβ) when ``i < round(bounds[0]·n)``, ``middle`` (LRP-ε with ε scaled by the layer's RMS) when
+    ``i < round(bounds[1]·n)``, and ``upper`` (LRP-0) otherwise; layer 0 gets ``first`` (z^B) when
+    given.  The seed counted every module (activations, pooling) in ``n``; here only conv/dense
+    layers count, so the split does not depend on how a model spells its activations.
+    """
+
+    def __init__(
+        self,
+        upper: Rule = Epsilon(1e-9),
+        middle: Rule = Epsilon(Stabilizer(0.1, norm_scale=True)),
+        lower: Rule = AlphaBeta(2.0, 1.0),
+        first: Rule | None = ZBox(-1.0, 1.0),
+        bounds: tuple[float, float] = (0.3, 0.6),
+        stabilizer: StabilizerLike = 1e-6,
+        canonizers: Iterable[Canonizer] = (MergeBatchNorm(),),
+    ) -> None:
+        lo, hi = bounds
+        if not (0.0 <= lo <= hi <= 1.0):
+            raise InputError(f"bounds must satisfy 0 <= lower <= upper <= 1; got {bounds}.")
+        for what, rule in (("upper", upper), ("middle", middle), ("lower", lower), ("first", first)):
+            if rule is not None and not isinstance(rule, Rule):
+                raise InputError(f"{what} must be a rule; got {rule!r}.")
+        self.upper, self.middle, self.lower, self.first = upper, middle, lower, first
+        self.bounds = (float(lo), float(hi))
+        self.stabilizer = stabilizer
+        self.canonizers = tuple(canonizers)
+        self._base = base_map(stabilizer)
+
+    def rule(self, ctx: LayerContext) -> Rule | None:
+        if ctx.is_linear and ctx.index is not None:
+            if ctx.index == 0 and self.first is not None:
+                return self.first
+            if ctx.index < round(self.bounds[0] * ctx.count):
+                return self.lower
+            if ctx.index < round(self.bounds[1] * ctx.count):
+                return self.middle
+            return self.upper
+        for selector, rule in self._base:
+            if _matches_type(selector, ctx):
+                return rule
+        return None
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.upper, self.middle, self.lower, self.first, self.bounds, _hashable(self.stabilizer), self.canonizers)
+
+
+COMPOSITES: dict[str, type[Composite]] = {
+    "epsilon_plus": EpsilonPlus,
+    "epsilon_plus_flat": EpsilonPlusFlat,
+    "epsilon_alpha2_beta1": EpsilonAlpha2Beta1,
+    "epsilon_alpha2_beta1_flat": EpsilonAlpha2Beta1Flat,
+    "epsilon_gamma_box": EpsilonGammaBox,
+    "position_mix": PositionMix,
+}
+
+__all__ = [
+    "COMPOSITES", "Composite", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "EpsilonPlus",
+    "EpsilonPlusFlat", "LayerContext", "MapComposite", "PositionMix", "base_map",
+]

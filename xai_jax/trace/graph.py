@@ -1,0 +1,670 @@
+"""A traced model as a propagation graph: layers found in the jaxpr, with no change to the model.
+
+Relevance methods (LRP, DeepLIFT, Taylor) need more than a rule per primitive: they need *layers*
+-- a convolution together with its bias and the BatchNorm that follows it, a residual sum, a pooling
+step -- and they need to know which values depend on the input.  This module turns
+``jax.make_jaxpr(fn)`` into a :class:`Plan`:
+
+1. **Flatten.**  Nested calls (``jit``/``pjit``, ``closed_call``, ``remat``, the primal of
+   ``custom_jvp``/``custom_vjp`` functions) are inlined, so a model wrapped in ``nn.remat`` or an
+   already-jitted ``apply`` looks like any other.  Named activation functions are kept whole
+   (``nn.relu``/``jax.nn.relu`` trace to a ``custom_jvp_call`` named ``relu``; ``jax.nn.silu``,
+   ``leaky_relu``, ``elu``... to a ``jit`` with that name), as are ``tanh``/``logistic`` and
+   ``jnp.maximum(x, 0)``.  Each equation keeps its Flax module path from
+   ``eqn.source_info.name_stack`` (nested stacks are relative; they are joined).
+2. **Input dependence.**  A value depends on ``x`` if any operand of its equation does.  Parameters,
+   running statistics and everything computed from them alone are *constants*.
+3. **Layers.**  A ``conv_general_dilated`` or ``dot_general`` with one input-dependent operand is a
+   *linear layer*; ``reduce_sum``/``reduce_window_sum`` (sum, mean and average pooling) is a
+   weight-free linear layer.  The chain of element-wise ``add``/``sub``/``mul``/``div``/``neg`` with a
+   constant operand that follows it (the bias add, an inference-mode BatchNorm's ``sub``/``mul``/
+   ``add``, a constant scaling) is absorbed into the layer, which is then affine,
+   ``z = c ⊙ A_W(x) + b`` -- BatchNorm merged into the preceding layer without any canonizer pass
+   over parameters.  An ``add``/``sub`` of two input-dependent values is a residual *sum*;
+   ``reduce_window_max``/``reduce_max`` a *max pool*; reshapes, transposes, slices, pads,
+   concatenations and broadcasts are *structural* (relevance follows the gradient).
+4. **Everything else** that depends on the input and reaches the output (``exp``, a product of two
+   input-dependent values, ``select_n`` on an input-dependent mask, ``scan``/``while``/``cond``)
+   raises :class:`~xai_jax.core.errors.UnsupportedError` naming the primitive, its module path and
+   the supported set: a relevance map is never silently wrong.
+
+:func:`run` evaluates a plan, calling a *handler* for every step; a relevance method supplies the
+handler (a ``jax.custom_vjp`` per layer whose forward is the step's own computation), and every
+step has :meth:`Step.forward`, the original computation, to fall back on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.extend import core as jcore
+
+from ..core.errors import UnsupportedError
+from .interpreter import bind_original
+
+# ---------------------------------------------------------------------------------------------------
+# Vocabulary
+# ---------------------------------------------------------------------------------------------------
+
+#: Named activation functions kept whole (a ``custom_jvp_call`` or ``jit`` with this name).
+ACTIVATION_NAMES = frozenset({
+    "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "silu", "swish", "sigmoid", "hard_sigmoid",
+    "hard_silu", "hard_swish", "hard_tanh", "softplus", "soft_sign", "log_sigmoid", "mish", "tanh",
+    "squareplus", "sparse_plus",
+})
+#: Activations whose output is never negative (used to skip terms of sign-split rules).
+NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus", "squareplus", "sparse_plus"})
+#: Element-wise primitives treated as activations.
+ACTIVATION_PRIMITIVES = frozenset({"tanh", "logistic"})
+
+_INLINE_CLOSED = frozenset({"jit", "pjit", "closed_call", "core_call"})
+_INLINE_OPEN = frozenset({"remat", "remat2", "checkpoint"})
+_INLINE_PRIMAL = frozenset({"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"})
+
+LINEAR_ANCHORS = frozenset({"conv_general_dilated", "dot_general"})
+SUM_ANCHORS = frozenset({"reduce_sum", "reduce_window_sum"})
+MAX_POOLS = frozenset({"reduce_window_max", "reduce_max"})
+AFFINE = frozenset({"add", "add_any", "sub", "mul", "div", "neg"})
+#: Input-dependent primitives through which relevance follows the gradient (linear, no weights).
+STRUCTURAL = frozenset({
+    "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "slice", "concatenate", "pad",
+    "rev", "copy", "copy_p", "convert_element_type", "reduce_precision", "dynamic_slice", "gather",
+    "optimization_barrier",
+})
+#: Structural primitives that keep a non-negative value non-negative.
+_SIGN_KEEPING = STRUCTURAL - {"pad"}
+
+KINDS = ("conv", "dense", "avgpool", "sum", "activation", "maxpool", "affine", "structural", "constant")
+
+
+def supported_summary() -> str:
+    """One line naming what the propagation engine understands (for error messages and docs)."""
+    return (
+        "linear layers (conv_general_dilated, dot_general with one input-dependent operand) with their "
+        "bias/BatchNorm chain (add, sub, mul, div, neg by constants); sum/average pooling (reduce_sum, "
+        "reduce_window_sum); max pooling (reduce_window_max, reduce_max); residual sums (add/sub of two "
+        "input-dependent values); activations (nn.relu, jnp.maximum(x, 0), tanh, logistic and the named "
+        f"jax.nn functions {sorted(ACTIVATION_NAMES)}); structural ops {sorted(STRUCTURAL)}; nested "
+        "jit/pjit/closed_call/remat calls"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Flattening
+# ---------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(eq=False)
+class Var:
+    """A value of the flattened graph (identity-compared)."""
+
+    id: int
+    aval: Any
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.aval.shape)
+
+    def __repr__(self) -> str:
+        return f"v{self.id}{list(self.shape)}"
+
+
+Atom = Any  # Var | jcore.Literal
+
+
+@dataclasses.dataclass(eq=False)
+class Eqn:
+    """One equation of the flattened graph."""
+
+    eqn: Any  # the original jaxpr equation (primitive, params, context)
+    inputs: list[Atom]
+    outputs: list[Var]
+    scope: str  # joined name stack, e.g. "Model/block/conv1"
+    activation: str | None = None  # the activation's name when this equation is one
+
+    @property
+    def primitive(self) -> str:
+        return self.eqn.primitive.name
+
+    def bind(self, invals: Sequence[Any]) -> list[Any]:
+        out = bind_original(self.eqn, invals)
+        return list(out) if self.eqn.primitive.multiple_results else [out]
+
+
+@dataclasses.dataclass
+class Graph:
+    inputs: list[Var]
+    consts: list[tuple[Var, Any]]
+    eqns: list[Eqn]
+    outputs: list[Atom]
+
+
+def _is_literal(a: Any) -> bool:
+    return isinstance(a, jcore.Literal)
+
+
+def _is_zero_literal(a: Any) -> bool:
+    return _is_literal(a) and jnp.ndim(a.val) == 0 and float(a.val) == 0.0
+
+
+def _join(outer: str, inner: str) -> str:
+    return "/".join(p for p in (outer, inner) if p)
+
+
+def _activation_name(eqn: Any) -> str | None:
+    name = eqn.primitive.name
+    if name == "custom_jvp_call":
+        debug = getattr(eqn.params["call_jaxpr"].jaxpr, "debug_info", None)
+        fn = getattr(debug, "func_name", None)
+        return fn if fn in ACTIVATION_NAMES else None
+    if name in ("jit", "pjit") and eqn.params.get("name") in ACTIVATION_NAMES:
+        return eqn.params["name"]
+    if name in ACTIVATION_PRIMITIVES:
+        return {"logistic": "sigmoid"}.get(name, name)
+    if name == "max" and len(eqn.invars) == 2 and (_is_zero_literal(eqn.invars[0]) != _is_zero_literal(eqn.invars[1])):
+        return "relu"
+    return None
+
+
+def _inner(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
+    name = eqn.primitive.name
+    if name in _INLINE_CLOSED:
+        closed = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+        return closed.jaxpr, closed.consts
+    if name in _INLINE_OPEN:
+        inner = eqn.params["jaxpr"]
+        return (inner.jaxpr, inner.consts) if hasattr(inner, "consts") else (inner, ())
+    if name in _INLINE_PRIMAL:
+        closed = eqn.params.get("call_jaxpr", eqn.params.get("fun_jaxpr"))
+        if closed is None:
+            return None
+        return (closed.jaxpr, closed.consts) if hasattr(closed, "consts") else (closed, ())
+    return None
+
+
+def flatten(closed: Any) -> Graph:
+    """Inline every nested call of ``closed`` (a ``ClosedJaxpr``) into one flat :class:`Graph`."""
+    counter = itertools.count()
+    eqns: list[Eqn] = []
+    consts: list[tuple[Var, Any]] = []
+
+    def const_vars(jaxpr: Any, values: Sequence[Any]) -> list[Var]:
+        made = []
+        for constvar, value in zip(jaxpr.constvars, values):
+            var = Var(next(counter), constvar.aval)
+            consts.append((var, value))
+            made.append(var)
+        return made
+
+    def inline(jaxpr: Any, const_atoms: Sequence[Atom], arg_atoms: Sequence[Atom], scope: str) -> list[Atom]:
+        env: dict[Any, Atom] = {}
+
+        def read(v: Any) -> Atom:
+            return v if _is_literal(v) else env[v]
+
+        for v, a in zip(jaxpr.constvars, const_atoms):
+            env[v] = a
+        for v, a in zip(jaxpr.invars, arg_atoms):
+            env[v] = a
+        for eqn in jaxpr.eqns:
+            ins = [read(v) for v in eqn.invars]
+            here = _join(scope, str(eqn.source_info.name_stack))
+            activation = _activation_name(eqn)
+            inner = None if activation else _inner(eqn)
+            if inner is not None:
+                outs = inline(inner[0], const_vars(inner[0], inner[1]), ins, here)
+                for v, a in zip(eqn.outvars, outs):
+                    env[v] = a
+                continue
+            outs = [Var(next(counter), v.aval) for v in eqn.outvars]
+            eqns.append(Eqn(eqn, ins, outs, here, activation))
+            for v, o in zip(eqn.outvars, outs):
+                env[v] = o
+        return [read(v) for v in jaxpr.outvars]
+
+    top_consts = const_vars(closed.jaxpr, closed.consts)
+    inputs = [Var(next(counter), v.aval) for v in closed.jaxpr.invars]
+    outputs = inline(closed.jaxpr, top_consts, inputs, "")
+    return Graph(inputs, consts, eqns, outputs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Steps and plans
+# ---------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(eq=False)
+class Step:
+    """One unit of propagation: a layer (an anchor equation and its absorbed chain) or one equation.
+
+    ``kind`` is one of :data:`KINDS`.  ``inputs`` are the atoms the step reads; for layers they are
+    ``[x, weight?, chain constants...]`` (``x`` first).  ``name`` is the Flax module path of the layer
+    (``"block/conv1"``; ``""`` at the top level) and ``module_type`` the Flax class name when known.
+    """
+
+    kind: str
+    eqns: list[Eqn]
+    inputs: list[Atom]
+    outputs: list[Var]
+    name: str = ""
+    module_type: str | None = None
+    dependent: tuple[bool, ...] = ()  # per input: does it depend on x?
+    index: int | None = None  # position among conv/dense layers (forward order)
+    x_nonnegative: bool = False  # the layer input is provably >= 0 (after a ReLU)
+    activation: str | None = None
+    signs: tuple[float, ...] = ()  # for sums: +1/-1 per operand
+    has_weight: bool = False
+    _x_position: int = 0  # position of x among the anchor's operands
+    _chain_slots: tuple[tuple[int, int], ...] = ()  # per chain eqn: (position of the running value, input index of the const or -1)
+
+    # ---- evaluation -------------------------------------------------------------------------------
+    @property
+    def anchor(self) -> Eqn:
+        return self.eqns[0]
+
+    def forward(self, invals: Sequence[Any]) -> list[Any]:
+        """The step's original computation on ``invals`` (a list of output values)."""
+        if self.kind in ("conv", "dense", "avgpool"):
+            x = invals[0]
+            weight = invals[1] if self.has_weight else None
+            consts = invals[2:] if self.has_weight else invals[1:]
+            return [self.chain(self.apply(x, weight), consts)]
+        return self.eqns[0].bind(invals)
+
+    def apply(self, x: Any, weight: Any | None) -> Any:
+        """The anchor alone, ``A_W(x)`` (linear in ``x``), with ``weight`` in place of the layer's own."""
+        if not self.has_weight:
+            return self.anchor.bind([x])[0]
+        operands = [None, None]
+        operands[self._x_position] = x
+        operands[1 - self._x_position] = weight
+        return self.anchor.bind(operands)[0]
+
+    def chain(self, value: Any, consts: Sequence[Any], *, bias: bool = True) -> Any:
+        """Apply the absorbed chain to the anchor's output ``value``; ``bias=False`` drops the
+        additive constants, so ``chain(ones, bias=False)`` is the layer's output scale ``c`` and
+        ``chain(zeros)`` its bias ``b`` (``z = c ⊙ A_W(x) + b``)."""
+        for eqn, (pos, k) in zip(self.eqns[1:], self._chain_slots):
+            prim = eqn.primitive
+            if prim == "neg":
+                value = eqn.bind([value])[0]
+                continue
+            const = consts[k]
+            if prim in ("add", "add_any", "sub"):
+                if prim == "sub" and pos == 1:  # const - value
+                    value = eqn.bind([const, value])[0] if bias else -value
+                elif bias:
+                    value = eqn.bind([value, const] if pos == 0 else [const, value])[0]
+                continue
+            value = eqn.bind([value, const] if pos == 0 else [const, value])[0]
+        return value
+
+    def folded_weight(self, weight: Any, consts: Sequence[Any]) -> Any | None:
+        """``c·W`` with the chain's scale folded into the weight's output-feature axis, when every
+        constant scale of the chain varies along the output's feature axis only (BatchNorm, a
+        per-channel or scalar scaling); ``None`` otherwise (rules then apply ``c`` in output space).
+        """
+        if not self.has_weight or not self.has_scale:
+            return None
+        anchor, out_ndim = self.anchor, len(self.outputs[0].shape)
+        params = anchor.eqn.params
+        if anchor.primitive == "conv_general_dilated":
+            if params.get("batch_group_count", 1) != 1:
+                return None
+            numbers = params["dimension_numbers"]
+            out_axis, w_axis = numbers.out_spec[1], numbers.rhs_spec[0]
+        else:  # dot_general with x as lhs and one free weight axis, mapped to the last output axis
+            (_, rhs_contract), (_, rhs_batch) = params["dimension_numbers"]
+            free = [a for a in range(weight.ndim) if a not in rhs_contract and a not in rhs_batch]
+            if self._x_position != 0 or rhs_batch or len(free) != 1:
+                return None
+            out_axis, w_axis = out_ndim - 1, free[0]
+        for eqn, (pos, k) in zip(self.eqns[1:], self._chain_slots):
+            if eqn.primitive in ("mul", "div"):  # (const − value and neg scale by −1 everywhere)
+                shape = jnp.shape(consts[k])
+                if len(shape) not in (0, out_ndim) or any(n != 1 for i, n in enumerate(shape) if i != out_axis):
+                    return None
+        features = self.outputs[0].shape[out_axis]
+        small = [1] * out_ndim
+        small[out_axis] = features
+        c = self.chain(jnp.ones(small, weight.dtype), consts, bias=False).reshape(features)
+        shape = [1] * weight.ndim
+        shape[w_axis] = features
+        return weight * c.reshape(shape)
+
+    def chain_constants(self, invals: Sequence[Any]) -> list[Any]:
+        return list(invals[2:] if self.has_weight else invals[1:])
+
+    @property
+    def has_scale(self) -> bool:
+        return any(e.primitive in ("mul", "div", "neg") or (e.primitive == "sub" and p == 1) for e, (p, _) in zip(self.eqns[1:], self._chain_slots))
+
+    @property
+    def has_bias(self) -> bool:
+        return any(e.primitive in ("add", "add_any", "sub") for e in self.eqns[1:])
+
+    def describe(self) -> str:
+        where = f" in {self.name!r}" if self.name else ""
+        return f"{self.kind} step {'+'.join(e.primitive for e in self.eqns)}{where}"
+
+
+@dataclasses.dataclass
+class Plan:
+    """The propagation graph of one traced function: steps in execution order."""
+
+    graph: Graph
+    steps: list[Step]
+    x: Var  # the input attributions are taken with respect to
+    tap: Var | None = None  # where an intermediate layer's relevance is read (see ``probe``)
+    probe: Var | None = None
+    depends: frozenset[int] = frozenset()
+
+    def layers(self) -> list[Step]:
+        """The linear layers (conv/dense), in forward order."""
+        return [s for s in self.steps if s.kind in ("conv", "dense")]
+
+    def __str__(self) -> str:
+        rows = [f"{'kind':<11} {'name':<24} {'type':<10} ops"]
+        for s in self.steps:
+            if s.kind != "constant":
+                rows.append(f"{s.kind:<11} {s.name:<24} {s.module_type or '':<10} {'+'.join(e.primitive for e in s.eqns)}")
+        return "\n".join(rows)
+
+
+def layer_name(scope: str, root: str | None) -> str:
+    """Flax layer name from a joined name stack: drop the root module's class name and transform
+    wrappers (``jit(f)``, ``vmap(g)``...)."""
+    parts = [p for p in scope.split("/") if p and "(" not in p]
+    if parts and root is not None and parts[0] == root:
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+def analyse(
+    graph: Graph,
+    x_index: int,
+    *,
+    probe_index: int | None = None,
+    merge_affine: bool = True,
+    root: str | None = None,
+    module_types: Mapping[str, str] | None = None,
+) -> Plan:
+    """Group ``graph`` into steps; ``x_index`` is the position of the input among ``graph.inputs``.
+
+    ``probe_index`` names an input added (``out + probe``) to a layer's output by
+    :func:`xai_jax.trace.layers.probed_forward`: that ``add`` is removed and its position becomes the
+    plan's ``tap`` (moved to the end of the layer it falls inside).  ``merge_affine=False`` keeps
+    constant ``add``/``mul`` chains from other modules (BatchNorm) out of the layer before them (no
+    BatchNorm merging; they become ``affine`` steps).
+    """
+    x = graph.inputs[x_index]
+    probe = graph.inputs[probe_index] if probe_index is not None else None
+    module_types = dict(module_types or {})
+
+    # --- the probe: remove `out + probe`, remember `out` --------------------------------------------
+    tap: Var | None = None
+    alias: dict[int, Atom] = {}
+    eqns: list[Eqn] = []
+    for e in graph.eqns:
+        e.inputs = [alias.get(a.id, a) if isinstance(a, Var) else a for a in e.inputs]
+        if probe is not None and e.primitive in ("add", "add_any") and any(a is probe for a in e.inputs):
+            other = [a for a in e.inputs if a is not probe][0]
+            alias[e.outputs[0].id] = other
+            if tap is None:
+                tap = other
+            continue
+        eqns.append(e)
+    outputs = [alias.get(a.id, a) if isinstance(a, Var) else a for a in graph.outputs]
+    graph = Graph(graph.inputs, graph.consts, eqns, outputs)
+
+    # --- input dependence and liveness -----------------------------------------------------------------
+    depends: set[int] = {x.id}
+    for e in eqns:
+        if any(isinstance(a, Var) and a.id in depends for a in e.inputs):
+            depends.update(o.id for o in e.outputs)
+    live: set[int] = {a.id for a in outputs if isinstance(a, Var)}
+    if tap is not None:
+        live.add(tap.id)
+    for e in reversed(eqns):
+        if any(o.id in live for o in e.outputs):
+            live.update(a.id for a in e.inputs if isinstance(a, Var))
+    consumers: dict[int, list[Eqn]] = {}
+    for e in eqns:
+        if any(o.id in live for o in e.outputs):
+            for a in e.inputs:
+                if isinstance(a, Var):
+                    consumers.setdefault(a.id, []).append(e)
+    output_ids = {a.id for a in outputs if isinstance(a, Var)}
+
+    def dep(a: Atom) -> bool:
+        return isinstance(a, Var) and a.id in depends
+
+    def name_of(e: Eqn) -> str:
+        return layer_name(e.scope, root)
+
+    # --- chains --------------------------------------------------------------------------------------
+    absorbed: dict[int, Step] = {}  # id(eqn) -> the layer step it belongs to
+    layer_steps: dict[int, Step] = {}  # id(anchor) -> step
+
+    def affine_slot(e: Eqn, value: Var) -> tuple[int, Atom | None] | None:
+        """(position of value, the constant operand) if ``e`` is value (op) constant."""
+        if e.primitive not in AFFINE:
+            return None
+        if e.primitive == "neg":
+            return (0, None) if e.inputs[0] is value else None
+        a, b = e.inputs
+        if a is value and not dep(b):
+            pos, const = 0, b
+        elif b is value and not dep(a) and e.primitive != "div":
+            pos, const = 1, a
+        else:
+            return None
+        # the constant must broadcast into the value's shape (no change of output shape)
+        if tuple(e.outputs[0].shape) != tuple(value.shape):
+            return None
+        return pos, const
+
+    for e in eqns:
+        if not any(o.id in live for o in e.outputs) or not any(dep(a) for a in e.inputs):
+            continue
+        prim = e.primitive
+        if prim in LINEAR_ANCHORS:
+            dep_pos = [i for i, a in enumerate(e.inputs) if dep(a)]
+            if len(dep_pos) != 1:
+                raise UnsupportedError(
+                    f"{prim} in {name_of(e) or 'the model'!r} multiplies two input-dependent values "
+                    "(attention, bilinear layers): relevance propagation through it is not defined here. "
+                    f"Supported: {supported_summary()}."
+                )
+            kind = "conv" if prim == "conv_general_dilated" else "dense"
+            step = Step(kind, [e], [e.inputs[dep_pos[0]], e.inputs[1 - dep_pos[0]]], [], has_weight=True, _x_position=dep_pos[0])
+        elif prim in SUM_ANCHORS and len(e.inputs) == 1:
+            step = Step("avgpool", [e], [e.inputs[0]], [])
+        else:
+            continue
+        # absorb the constant affine chain that follows
+        value = e.outputs[0]
+        slots: list[tuple[int, int]] = []
+        while True:
+            users = consumers.get(value.id, [])
+            if value.id in output_ids or len(users) != 1:
+                break
+            nxt = users[0]
+            slot = affine_slot(nxt, value)
+            if slot is None:
+                break
+            if not merge_affine and name_of(nxt) != name_of(e):
+                break
+            if step.kind == "avgpool" and nxt.primitive in ("add", "add_any", "sub"):
+                break  # a pooled value plus a constant is not pooling; keep it separate
+            pos, const = slot
+            if const is None:
+                slots.append((pos, -1))
+            else:
+                step.inputs.append(const)
+                slots.append((pos, len(step.inputs) - (3 if step.has_weight else 2)))
+            step.eqns.append(nxt)
+            value = nxt.outputs[0]
+        step._chain_slots = tuple(slots)
+        step.outputs = [value]
+        layer_steps[id(e)] = step
+        for c in step.eqns[1:]:
+            absorbed[id(c)] = step
+
+    # --- steps in order -------------------------------------------------------------------------------
+    steps: list[Step] = []
+    pending: dict[int, Step] = {}  # id(last eqn of a chain) -> step (emitted there)
+    for step in layer_steps.values():
+        pending[id(step.eqns[-1])] = step
+    nonneg: set[int] = set()
+    linear_index = 0
+    for e in eqns:
+        if id(e) in pending:
+            step = pending[id(e)]
+        elif id(e) in layer_steps or id(e) in absorbed:
+            continue
+        else:
+            step = _classify(e, dep, live, name_of)
+            if step is None:
+                continue
+        step.name = name_of(step.anchor)
+        step.module_type = module_types.get(step.name)
+        step.dependent = tuple(dep(a) for a in step.inputs)
+        if step.kind in ("conv", "dense"):
+            step.index = linear_index
+            linear_index += 1
+        x_in = step.inputs[0] if step.inputs else None
+        if step.kind in ("conv", "dense", "avgpool"):
+            step.x_nonnegative = isinstance(x_in, Var) and x_in.id in nonneg
+        # non-negativity of the outputs
+        out_nonneg = False
+        if step.kind == "activation":
+            out_nonneg = step.activation in NONNEGATIVE_ACTIVATIONS
+        elif step.kind == "maxpool" or (step.kind == "avgpool" and not step.has_scale and not step.has_bias):
+            out_nonneg = isinstance(x_in, Var) and x_in.id in nonneg
+        elif step.kind == "structural":
+            prim = step.anchor.primitive
+            if prim == "concatenate":
+                out_nonneg = all(isinstance(a, Var) and a.id in nonneg for a in step.inputs)
+            elif prim == "pad":
+                pad_value = step.inputs[1]
+                out_nonneg = (isinstance(x_in, Var) and x_in.id in nonneg and _is_literal(pad_value) and float(pad_value.val) >= 0)
+            elif prim in _SIGN_KEEPING:
+                out_nonneg = isinstance(x_in, Var) and x_in.id in nonneg
+        if out_nonneg:
+            nonneg.update(o.id for o in step.outputs)
+        steps.append(step)
+
+    # --- the tap: move it to the end of the layer it falls inside ---------------------------------------
+    if tap is not None:
+        for step in steps:
+            if step.kind in ("conv", "dense", "avgpool") and any(tap is o for e in step.eqns for o in e.outputs):
+                tap = step.outputs[0]
+                break
+    return Plan(graph, steps, x, tap, probe, frozenset(depends))
+
+
+def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Callable[[Eqn], str]) -> Step | None:
+    """The step of a single (non-layer) equation, or an error for an unsupported one."""
+    outs = list(e.outputs)
+    if not any(o.id in live for o in outs):
+        return None
+    dependent = [dep(a) for a in e.inputs]
+    if not any(dependent):
+        return Step("constant", [e], list(e.inputs), outs)
+    prim = e.primitive
+    if e.activation is not None:
+        positions = [i for i, d in enumerate(dependent) if d]
+        if len(positions) != 1 or outs[0].shape != e.inputs[positions[0]].shape or len(outs) != 1:
+            raise UnsupportedError(f"activation {e.activation!r} in {name_of(e)!r} is not element-wise on one input.")
+        step = Step("activation", [e], list(e.inputs), outs, activation=e.activation)
+        step._x_position = positions[0]
+        return step
+    if prim in MAX_POOLS:
+        return Step("maxpool", [e], list(e.inputs), outs)
+    if prim in ("add", "add_any", "sub") and all(dependent):
+        a, b = e.inputs
+        if a.shape != outs[0].shape or b.shape != outs[0].shape:
+            raise UnsupportedError(
+                f"{prim} of two input-dependent values with broadcasting in {name_of(e)!r}: residual sums must "
+                "add values of the same shape."
+            )
+        return Step("sum", [e], list(e.inputs), outs, signs=(1.0, -1.0 if prim == "sub" else 1.0))
+    elementwise_affine = prim in AFFINE and not (prim == "div" and dependent[1]) and not (prim == "mul" and all(dependent))
+    if elementwise_affine:  # a constant shift/scale not absorbed into a layer (e.g. input normalisation)
+        position = dependent.index(True)
+        step = Step("affine", [e], list(e.inputs), outs)
+        step._x_position = position
+        if e.inputs[position].shape != outs[0].shape:
+            step.kind = "structural"  # broadcasting: the gradient distributes it
+        return step
+    if prim in STRUCTURAL and not (prim in ("dynamic_slice", "gather") and any(dependent[1:])):
+        return Step("structural", [e], list(e.inputs), outs)
+    what = {
+        "mul": "a product of two input-dependent values (gating, attention, an unsupported activation such as approximate GELU)",
+        "div": "a division by an input-dependent value (normalisation such as softmax or LayerNorm)",
+        "select_n": "a selection on an input-dependent condition (jnp.where on the input; write activations as nn.relu/jax.nn calls)",
+    }.get(prim, f"the primitive {prim!r}")
+    raise UnsupportedError(
+        f"relevance propagation cannot pass {what} in {name_of(e) or 'the model (top level)'!r}. "
+        f"Supported: {supported_summary()}. Unsupported higher-order primitives (scan, while, cond) "
+        "and other non-linearities (exp, log, softmax, normalisation by the input) raise this error "
+        "rather than give a silently wrong map."
+    )
+
+
+def run(
+    plan: Plan, args: Sequence[Any], handle: Callable[[Step, list[Any]], list[Any]], *, probe: Any = None, record: dict[int, Any] | None = None
+) -> list[Any]:
+    """Evaluate ``plan`` on ``args`` (the flat inputs of the traced function), calling
+    ``handle(step, invals) -> outvals`` for every step.  When the plan has a tap, ``probe`` (an array
+    of the tap's shape, or ``None``) is added to the tapped value; the cotangent of ``probe`` is then
+    the relevance at that layer.  ``record``, when given, receives every value by variable id."""
+    env: dict[int, Any] = {} if record is None else record
+
+    def read(a: Atom) -> Any:
+        return a.val if _is_literal(a) else env[a.id]
+
+    for var, value in plan.graph.consts:
+        env[var.id] = value
+    for var, value in zip(plan.graph.inputs, args):
+        env[var.id] = value
+    if plan.tap is not None and plan.tap.id in env and probe is not None:  # tap on the input itself
+        env[plan.tap.id] = env[plan.tap.id] + probe
+    for step in plan.steps:
+        outs = handle(step, [read(a) for a in step.inputs])
+        for var, value in zip(step.outputs, outs):
+            if plan.tap is not None and var is plan.tap and probe is not None:
+                value = value + probe
+            env[var.id] = value
+    return [read(a) for a in plan.graph.outputs]
+
+
+def default_handle(step: Step, invals: list[Any]) -> list[Any]:
+    """Evaluate a step as the model does (the plain forward pass)."""
+    return step.forward(invals)
+
+
+def trace_plan(
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    x_argnum: int,
+    *,
+    probe_argnum: int | None = None,
+    **options: Any,
+) -> tuple[Plan, Any, list[Any]]:
+    """Trace ``fn(*args)`` and analyse it: ``(plan, output treedef, flat args)``.
+
+    ``x_argnum`` (and ``probe_argnum``) index ``args``; each must be a single array.
+    """
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+    flat_args, _ = jax.tree_util.tree_flatten(args)
+    offsets = list(itertools.accumulate([len(jax.tree_util.tree_leaves(a)) for a in args], initial=0))
+    graph = flatten(closed)
+    plan = analyse(
+        graph, offsets[x_argnum], probe_index=None if probe_argnum is None else offsets[probe_argnum], **options
+    )
+    return plan, jax.tree_util.tree_structure(out_shape), flat_args
