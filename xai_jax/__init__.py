@@ -22,13 +22,25 @@ from .core.errors import (  # noqa: E402
     UnsupportedError, XaiJaxError,
 )
 from .trace import capture, layer_gradient, layers  # noqa: E402
+from . import propagation  # noqa: E402
+from .propagation import (  # noqa: E402
+    canonizers, composites, deep_taylor, deeplift, lrp, lrp_transpose, rules, simple_taylor,
+)
+from . import featureviz  # noqa: E402
+from .featureviz import (  # noqa: E402
+    activation_maximization, activation_maximization_codespace, deep_dream, invert_features,
+)
+from . import uncertainty  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "TargetError",
-    "UnknownNameError", "UnsupportedError", "XaiJaxError", "cam", "capture", "core", "data", "deconvnet", "models", "deconvnet_per_filter",
-    "grad_cam", "grad_cam_plus_plus", "gradient", "guided_backprop", "guided_grad_cam", "input_x_gradient",
-    "integrated_gradients", "layer_cam", "layer_gradient", "layers", "occlusion", "register", "saliency",
-    "score_cam", "smoothgrad", "trace", "upsample", "viz", "xgrad_cam",
+    "UnknownNameError", "UnsupportedError", "XaiJaxError", "activation_maximization",
+    "activation_maximization_codespace", "cam", "canonizers", "capture", "composites", "core", "data",
+    "deconvnet", "deconvnet_per_filter", "deep_dream", "deep_taylor", "deeplift", "featureviz", "grad_cam",
+    "grad_cam_plus_plus", "gradient", "guided_backprop", "guided_grad_cam", "input_x_gradient",
+    "integrated_gradients", "invert_features", "layer_cam", "layer_gradient", "layers", "lrp", "lrp_transpose",
+    "models", "occlusion", "propagation", "register", "rules", "saliency", "score_cam", "simple_taylor",
+    "smoothgrad", "trace", "uncertainty", "upsample", "viz", "xgrad_cam",
 ]
