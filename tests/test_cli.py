@@ -36,3 +36,15 @@ def test_errors_are_reported_with_exit_code_2(tmp_path, capsys):
     assert "gradient" in capsys.readouterr().err
     assert cli.main(["explain", "--target", "12", "--count", "2", "--methods", "gradient", "--out", str(tmp_path)]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_mc_samples_show_mean_and_std_maps(tmp_path, capsys):
+    out = tmp_path / "mc"
+    assert cli.main(["explain", "--model", "mc_dropout_cnn", "--mc-samples", "3", "--count", "2",
+                     "--methods", "gradient,grad_cam", "--out", str(out), "--quiet"]) == 0
+    page = (out / "index.html").read_text()
+    assert "gradient (MC mean)" in page and "grad_cam (MC std)" in page
+    std = np.load(out / "arrays" / "gradient_MC_std.npy")
+    assert std.shape == (2, 28, 28, 1) and std.max() > 0
+    assert cli.main(["explain", "--mc-samples", "3", "--count", "2", "--methods", "gradient", "--out", str(out)]) == 2
+    assert "dropout" in capsys.readouterr().err

@@ -71,12 +71,40 @@ def _method_options(info: Any, layer: str | None, seed: int) -> dict[str, Any]:
     return options
 
 
+def _explain_mc(args: argparse.Namespace, model: Any, variables: Any, images: np.ndarray, target: Any, names: list[str],
+                layer: str | None, maps: dict[str, np.ndarray], signed: dict[str, bool], skipped: dict[str, str]) -> None:
+    """Mean and std of every method over ``--mc-samples`` dropout masks (the same masks for all)."""
+    import jax
+
+    from . import uncertainty
+    from .attribution import upsample
+    from .core import METHODS
+
+    options = {}
+    for name in names:
+        try:
+            options[name] = _method_options(METHODS[name], layer, args.seed)
+        except ValueError as err:
+            skipped[name] = str(err)
+    results, not_applicable = uncertainty.explain_mc_methods(
+        list(options), model, variables, images, target, samples=args.mc_samples, key=jax.random.key(args.seed), options=options)
+    skipped.update(not_applicable)
+    for name, result in results.items():
+        info = METHODS[name]
+        mean, std = result.mean, result.std
+        if info.resolution == "layer":
+            mean, std = upsample(mean, images.shape), upsample(std, images.shape)
+        maps[f"{name} (MC mean)"], signed[f"{name} (MC mean)"] = np.asarray(mean), info.signed
+        maps[f"{name} (MC std)"], signed[f"{name} (MC std)"] = np.asarray(std), False
+
+
 def explain(args: argparse.Namespace) -> Path:
     import jax
     import jax.numpy as jnp
     from tqdm import tqdm
 
-    from . import models, viz
+    from . import models, uncertainty, viz
+    from .attribution import upsample
     from .core import METHODS
     from .core.errors import InputError, UnsupportedError
 
@@ -99,6 +127,11 @@ def explain(args: argparse.Namespace) -> Path:
     signed: dict[str, bool] = {}
     timings: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    if args.mc_samples > 0:
+        _explain_mc(args, model, variables, images, target, names, layer, maps, signed, skipped)
+        probabilities = np.asarray(uncertainty.mc_dropout(model, variables, jnp.asarray(images), samples=args.mc_samples, key=jax.random.key(args.seed)).mean)
+        predictions = probabilities.argmax(-1)
+        names = []  # every map came from the Monte-Carlo run
     for name in tqdm(names, desc="methods", unit="method", disable=args.quiet):
         info = METHODS[name]
         start = time.perf_counter()
@@ -108,8 +141,6 @@ def explain(args: argparse.Namespace) -> Path:
             skipped[name] = str(err)
             continue
         if info.resolution == "layer":
-            from .attribution import upsample
-
             result = upsample(result, images.shape)
         maps[name] = np.asarray(jax.block_until_ready(result))
         signed[name] = info.signed
@@ -171,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="pred", help="'pred' (predicted class), 'label', or a class index")
     p.add_argument("--layer", default=None, help="layer for layer-resolution methods (default: last spatial layer)")
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic methods")
+    p.add_argument("--mc-samples", type=int, default=0,
+                   help="N > 0: explain under N Monte-Carlo dropout masks and show mean and std maps (needs a model with dropout, e.g. mc_dropout_cnn)")
     p.add_argument("--out", default="xai_jax_report", help="output folder")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=explain)
