@@ -106,9 +106,9 @@ layer_cam = _make_gradient_cam("layer_cam", "Layer-CAM (Jiang et al. 2021): ReLU
 
 def _dense_head(problem: Problem, inputs: Inputs, head: str | None) -> jax.Array:
     """Kernel ``(K, classes)`` of the dense layer after global average pooling."""
-    from ..trace.layers import _list_layers
+    from ..trace.layers import list_layers
 
-    listed = _list_layers(problem.forward, inputs.variables, inputs.x, inputs.kwargs)
+    listed = list_layers(problem.forward, inputs.variables, inputs.x, inputs.kwargs)
     if head is None:
         dense = [layer for layer in listed if layer.type == "Dense"]
         if not dense:

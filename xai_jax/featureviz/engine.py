@@ -42,7 +42,7 @@ from ..core.errors import InputError
 from ..core.model import Forward
 from ..core.numerics import guarded_jit
 from ..trace import rewrite
-from ..trace.layers import _intercept, probed_forward
+from ..trace.layers import intercept_outputs, probed_forward
 from .loop_rules import LOOP_GRADIENT_RULES
 from .regularizers import Regularizer
 
@@ -77,7 +77,7 @@ def truncated_forward(forward: Forward, layer: str) -> Callable[..., jax.Array]:
             return out
 
         try:
-            with _intercept(stop):
+            with intercept_outputs(stop):
                 forward(variables, x, kwargs)
         except _Reached as reached:
             return reached.value

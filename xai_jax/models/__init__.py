@@ -7,30 +7,19 @@
 * ``VGG16``, ``VGG19``, ``ResNet18`` and :func:`from_torchvision` (torchvision state dicts).
 """
 
-from . import checkpoint, losses, mnist, zoo
+from . import checkpoint, imagenet, losses, mnist, torch_port, zoo
 from .checkpoint import load_checkpoint, save_checkpoint
+from .imagenet import VGG16, VGG19, ResNet18
 from .mnist import (
     CamCNN, DCGANDiscriminator, DCGANGenerator, EvidentialCNN, GanDiscriminator, GanGenerator, MCDropoutCNN,
     MnistCNN,
 )
+from .torch_port import from_torchvision
 from .zoo import available, build, info, load
 
 __all__ = [
     "CamCNN", "DCGANDiscriminator", "DCGANGenerator", "EvidentialCNN", "GanDiscriminator", "GanGenerator",
-    "MCDropoutCNN", "MnistCNN", "available", "build", "checkpoint", "info", "load", "load_checkpoint", "losses",
-    "mnist", "save_checkpoint", "zoo",
+    "MCDropoutCNN", "MnistCNN", "ResNet18", "VGG16", "VGG19", "available", "build", "checkpoint",
+    "from_torchvision", "imagenet", "info", "load", "load_checkpoint", "losses", "mnist", "save_checkpoint",
+    "torch_port", "zoo",
 ]
-
-try:  # ImageNet architectures (written separately; optional until present)
-    from .imagenet import VGG16, VGG19, ResNet18
-except ImportError:  # pragma: no cover
-    pass
-else:
-    __all__ += ["VGG16", "VGG19", "ResNet18"]
-
-try:
-    from .torch_port import from_torchvision
-except ImportError:  # pragma: no cover
-    pass
-else:
-    __all__ += ["from_torchvision"]

@@ -49,6 +49,15 @@ def example_input(model: nn.Module, batch: int = 1) -> jax.Array:
     return jnp.zeros((batch, *shape), jnp.float32)
 
 
+def _conv_stage(x: jax.Array, features: int, names: tuple[str, str]) -> jax.Array:
+    """Two 3x3 ``'SAME'`` convolutions with inline ReLUs, then a 2x2 max-pool: the stage the
+    classifiers share.  Called inside a compact ``__call__``, so the convs are the caller's
+    submodules under their own names (``conv1`` ...), not a nested module."""
+    for name in names:
+        x = nn.relu(nn.Conv(features, (3, 3), name=name)(x))
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
 class MnistCNN(nn.Module):
     """General MNIST classifier (zoo name ``"mnist_cnn"``): a small VGG-style CNN.
 
@@ -65,12 +74,8 @@ class MnistCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.relu(nn.Conv(32, (3, 3), name="conv1")(x))
-        x = nn.relu(nn.Conv(32, (3, 3), name="conv2")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.relu(nn.Conv(64, (3, 3), name="conv3")(x))
-        x = nn.relu(nn.Conv(64, (3, 3), name="conv4")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = _conv_stage(x, 32, ("conv1", "conv2"))
+        x = _conv_stage(x, 64, ("conv3", "conv4"))
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(128, name="fc1")(x))
         return nn.Dense(self.num_classes, name="fc2")(x)
@@ -94,12 +99,8 @@ class CamCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.relu(nn.Conv(32, (3, 3), name="conv1")(x))
-        x = nn.relu(nn.Conv(32, (3, 3), name="conv2")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.relu(nn.Conv(64, (3, 3), name="conv3")(x))
-        x = nn.relu(nn.Conv(64, (3, 3), name="conv4")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = _conv_stage(x, 32, ("conv1", "conv2"))
+        x = _conv_stage(x, 64, ("conv3", "conv4"))
         x = nn.relu(nn.Conv(128, (3, 3), name="conv5")(x))
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, name="fc")(x)
@@ -124,13 +125,9 @@ class MCDropoutCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
-        x = nn.relu(nn.Conv(32, (3, 3), name="conv1")(x))
-        x = nn.relu(nn.Conv(32, (3, 3), name="conv2")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = _conv_stage(x, 32, ("conv1", "conv2"))
         x = nn.Dropout(self.conv_dropout, name="dropout1")(x, deterministic=deterministic)
-        x = nn.relu(nn.Conv(64, (3, 3), name="conv3")(x))
-        x = nn.relu(nn.Conv(64, (3, 3), name="conv4")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = _conv_stage(x, 64, ("conv3", "conv4"))
         x = nn.Dropout(self.conv_dropout, name="dropout2")(x, deterministic=deterministic)
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(128, name="fc1")(x))
@@ -160,12 +157,8 @@ class EvidentialCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.relu(nn.Conv(32, (3, 3), name="conv1")(x))
-        x = nn.relu(nn.Conv(32, (3, 3), name="conv2")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.relu(nn.Conv(64, (3, 3), name="conv3")(x))
-        x = nn.relu(nn.Conv(64, (3, 3), name="conv4")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = _conv_stage(x, 32, ("conv1", "conv2"))
+        x = _conv_stage(x, 64, ("conv3", "conv4"))
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(128, name="fc1")(x))
         return nn.Dense(self.num_classes, bias_init=nn.initializers.constant(self.initial_bias), name="fc2")(x)

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..core import InputError, Inputs, Problem, Target, compiled, prepare, register
 from ..core.model import Model
-from ..trace.graph import _SIGN_KEEPING, Plan, Step
+from ..trace.graph import SIGN_KEEPING, Plan, Step
 from ..trace.pooling import max_pool_first_max_gradient
 from .engine import linear_layer, trace_model, with_backward
 
@@ -190,7 +190,7 @@ def deeplift_handle(plan: Plan, rule: str, eps: float) -> Callable[[Step, list[A
         if not reveal and step.kind in ("conv", "dense", "avgpool"):
             return input_half_only(step, invals)
         outs = _vmapped(step, invals)
-        if reveal and step.kind == "structural" and step.anchor.primitive in _SIGN_KEEPING and step.anchor.primitive != "concatenate":
+        if reveal and step.kind == "structural" and step.anchor.primitive in SIGN_KEEPING and step.anchor.primitive != "concatenate":
             src = step.inputs[0]
             parts = aux.get(getattr(src, "id", -1))
             if parts is not None and step.dependent[0]:

@@ -21,7 +21,7 @@ from jax import lax
 from ..core.errors import InputError, UnsupportedError
 from ..core.problem import Inputs, Problem
 from ..trace.graph import Plan, Step, run, trace_plan
-from ..trace.layers import _list_layers, layer_info, probed_forward
+from ..trace.layers import list_layers, layer_info, probed_forward
 from ..trace.pooling import max_pool_first_max_gradient
 from .canonizers import merges_batch_norm
 from .composites import Composite, LayerContext
@@ -57,7 +57,7 @@ def _module_types(problem: Problem, inputs: Inputs, x: Array) -> tuple[str | Non
     if not forward.is_module:
         return None, {}
     types: dict[str, str] = {}
-    for info in _list_layers(forward, inputs.variables, x, inputs.kwargs):
+    for info in list_layers(forward, inputs.variables, x, inputs.kwargs):
         types.setdefault(info.name.split("#")[0], info.type)
     return type(forward.model).__name__, types
 

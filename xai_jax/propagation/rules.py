@@ -147,7 +147,7 @@ def _bound(value: Any) -> float | _FrozenArray:
     return frozen
 
 
-def _expand(bound: float | _FrozenArray, x: Array) -> Array:
+def broadcast_bound(bound: float | _FrozenArray, x: Array) -> Array:
     """A bound broadcast to ``x``'s shape: a scalar, an array of ``x``'s shape, of one sample's
     shape, or anything broadcastable (per-channel bounds ``(C,)`` for NHWC images)."""
     value = bound.value if isinstance(bound, _FrozenArray) else bound
@@ -366,7 +366,7 @@ class ZBox(Rule):
         object.__setattr__(self, "zero_params", _zero_params(self.zero_params) or None)
 
     def linear(self, layer: LinearLayer, R: Array) -> Array:
-        low, high = _expand(self.low, layer.x), _expand(self.high, layer.x)
+        low, high = broadcast_bound(self.low, layer.x), broadcast_bound(self.high, layer.x)
         z = layer.forward(layer.x) + layer.bias_part("all")
         z = z - (layer.forward(low, "pos") + layer.bias_part("pos")) - (layer.forward(high, "neg") + layer.bias_part("neg"))
         s = R / _ensure_stabilizer(self.stabilizer, "stabilizer")(z)

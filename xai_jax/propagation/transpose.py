@@ -30,9 +30,9 @@ from ..core import InputError, Inputs, Problem, Target, compiled, prepare, regis
 from ..core.model import Model
 from ..trace.graph import Step, default_handle, run
 from ..trace.layers import layer_info
-from ..trace.pooling import _window_slices
+from ..trace.pooling import window_slices
 from .engine import initial_relevance, linear_layer, trace_model
-from .rules import Stabilizer, ZBox, _expand
+from .rules import Stabilizer, ZBox, broadcast_bound
 
 Array = jax.Array
 
@@ -50,7 +50,7 @@ def _unpool(step: Step, x: Array, r: Array) -> Array:
         padding, dilation = tuple(map(tuple, params["padding"])), tuple(params["window_dilation"])
 
         def slices(v: Array) -> Array:
-            return _window_slices(v, window, strides, padding, dilation, r.shape)
+            return window_slices(v, window, strides, padding, dilation, r.shape)
 
         stack = slices(x)
         winner = jnp.argmax(stack, axis=0)  # indices of the (first) maximum of every window
@@ -98,7 +98,7 @@ def transpose_relevance(
             a = invals[0]
             lay = linear_layer(step, a, invals[1:], env[out.id])
             if bounds is not None and step.index is not None and step.index == first:
-                low, high = _expand(bounds.low, a), _expand(bounds.high, a)
+                low, high = broadcast_bound(bounds.low, a), broadcast_bound(bounds.high, a)
                 z = lay.z - lay.forward(low, "pos") - lay.bias_part("pos") - lay.forward(high, "neg") - lay.bias_part("neg")
                 s = r / stab(z)
                 give(step.inputs[0], a * _transposed(lay.forward, a)(s)[0]

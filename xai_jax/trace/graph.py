@@ -77,7 +77,7 @@ STRUCTURAL = frozenset({
     "optimization_barrier",
 })
 #: Structural primitives that keep a non-negative value non-negative.
-_SIGN_KEEPING = STRUCTURAL - {"pad"}
+SIGN_KEEPING = STRUCTURAL - {"pad"}
 
 KINDS = ("conv", "dense", "avgpool", "sum", "activation", "maxpool", "affine", "structural", "constant")
 
@@ -552,7 +552,7 @@ def analyse(
             elif prim == "pad":
                 pad_value = step.inputs[1]
                 out_nonneg = (isinstance(x_in, Var) and x_in.id in nonneg and _is_literal(pad_value) and float(pad_value.val) >= 0)
-            elif prim in _SIGN_KEEPING:
+            elif prim in SIGN_KEEPING:
                 out_nonneg = isinstance(x_in, Var) and x_in.id in nonneg
         if out_nonneg:
             nonneg.update(o.id for o in step.outputs)

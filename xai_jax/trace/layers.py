@@ -68,7 +68,7 @@ class _CallNamer:
 
 
 @contextmanager
-def _intercept(on_output: Callable[[str, Any, Any], Any]) -> Iterator[None]:
+def intercept_outputs(on_output: Callable[[str, Any, Any], Any]) -> Iterator[None]:
     namer = _CallNamer()
 
     def interceptor(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
@@ -90,10 +90,10 @@ def layers(model: Model, variables: Any, x: Any, *, model_kwargs: Mapping[str, A
     forward, dynamic = make_forward(model, model_kwargs)
     forward.module("xj.layers")
     x = x if hasattr(x, "shape") and hasattr(x, "dtype") else jnp.asarray(x)
-    return _list_layers(forward, variables, x, dynamic)
+    return list_layers(forward, variables, x, dynamic)
 
 
-def _list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, Any]) -> LayerList:
+def list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, Any]) -> LayerList:
     def trace(variables: Any, x: Any, kwargs: Any) -> LayerList:
         found = LayerList()
 
@@ -103,7 +103,7 @@ def _list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, 
             found.append(LayerInfo(name, type(mod).__name__, shape, dtype))
             return out
 
-        with _intercept(record):  # a fresh lambda: eval_shape caches traces per function
+        with intercept_outputs(record):  # a fresh lambda: eval_shape caches traces per function
             jax.eval_shape(lambda *args: forward(*args), variables, x, kwargs)
         return found
 
@@ -116,7 +116,7 @@ def layer_info(forward: Forward, variables: Any, x: jax.Array, kwargs: Mapping[s
     if not isinstance(layer, str):
         raise InputError(f"layer must be a layer name (str); got {type(layer).__name__}. See xj.layers(model, variables, x).")
     forward.module("layer access")
-    available = _list_layers(forward, variables, x, kwargs)
+    available = list_layers(forward, variables, x, kwargs)
     for info in available:
         if info.name == layer:
             if info.shape is None:
@@ -141,7 +141,7 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
                 captured.append(out)
             return out
 
-        with _intercept(add_probe):
+        with intercept_outputs(add_probe):
             outputs = forward(variables, x, kwargs)
         if not captured:  # the layer was not reached on this input (data-dependent control flow)
             raise InputError(f"layer {layer!r} was not called by the model on this input.")

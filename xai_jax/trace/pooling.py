@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 
-def _window_slices(x: jax.Array, window: Sequence[int], strides: Sequence[int], padding: Sequence[tuple[int, int]], dilation: Sequence[int], out_shape: Sequence[int]) -> jax.Array:
+def window_slices(x: jax.Array, window: Sequence[int], strides: Sequence[int], padding: Sequence[tuple[int, int]], dilation: Sequence[int], out_shape: Sequence[int]) -> jax.Array:
     """Stack of every window offset's strided slice: shape ``(prod(window), *out_shape)``."""
     padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in padding])
     slices = []
@@ -65,7 +65,7 @@ def _pool_fwd(x: jax.Array, window: Any, strides: Any, padding: Any, dilation: A
 
 
 def _pool_bwd(window: Any, strides: Any, padding: Any, dilation: Any, x: jax.Array, g: jax.Array) -> tuple[jax.Array]:
-    stack, transpose = jax.vjp(lambda z: _window_slices(z, window, strides, padding, dilation, g.shape), x)
+    stack, transpose = jax.vjp(lambda z: window_slices(z, window, strides, padding, dilation, g.shape), x)
     first = jnp.argmax(stack, axis=0)  # the first maximum, the element XLA's own gradient selects
     offsets = jnp.arange(stack.shape[0]).reshape(-1, *[1] * g.ndim)
     return transpose(jnp.where(offsets == first, g, jnp.zeros_like(g)))

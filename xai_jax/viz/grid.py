@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import InputError
-from .heatmap import _as_display_image, frame, magnitude_heatmap, signed_heatmap
+from .heatmap import as_display_image, frame, magnitude_heatmap, signed_heatmap
 
 
 def prediction_title(label: Any, prediction: Any, probability: Any | None = None) -> str:
@@ -27,7 +27,7 @@ def prediction_title(label: Any, prediction: Any, probability: Any | None = None
 
 def show_input(image: Any, ax: Any, title: str | None = None) -> Any:
     """Draw an input image (grey ``(H, W[, 1])`` or RGB ``(H, W, 3)``) on ``ax`` without axes."""
-    img = _as_display_image(image)
+    img = as_display_image(image)
     shown = ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     frame(ax)
     if title:

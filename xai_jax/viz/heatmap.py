@@ -102,7 +102,7 @@ def to_rgba(
     return colormap(_normalise(a, signed, percentile, vmax))
 
 
-def _as_display_image(image: Any) -> np.ndarray:
+def as_display_image(image: Any) -> np.ndarray:
     """An input image as ``(H, W)`` grey or ``(H, W, 3)`` RGB in [0, 1] (min-max scaled if outside)."""
     img = np.asarray(image, dtype=np.float64)
     if img.ndim == 3 and img.shape[-1] == 1:
@@ -137,7 +137,7 @@ def overlay(
     """
     if not 0 <= alpha <= 1:
         raise InputError(f"alpha must be in [0, 1]; got {alpha}.")
-    img = _as_display_image(image)
+    img = as_display_image(image)
     a = reduce_channels(attr, signed=signed)
     if a.shape != img.shape[:2]:
         raise InputError(f"the map has shape {a.shape} but the image {img.shape[:2]}; upsample the map first.")

@@ -32,7 +32,7 @@ from matplotlib import image as mpl_image
 
 from ..core.errors import InputError
 from .grid import method_grid, prediction_title
-from .heatmap import _as_display_image, reduce_channels, to_rgba
+from .heatmap import as_display_image, reduce_channels, to_rgba
 
 RESERVED = ("inputs", "labels", "predictions", "probabilities")
 
@@ -63,7 +63,7 @@ def _save_png(path: Path, rgb: np.ndarray) -> None:
 
 
 def _input_rgb(image: Any) -> np.ndarray:
-    img = _as_display_image(image)
+    img = as_display_image(image)
     return np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
 
 
