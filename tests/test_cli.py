@@ -2,6 +2,7 @@
 
 import numpy as np
 
+import xai_jax as xj
 from xai_jax import cli
 
 
@@ -27,6 +28,10 @@ def test_listings(capsys):
     assert "integrated_gradients" in capsys.readouterr().out
     assert cli.main(["layers", "--model", "mnist_cnn"]) == 0
     assert "conv4" in capsys.readouterr().out
+    assert cli.main(["models"]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "MnistCNN" in listed["mnist_cnn"] and "test accuracy 99." in listed["mnist_cnn"]
+    assert set(xj.models.available()) <= set(listed)
 
 
 def test_errors_are_reported_with_exit_code_2(tmp_path, capsys):

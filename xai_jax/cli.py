@@ -177,8 +177,22 @@ def list_layers(args: argparse.Namespace) -> None:
     from .trace import layers
 
     model, variables = models.load(args.model, path=args.checkpoint)
-    x = np.zeros((1, 28, 28, 1), np.float32)
+    x = np.zeros((1, *getattr(model, "input_shape", (28, 28, 1))), np.float32)
     print(layers(model, variables, x))
+
+
+def list_models(args: argparse.Namespace) -> None:
+    from .models import zoo
+
+    shipped = zoo.available()
+    for name in zoo.names():
+        if name in shipped:
+            entry = zoo.info(name)
+            accuracy = entry.get("test_accuracy")
+            shown = f"test accuracy {100 * accuracy:.2f} %" if isinstance(accuracy, (int, float)) else "shipped"
+        else:
+            shown = f"no checkpoint (train it: xai-jax train {name})"
+        print(f"{name:<26} {zoo.ZOO[name].cls.__name__:<22} {shown}")
 
 
 def list_methods(args: argparse.Namespace) -> None:
@@ -220,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="mnist_cnn")
     p.add_argument("--checkpoint", default=None)
     p.set_defaults(func=list_layers)
+
+    p = sub.add_parser("models", help="list the zoo models and which have a shipped checkpoint")
+    p.set_defaults(func=list_models)
 
     p = sub.add_parser("methods", help="list the registered methods")
     p.set_defaults(func=list_methods)

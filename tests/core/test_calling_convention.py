@@ -91,6 +91,18 @@ def test_bad_inputs(mlp, bad_x, message):
         xj.gradient(model, variables, bad_x)
 
 
+def test_one_image_without_batch_axis_on_a_zoo_model():
+    """A zoo model declares its input shape, so one image is recognised as such."""
+    model = xj.models.build("mnist_cnn")
+    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    variables = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), variables)
+    with pytest.raises(xj.InputError, match=r"^x has shape \(28, 28, 1\), one example .* batch axis is missing. Pass x\[None\]"):
+        xj.gradient(model, variables, np.zeros((28, 28, 1), np.float32))
+    # another wrong shape: the hint first, the model's own error after it
+    with pytest.raises(xj.InputError, match=r"^the model failed on x of shape \(2, 14, 14, 1\)\. .*x\[None\]\. The model's error: "):
+        xj.gradient(model, variables, np.zeros((2, 14, 14, 1), np.float32))
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_non_finite_input_is_an_error(mlp, value):
     model, variables, x = mlp

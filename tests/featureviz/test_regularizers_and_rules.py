@@ -71,7 +71,7 @@ CONV_CASES = [  # dimension numbers, strides, padding, lhs dilation, rhs dilatio
 
 
 @pytest.mark.parametrize("dn, strides, padding, lhs_dilation, rhs_dilation, window", CONV_CASES)
-def test_loop_conv_rule_gives_jax_gradients_exactly(dn, strides, padding, lhs_dilation, rhs_dilation, window):
+def test_loop_conv_rule_matches_jax_gradients(dn, strides, padding, lhs_dilation, rhs_dilation, window):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 7, 8, 3) if dn[0] == "NHWC" else (2, 3, 7, 8)).astype(np.float32)
     w = rng.normal(size=(*window, 3, 5) if dn[1] == "HWIO" else (5, 3, *window)).astype(np.float32)

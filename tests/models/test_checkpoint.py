@@ -154,6 +154,17 @@ def test_zoo_user_path_checked(tmp_path, cnn_vars):
         zoo.load("cam_cnn", path=path)
 
 
+def test_zoo_same_tree_other_model_refused():
+    """mnist_cnn, mc_dropout_cnn and evidential_cnn share one parameter tree; the shipped manifest
+    tells their files apart."""
+    shipped = ckpt.checkpoints_dir()
+    for name, other in (("mnist_cnn", "evidential_cnn"), ("evidential_cnn", "mc_dropout_cnn"), ("mc_dropout_cnn", "mnist_cnn")):
+        with pytest.raises(CheckpointError, match=f"is the '{other}' model's .*not '{name}'"):
+            zoo.load(name, path=shipped / f"{other}.msgpack")
+    model, _ = zoo.load("evidential_cnn", path=shipped / "evidential_cnn.msgpack")
+    assert type(model).__name__ == "EvidentialCNN"
+
+
 def test_manifest_kept_on_update(tmp_path):
     ckpt.update_manifest(tmp_path, "a", {"file": "a.msgpack"})
     ckpt.update_manifest(tmp_path, "b", {"file": "b.msgpack"})

@@ -125,3 +125,24 @@ def test_predicted_class_and_int_target(tiny):
     predicted = tmodel(twins.to_torch(x)).argmax(-1).numpy()
     assert_matches(P.lrp(model, variables, x, composite=ours), zennit_relevance(tmodel, x, predicted, theirs))
     assert_matches(P.lrp(model, variables, x, 7, composite=ours), zennit_relevance(tmodel, x, 7, theirs))
+
+
+@pytest.mark.parametrize("first", ["zbox", None])
+def test_position_mix_tiny_cnn(tiny, first):
+    """The seed's position-based mix, reproduced in Zennit with a name map.  TinyCNN has 4 linear
+    layers, so bounds (0.3, 0.6) give layer 0 -> αβ (or z^B when ``first`` is set), layer 1 -> ε with
+    the RMS-scaled stabilizer, layers 2, 3 -> LRP-0 (ε = 1e-9); the two cases use all four rules."""
+    from zennit.core import Stabilizer as ZStabilizer
+
+    model, variables, tmodel, x = tiny
+    ours = P.PositionMix(first=P.ZBox(-4.0, 4.0) if first else None)
+    layer0 = zr.ZBox(-4.0, 4.0) if first else zr.AlphaBeta(2.0, 1.0)
+    theirs = zc.MixedComposite([
+        zc.NameMapComposite([
+            (("conv1",), layer0),
+            (("conv2",), zr.Epsilon(ZStabilizer(0.1, norm_scale=True))),
+            (("fc1", "fc2"), zr.Epsilon(1e-9)),
+        ]),
+        zc.LayerMapComposite(zc.layer_map_base()),
+    ])
+    assert_matches(P.lrp(model, variables, x, TARGETS, composite=ours), zennit_relevance(tmodel, x, TARGETS, theirs), what=f"PositionMix first={first}")

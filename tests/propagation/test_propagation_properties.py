@@ -399,14 +399,20 @@ def test_gradient_through_lrp_map():
 # ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
-    "make",
-    [lambda: P.Epsilon(-1.0), lambda: P.AlphaBeta(2.0, 2.0), lambda: P.AlphaBeta(-1.0, -2.0), lambda: P.Gamma(-0.1),
-     lambda: P.ZBox(1.0, 0.0), lambda: P.ZPlus(stabilizer=float("nan")), lambda: P.Epsilon(zero_params="weight"),
-     lambda: P.MapComposite(types={"conv": "epsilon"}), lambda: P.MapComposite(types={"conv1": P.Epsilon()}),
-     lambda: P.PositionMix(bounds=(0.7, 0.2))],
+    "make, message",
+    [(lambda: P.Epsilon(-1.0), r"Epsilon epsilon must be a finite number >= 0; got -1.0"),
+     (lambda: P.AlphaBeta(2.0, 2.0), r"alpha - beta = 1 .*alpha=2.0, beta=2.0"),
+     (lambda: P.AlphaBeta(-1.0, -2.0), r"AlphaBeta alpha must be a finite number >= 0; got -1.0"),
+     (lambda: P.Gamma(-0.1), r"Gamma gamma must be a finite number >= 0; got -0.1"),
+     (lambda: P.ZBox(1.0, 0.0), r"ZBox needs low <= high"),
+     (lambda: P.ZPlus(stabilizer=float("nan")), r"ZPlus stabilizer must be a finite number >= 0; got nan"),
+     (lambda: P.Epsilon(zero_params="weight"), r"zero_params \['weight'\] not understood"),
+     (lambda: P.MapComposite(types={"conv": "epsilon"}), r"types\['conv'\] must be a rule"),
+     (lambda: P.MapComposite(types={"conv1": P.Epsilon()}), r"'conv1' is neither a kind .* use names="),
+     (lambda: P.PositionMix(bounds=(0.7, 0.2)), r"bounds must satisfy 0 <= lower <= upper <= 1")],
 )
-def test_rule_parameters_out_of_range(make):
-    with pytest.raises(xj.InputError):
+def test_rule_parameters_out_of_range(make, message):
+    with pytest.raises(xj.InputError, match=message):
         make()
 
 
@@ -469,3 +475,18 @@ def test_unsupported_operations_raise(model_cls):
     for method in (P.lrp, P.deeplift):
         with pytest.raises(xj.UnsupportedError, match="Supported:"):
             method(model_cls(), v, x, 0)
+
+
+class TanhHidden(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(jnp.tanh(nn.Dense(4)(x)))
+
+
+def test_deep_taylor_needs_a_relu_network():
+    """LRP passes a tanh like Zennit does; Deep Taylor's z⁺ derivation does not hold there."""
+    x = jnp.ones((2, 4))
+    v = TanhHidden().init(jax.random.key(0), x)
+    assert np.isfinite(np.asarray(P.lrp(TanhHidden(), v, x, 0))).all()
+    with pytest.raises(xj.InputError, match=r"deep_taylor derives its z\+ rule for ReLU networks; this model also has \['tanh'\]"):
+        P.deep_taylor(TanhHidden(), v, x, 0)

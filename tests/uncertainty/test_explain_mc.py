@@ -64,9 +64,10 @@ def test_dropout_off_or_one_sample_equals_the_plain_method(tiny_dropout, tiny_pl
     assert float(jnp.abs(off.std).max()) == 0.0
     # samples=1 on a model without dropout is the plain method (allowed without any flag)
     net, net_vars = tiny_plain
-    one = xu.explain_mc("gradient", net, net_vars, tiny_x, 2, samples=1, key=jax.random.key(0), stochastic_kwargs={})
-    np.testing.assert_array_equal(np.asarray(one.mean), np.asarray(xj.gradient(net, net_vars, tiny_x, 2)))
-    assert float(jnp.abs(one.std).max()) == 0.0
+    for switch in ({}, None):  # None: the default {'deterministic': False}, which this model does not take
+        one = xu.explain_mc("gradient", net, net_vars, tiny_x, 2, samples=1, key=jax.random.key(0), stochastic_kwargs=switch)
+        np.testing.assert_array_equal(np.asarray(one.mean), np.asarray(xj.gradient(net, net_vars, tiny_x, 2)))
+        assert float(jnp.abs(one.std).max()) == 0.0
 
 
 def test_product_dropout_is_bit_identical(tiny_dropout, tiny_x, loop_logits):
@@ -77,6 +78,14 @@ def test_product_dropout_is_bit_identical(tiny_dropout, tiny_x, loop_logits):
     apply = jax.jit(lambda v, x, k: rewritten.apply(v, x, deterministic=False, rngs={"dropout": k}))
     got = np.stack([np.asarray(apply(variables, tiny_x, k)) for k in jax.random.split(key, SAMPLES)])
     np.testing.assert_array_equal(got, loop_logits(key))
+    # and the gradients with respect to the input, for one key
+    k = jax.random.split(key, SAMPLES)[0]
+
+    def input_grad(m):
+        loss = lambda x: jnp.sum(m.apply(variables, x, deterministic=False, rngs={"dropout": k}) * jnp.arange(1.0, 6.0))  # noqa: E731
+        return np.asarray(jax.jit(jax.grad(loss))(tiny_x))
+
+    np.testing.assert_array_equal(input_grad(rewritten), input_grad(model))
 
 
 def test_deeplift_under_mc_dropout_keeps_summation_to_delta(tiny_dropout, tiny_x, loop_logits):
@@ -133,8 +142,10 @@ def test_bad_input(tiny_dropout, tiny_plain, tiny_x):
     with pytest.raises(xj.InputError, match="same map"):
         xu.explain_mc("gradient", model, variables, tiny_x, samples=2, key=key, stochastic_kwargs={"deterministic": True})
     net, net_vars = tiny_plain
-    with pytest.raises(xj.InputError, match="stochastic_kwargs"):
+    with pytest.raises(xj.InputError, match="would be the same map"):
         xu.explain_mc("gradient", net, net_vars, tiny_x, samples=2, key=key)
+    with pytest.raises(xj.InputError, match="does not accept the keyword arguments.*stochastic_kwargs"):
+        xu.explain_mc("gradient", net, net_vars, tiny_x, samples=2, key=key, stochastic_kwargs={"train": True})
     with pytest.raises(xj.InputError, match="baseline"):
         xu.explain_random_baselines("gradient", net, net_vars, tiny_x, samples=2, key=key)
     with pytest.raises(xj.InputError, match="noise"):

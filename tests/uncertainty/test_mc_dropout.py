@@ -106,10 +106,13 @@ def test_bad_input(tiny_dropout, tiny_plain, tiny_x):
     # dropout switched off: every sample would be identical
     with pytest.raises(xj.InputError, match="identical"):
         xu.mc_dropout(model, variables, tiny_x, samples=2, key=key, stochastic_kwargs={"deterministic": True})
-    # a model without dropout (and without a `deterministic` argument)
+    # a model without dropout (and without a `deterministic` argument): said plainly
     plain, plain_vars = tiny_plain
-    with pytest.raises(xj.InputError, match="stochastic_kwargs"):
+    with pytest.raises(xj.InputError, match="no dropout.*identical"):
         xu.mc_dropout(plain, plain_vars, tiny_x, samples=2, key=key)
+    # switch keywords the model does not take
+    with pytest.raises(xj.InputError, match="does not accept the keyword arguments {'train': True}.*stochastic_kwargs"):
+        xu.mc_dropout(plain, plain_vars, tiny_x, samples=2, key=key, stochastic_kwargs={"train": True})
     with pytest.raises(xj.InputError, match="identical"):
         xu.mc_dropout(plain, plain_vars, tiny_x, samples=2, key=key, stochastic_kwargs={})
     # documented escape hatch: run anyway; then MI and std are exactly 0

@@ -122,10 +122,16 @@ def output_struct(forward: Forward, variables: Any, x: jax.Array, kwargs: Mappin
     try:
         out = cached_trace("outputs", forward, lambda *a: jax.eval_shape(forward, *a), *structs)
     except Exception as err:
+        declared = getattr(forward.model, "input_shape", None)
+        if declared is not None and tuple(x.shape) == tuple(declared):
+            raise InputError(
+                f"x has shape {tuple(x.shape)}, one example of this model's input {tuple(declared)}: the batch "
+                f"axis is missing. Pass x[None] (shape {(1, *x.shape)})."
+            ) from err
         raise InputError(
-            f"the model failed on x of shape {tuple(x.shape)} ({type(err).__name__}: {err}). Methods take "
-            "a batch with a leading batch axis (images NHWC, e.g. (B, 28, 28, 1)); for one example "
-            "pass x[None]."
+            f"the model failed on x of shape {tuple(x.shape)}. Methods take a batch with a leading batch axis "
+            "(images NHWC, e.g. (B, 28, 28, 1)); for one example pass x[None]. The model's error: "
+            f"{type(err).__name__}: {err}"
         ) from err
     leaves = jax.tree_util.tree_leaves(out)
     if not leaves or leaves[0].ndim == 0 or leaves[0].shape[0] != x.shape[0]:

@@ -21,7 +21,7 @@ import flax.linen as nn
 
 from ..core.errors import CheckpointError, UnknownNameError, unknown_name_message
 from . import mnist
-from .checkpoint import CHECKPOINTS_ENV, checkpoints_dir, load_checkpoint, read_manifest
+from .checkpoint import CHECKPOINTS_ENV, MANIFEST_NAME, checkpoints_dir, load_checkpoint, manifest_entry_for, read_manifest
 
 __all__ = ["ZOO", "ZooEntry", "available", "build", "info", "load", "names"]
 
@@ -95,7 +95,8 @@ def load(name: str, path: str | os.PathLike | None = None) -> tuple[nn.Module, d
 
     Raises:
         UnknownNameError: ``name`` is not a zoo model (the message lists the known names).
-        CheckpointError: missing, corrupt or mismatched checkpoint file.
+        CheckpointError: missing, corrupt or mismatched checkpoint file (including one its manifest
+            lists under another model name).
     """
     entry = _entry(name)
     directory = checkpoints_dir()
@@ -116,5 +117,19 @@ def load(name: str, path: str | os.PathLike | None = None) -> tuple[nn.Module, d
                 f"no checkpoint for {name!r}: {path} does not exist. Shipped: {', '.join(available()) or '(none)'}; "
                 f"train it with `xai-jax train {name}` or point ${CHECKPOINTS_ENV} at a folder that has it"
             )
+    else:
+        _check_listed_as(name, Path(path))
     variables = load_checkpoint(path, model)
     return model, variables
+
+
+def _check_listed_as(name: str, path: Path) -> None:
+    """Refuse a file that the manifest beside it lists under another model's name.  The MNIST
+    classifiers share one parameter tree, so the structure check alone would take an
+    ``evidential_cnn`` file as a ``mnist_cnn`` (a file with no manifest cannot be told apart)."""
+    listed = manifest_entry_for(path)
+    if listed is not None and listed[0] != name:
+        raise CheckpointError(
+            f"checkpoint {path} is the {listed[0]!r} model's (per {path.parent / MANIFEST_NAME}), not {name!r}; "
+            f"load it with xj.models.load({listed[0]!r}, path=...)"
+        )

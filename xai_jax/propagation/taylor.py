@@ -28,7 +28,7 @@ from ..core.model import Model
 from ..trace import FAST_GRADIENT_RULES, rewrite
 from .composites import Composite, MapComposite
 from .deeplift import resolve_baseline
-from .engine import check_options, lrp_relevance
+from .engine import check_options, lrp_relevance, trace_model
 from .rules import StabilizerLike, WSquare, ZBox, ZPlus
 
 
@@ -82,8 +82,20 @@ def deep_taylor_composite(low: Any = 0.0, high: Any = 1.0, *, stabilizer: Stabil
     return MapComposite(types={"linear": ZPlus(stabilizer)}, first=first, stabilizer=stabilizer)
 
 
+def check_relu_network(problem: Problem, inputs: Inputs) -> None:
+    """DTD's z⁺ rule is the Taylor expansion of a ReLU neuron: refuse other activations rather than
+    return a map whose derivation does not hold."""
+    others = sorted({s.activation for s in trace_model(problem, inputs, inputs.x).plan.steps if s.kind == "activation"} - {"relu"})
+    if others:
+        raise InputError(
+            f"deep_taylor derives its z+ rule for ReLU networks; this model also has {others}. Use xj.lrp with a "
+            "composite for other activations."
+        )
+
+
 @compiled(static=("composite", "max_pool"))
 def _deep_taylor(problem: Problem, inputs: Inputs, composite: Composite, max_pool: str) -> jax.Array:
+    check_relu_network(problem, inputs)
     return lrp_relevance(problem, inputs, inputs.x, inputs.indices, composite, max_pool=max_pool)
 
 
@@ -107,6 +119,9 @@ def deep_taylor(
         normalised images).  ``None`` for both: an unbounded input (w² rule at the first layer).
       stabilizer: denominator stabilizer of the rules.
       max_pool: ``"winner"`` or ``"average"`` (as in :func:`xai_jax.propagation.lrp`).
+
+    Raises:
+      InputError: the model has activations other than ReLU (the z⁺ rule's derivation needs ReLU).
     """
     composite = deep_taylor_composite(low, high, stabilizer=stabilizer)
     check_options(composite, max_pool)

@@ -81,7 +81,15 @@ def prepare_stochastic(
         return prepare(model, variables, x, target, kwargs)
     except InputError as err:
         cause = err.__cause__
-        if isinstance(cause, TypeError) and "keyword" in str(cause):
+        rejected = isinstance(cause, TypeError) and "keyword" in str(cause)
+        if rejected and stochastic_kwargs is None:
+            # Most often a model without dropout (no ``deterministic`` switch): run it as it is, so
+            # the caller's rng-dependence check can say plainly that every sample would be the same.
+            try:
+                return prepare(model, variables, x, target, with_rng(dict(model_kwargs or {}), rng_collection, key))
+            except InputError:
+                pass
+        if rejected:
             shown = {k: v for k, v in kwargs.items() if k != "rngs"}
             raise InputError(
                 f"the model does not accept the keyword arguments {shown} ({cause}). Pass "
