@@ -48,9 +48,10 @@ f(x) − f(baseline). The error shrinks with the number of steps; Gauss–Legend
     for steps in ((4, 16) if QUICK else (8, 32, 128)):
         _, err = xj.integrated_gradients(model, variables, x, y, steps=steps, method=method, return_error=True)
         print(f"{method:18s} {steps:4d} steps: max |completeness error| = {float(jnp.abs(err).max()):.2e}")"""),
-    nbf.v4.new_markdown_cell("## CAM family\nOn the global-average-pooling classifier (`cam_cnn`) the CAM is the dense weights over the pooled maps."),
+    nbf.v4.new_markdown_cell("## CAM family\nOn the global-average-pooling classifier (`cam_cnn`) the CAM is the dense weights over the pooled maps. "
+                             "Those are the *rectified* `conv5` maps: `\"conv5+relu\"` names the inline ReLU after `conv5` (see `xj.layers`)."),
     nbf.v4.new_code_cell("""cam_model, cam_variables = xj.models.load("cam_cnn")
-layer = type(cam_model).last_conv
+layer = type(cam_model).last_conv + "+relu"
 cams = {name: xj.upsample(xj.METHODS[name](cam_model, cam_variables, x, y, layer=layer), x.shape)
         for name in ("cam", "grad_cam", "grad_cam_plus_plus", "xgrad_cam", "layer_cam", "score_cam")}
 fig = xj.viz.method_grid(x, cams, signed={n: n == "cam" for n in cams}, row_titles=titles)

@@ -241,7 +241,7 @@ class TinyCNN(nn.Module):
 
     num_classes: int = 10
     INPUT_SHAPE: ClassVar[tuple[int, ...]] = (28, 28, 1)
-    LAYER_MAP: ClassVar[dict[str, str]] = {"conv1": "conv1", "conv2": "conv2", "fc1": "fc1", "fc2": "fc2"}
+    LAYER_MAP: ClassVar[dict[str, str]] = {"conv1": "conv1", "conv2": "conv2", "conv2+relu": "relu2", "fc1": "fc1", "fc2": "fc2"}
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -302,8 +302,9 @@ class ResBNNet(nn.Module):
     num_classes: int = 10
     INPUT_SHAPE: ClassVar[tuple[int, ...]] = (16, 16, 3)
     LAYER_MAP: ClassVar[dict[str, str]] = {
-        "conv1": "conv1", "bn1": "bn1", "block": "block", "block/conv1": "block.conv1",
-        "block/bn1": "block.bn1", "block/conv2": "block.conv2", "block/bn2": "block.bn2", "fc": "fc",
+        "conv1": "conv1", "bn1": "bn1", "bn1+relu": "relu1", "block": "block", "block/conv1": "block.conv1",
+        "block/bn1": "block.bn1", "block/bn1+relu": "block.relu1", "block/conv2": "block.conv2", "block/bn2": "block.bn2",
+        "fc": "fc",
     }
 
     @nn.compact
@@ -381,7 +382,7 @@ class NCHWFlattenNet(nn.Module):
 
     num_classes: int = 10
     INPUT_SHAPE: ClassVar[tuple[int, ...]] = (12, 10, 3)
-    LAYER_MAP: ClassVar[dict[str, str]] = {"conv1": "conv1", "conv2": "conv2", "fc1": "fc1", "fc2": "fc2"}
+    LAYER_MAP: ClassVar[dict[str, str]] = {"conv1": "conv1", "conv2": "conv2", "conv2+relu": "relu2", "fc1": "fc1", "fc2": "fc2"}
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

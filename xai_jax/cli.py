@@ -50,7 +50,8 @@ def _load_images(spec: str, count: int, start: int) -> tuple[np.ndarray, np.ndar
 
 
 def _default_layer(model: Any, variables: Any, x: np.ndarray) -> str | None:
-    """The last layer with a spatial (B, h, w, c) output: the usual Grad-CAM choice."""
+    """The last layer with a spatial (B, h, w, c) output, after its activation when one follows
+    (``conv4+relu``: the rectified maps, the usual Grad-CAM choice)."""
     from .trace import layers
 
     spatial = [layer for layer in layers(model, variables, x[:1]) if layer.shape is not None and len(layer.shape) == 4]
@@ -214,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, default=0, help="index of the first image")
     p.add_argument("--methods", default="all", help="comma-separated method names, or 'all'")
     p.add_argument("--target", default="pred", help="'pred' (predicted class), 'label', or a class index")
-    p.add_argument("--layer", default=None, help="layer for layer-resolution methods (default: last spatial layer)")
+    p.add_argument("--layer", default=None, help="layer for layer-resolution methods, e.g. conv4 or conv4+relu (default: the last spatial layer, after its activation)")
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic methods")
     p.add_argument("--mc-samples", type=int, default=0,
                    help="N > 0: explain under N Monte-Carlo dropout masks and show mean and std maps (needs a model with dropout, e.g. mc_dropout_cnn)")

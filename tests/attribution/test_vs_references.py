@@ -132,3 +132,30 @@ def test_pytorch_grad_cam_family(twin, cam_name, monkeypatch):
             reference_cam.batch_size = 64
         reference = reference_cam(input_tensor=twins.to_torch(x, requires_grad=True), targets=[ClassifierOutputTarget(int(c)) for c in TARGETS])
     assert_matches(xj.METHODS[cam_name](model, variables, x, TARGETS, layer=layer), reference)
+
+
+RECTIFIED_LAYERS = {"TinyCNN": "conv2+relu", "ResBNNet": "block/bn1+relu", "NCHWFlattenNet": "conv2+relu"}
+
+
+def test_cam_family_on_rectified_maps(twin, monkeypatch):
+    """``"<layer>+relu"`` names the inline ReLU after a layer: the same maps as Captum and
+    pytorch-grad-cam hooked on the twin's ``nn.ReLU`` module (nested path in the residual block)."""
+    from pytorch_grad_cam import GradCAMPlusPlus, LayerCAM, base_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    name, model, variables, tmodel, x = twin
+    layer = RECTIFIED_LAYERS[name]
+    tlayer = twins.torch_layer(tmodel, layer)
+    assert isinstance(tlayer, torch.nn.ReLU)
+    t = torch.as_tensor(TARGETS)
+    reference = captum_attr.LayerGradCam(tmodel, tlayer).attribute(twins.to_torch(x), target=t, relu_attributions=True)
+    ours = xj.grad_cam(model, variables, x, TARGETS, layer=layer)
+    assert_matches(ours, reference.detach().numpy()[:, 0])
+    assert not np.allclose(ours, xj.grad_cam(model, variables, x, TARGETS, layer=layer.split("+")[0]))
+    guided = captum_attr.GuidedGradCam(tmodel, tlayer).attribute(twins.to_torch(x), target=t)
+    assert_matches(xj.guided_grad_cam(model, variables, x, TARGETS, layer=layer), nchw(guided))
+    monkeypatch.setattr(base_cam, "scale_cam_image", lambda cam, target_size=None: cam)
+    for cls, method in ((GradCAMPlusPlus, xj.grad_cam_plus_plus), (LayerCAM, xj.layer_cam)):
+        with cls(model=tmodel, target_layers=[tlayer]) as reference_cam:
+            expected = reference_cam(input_tensor=twins.to_torch(x, requires_grad=True), targets=[ClassifierOutputTarget(int(c)) for c in TARGETS])
+        assert_matches(method(model, variables, x, TARGETS, layer=layer), expected)

@@ -40,12 +40,12 @@ def test_identical_logits(twin):
 
 
 def test_layer_map_outputs_match(twin):
-    """Each Flax layer name and its torch twin produce the same activation (so a Grad-CAM test
-    can pick "the same layer" on both sides)."""
+    """Each Flax layer name (``"conv2+relu"``: the inline ReLU after ``conv2``) and its torch twin
+    produce the same activation (so a Grad-CAM test can pick "the same layer" on both sides)."""
+    import xai_jax as xj
+
     model, variables, tmodel = twin
     x = twins.random_input(model, batch=2, seed=2)
-    _, state = model.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])
-    inter = state["intermediates"]
     got = {}
     hooks = [twins.torch_layer(tmodel, name).register_forward_hook(
         lambda m, i, o, name=name: got.__setitem__(name, o.detach().numpy()))
@@ -57,10 +57,7 @@ def test_layer_map_outputs_match(twin):
         for h in hooks:
             h.remove()
     for name in twin.layer_map:
-        node = inter
-        for part in name.split("/"):
-            node = node[part]
-        a = np.asarray(node["__call__"][0])
+        a = np.asarray(xj.capture(model, variables, x, name)[1])
         t = got[name]
         if t.ndim == 4:
             t = t.transpose(0, 2, 3, 1)

@@ -40,9 +40,13 @@ def net():
 def test_layers_lists_every_call_with_type_and_shape(net):
     model, variables, x = net
     listed = xj.layers(model, variables, x)
-    assert listed.names() == ["stem", "block/conv_a", "block/bn_a", "block/conv_b", "block", "shared", "shared#1", "head"]
+    # "+relu": the activation applied directly to a layer's output (jnp.maximum, nn.relu, jax.nn.relu);
+    # conv_b feeds the residual sum, not an activation, so it has none
+    assert listed.names() == ["stem", "stem+relu", "block/conv_a", "block/conv_a+relu", "block/bn_a", "block/conv_b", "block",
+                              "shared", "shared+relu", "shared#1", "head"]
     by_name = {layer.name: layer for layer in listed}
     assert by_name["block/bn_a"].type == "BatchNorm"
+    assert by_name["stem+relu"].type == "relu" and by_name["stem+relu"].shape == by_name["stem"].shape
     assert by_name["block"].shape == (4, 8, 8, 4)
     assert by_name["head"].shape == (4, 3)
     assert "block/conv_b" in str(listed)
@@ -109,3 +113,60 @@ def test_layer_gradient_composes_with_jit(net):
     eager = xj.layer_gradient(model, variables, x, 1, layer="block/conv_b")[1]
     jitted = jax.jit(lambda x: xj.layer_gradient(model, variables, x, 1, layer="block/conv_b")[1])(x)
     np.testing.assert_allclose(eager, jitted, rtol=1e-6)
+
+
+def test_activation_after_a_layer_value_and_gradient(net):
+    """``"shared+relu"``: the ReLU between the two calls of ``shared``; its gradient is the head's
+    weights through the second call, by hand (no ReLU mask: the probe sits after the ReLU)."""
+    model, variables, x = net
+    _, pre = xj.capture(model, variables, x, "shared")
+    _, post = xj.capture(model, variables, x, "shared+relu")
+    np.testing.assert_array_equal(post, jnp.maximum(pre, 0))
+    p = variables["params"]
+    target = np.array([0, 1, 2, 1])
+    activation, grad = xj.layer_gradient(model, variables, x, target, layer="shared+relu")
+    expected = (p["shared"]["kernel"] @ p["head"]["kernel"])[:, target].T
+    np.testing.assert_allclose(activation, post, rtol=1e-6)
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
+    # nested path, inline nn.relu: the rectified conv_a maps and the gradient of the model split there
+    _, conv_a = xj.capture(model, variables, x, "block/conv_a")
+    act, g = xj.layer_gradient(model, variables, x, 1, layer="block/conv_a+relu")
+    np.testing.assert_array_equal(act, jax.nn.relu(conv_a))
+    _, g_bn = xj.layer_gradient(model, variables, x, 1, layer="block/conv_a")
+    np.testing.assert_allclose(g * (conv_a > 0), g_bn, rtol=1e-5, atol=1e-7)  # the chain rule through the ReLU
+    assert not np.allclose(g, g_bn)
+
+
+def test_activation_names_must_match(net):
+    model, variables, x = net
+    with pytest.raises(xj.LayerNotFoundError, match="block/conv_a\\+relu"):
+        xj.capture(model, variables, x, "block/conv_a+tanh")
+    with pytest.raises(xj.LayerNotFoundError):
+        xj.capture(model, variables, x, "block/conv_b+relu")  # feeds the residual sum, not a ReLU
+
+
+class LeakyTanh(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = jax.nn.leaky_relu(nn.Conv(3, (3, 3), name="c1")(x), negative_slope=0.3)
+        x = jnp.tanh(nn.Conv(3, (3, 3), name="c2")(x))
+        return nn.Dense(2, name="fc")(x.reshape(x.shape[0], -1))
+
+
+def test_other_activations_and_the_truncated_forward():
+    """tanh (a primitive) and leaky_relu with its own slope (a named jit): the listed values, and the
+    feature-visualization forward that stops at the layer gives the same (the slope is kept)."""
+    from xai_jax.core.model import make_forward
+    from xai_jax.featureviz.engine import truncated_forward
+
+    model = LeakyTanh()
+    x = jax.random.normal(jax.random.key(0), (2, 6, 6, 1))
+    variables = model.init(jax.random.key(1), x)
+    names = xj.layers(model, variables, x).names()
+    assert names == ["c1", "c1+leaky_relu", "c2", "c2+tanh", "fc"]
+    forward, _ = make_forward(model, None)
+    _, c1 = xj.capture(model, variables, x, "c1")
+    _, c2 = xj.capture(model, variables, x, "c2")
+    for layer, expected in (("c1+leaky_relu", jax.nn.leaky_relu(c1, 0.3)), ("c2+tanh", jnp.tanh(c2))):
+        np.testing.assert_allclose(xj.capture(model, variables, x, layer)[1], expected, rtol=1e-6)
+        np.testing.assert_allclose(truncated_forward(forward, layer)(variables, x, {}), expected, rtol=1e-6)

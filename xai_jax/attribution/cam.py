@@ -120,7 +120,7 @@ def _dense_head(problem: Problem, inputs: Inputs, head: str | None) -> jax.Array
         raise LayerNotFoundError(unknown_name_message("layer", head, listed.names()))
     params = inputs.variables["params"]
     for part in head.split("#")[0].split("/"):
-        params = params[part]
+        params = params.get(part, {}) if hasattr(params, "get") else {}
     if "kernel" not in params or params["kernel"].ndim != 2:
         raise InputError(f"head {head!r} is not a Dense layer with a 2-D kernel.")
     return params["kernel"]

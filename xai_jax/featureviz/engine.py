@@ -42,7 +42,7 @@ from ..core.errors import InputError
 from ..core.model import Forward
 from ..core.numerics import guarded_jit
 from ..trace import rewrite
-from ..trace.layers import intercept_outputs, probed_forward
+from ..trace.layers import PARAMETER_FREE_ACTIVATIONS, intercept_outputs, probed_forward, split_activation
 from .loop_rules import LOOP_GRADIENT_RULES
 from .regularizers import Regularizer
 
@@ -67,12 +67,25 @@ def truncated_forward(forward: Forward, layer: str) -> Callable[..., jax.Array]:
     computation holds nothing after it: a conv layer of a CNN with a dense head can be evaluated
     on images of any size (DeepDream octaves), and the unused head costs nothing.  Limit: the layer
     must not sit inside a lifted Flax transform (``nn.scan``/``nn.vmap``/``nn.remat``), whose inner
-    trace cannot hand a value out through an exception; use a layer outside it.
+    trace cannot hand a value out through an exception; use a layer outside it.  A ``"conv4+relu"``
+    layer stops at ``conv4`` and applies ``jax.nn.relu``; an activation with parameters (leaky
+    slope...) runs the whole model instead.
     """
+
+    base, activation = split_activation(layer)
+    if activation is not None and activation not in PARAMETER_FREE_ACTIVATIONS:
+        # its parameters (a leaky slope...) live only in the model's trace: run the whole model
+        full, up_to_base = probed_forward(forward, layer), truncated_forward(forward, base)
+
+        def run_whole(variables: Any, x: jax.Array, kwargs: Any) -> jax.Array:
+            out = jax.eval_shape(up_to_base, variables, x, kwargs)
+            return full(variables, x, kwargs, jnp.zeros(out.shape, out.dtype))[1]
+
+        return run_whole
 
     def run(variables: Any, x: jax.Array, kwargs: Any) -> jax.Array:
         def stop(name: str, mod: Any, out: Any) -> Any:
-            if name == layer:
+            if name == base:
                 raise _Reached(out)
             return out
 
@@ -80,7 +93,7 @@ def truncated_forward(forward: Forward, layer: str) -> Callable[..., jax.Array]:
             with intercept_outputs(stop):
                 forward(variables, x, kwargs)
         except _Reached as reached:
-            return reached.value
+            return reached.value if activation is None else getattr(jax.nn, activation)(reached.value)
         raise InputError(f"layer {layer!r} was not called by the model on this input.")
 
     return run

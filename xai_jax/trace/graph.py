@@ -155,7 +155,7 @@ def _join(outer: str, inner: str) -> str:
     return "/".join(p for p in (outer, inner) if p)
 
 
-def _activation_name(eqn: Any) -> str | None:
+def activation_name(eqn: Any) -> str | None:
     name = eqn.primitive.name
     if name == "custom_jvp_call":
         debug = getattr(eqn.params["call_jaxpr"].jaxpr, "debug_info", None)
@@ -213,7 +213,7 @@ def flatten(closed: Any) -> Graph:
         for eqn in jaxpr.eqns:
             ins = [read(v) for v in eqn.invars]
             here = _join(scope, str(eqn.source_info.name_stack))
-            activation = _activation_name(eqn)
+            activation = activation_name(eqn)
             inner = None if activation else _inner(eqn)
             if inner is not None:
                 outs = inline(inner[0], const_vars(inner[0], inner[1]), ins, here)

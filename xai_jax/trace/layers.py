@@ -8,6 +8,12 @@ its output, so it can record the output or add a zero *probe* to it; the gradien
 the probe is the gradient with respect to the layer's output.  Inline operations (``nn.relu(x)``,
 ``x + y``) are not modules and have no name of their own; a layer's output is what its module
 returns (for a ``Conv`` followed by an inline ``nn.relu``, the pre-activation).
+
+An element-wise activation applied directly to a layer's output is a layer too, named
+``"<layer>+<activation>"`` (``"conv4+relu"``): Grad-CAM and its relatives are usually computed on
+the rectified maps, which an inline ``nn.relu`` would otherwise hide.  It is found in the model's
+jaxpr (the activation equation whose input is the module's output) and probed by re-evaluating that
+jaxpr with the probe added to the activation's output.
 """
 
 from __future__ import annotations
@@ -25,6 +31,17 @@ from ..core.errors import InputError, LayerNotFoundError, unknown_name_message
 from ..core.model import Forward, Model, make_forward
 from ..core.problem import Inputs, Problem, as_struct, cached_trace, check_input, compiled, prepare
 from ..core.targets import Target
+from .graph import activation_name
+from .interpreter import bind_original, evaluate
+
+#: Joins a layer's name and the activation applied to its output: ``"conv4+relu"``.
+ACTIVATION_JOIN = "+"
+#: Activations that ``jax.nn.<name>`` reproduces exactly (no slope or scale parameter to recover).
+PARAMETER_FREE_ACTIVATIONS = frozenset(
+    n for n in ("relu", "relu6", "sigmoid", "hard_sigmoid", "silu", "swish", "hard_silu", "hard_swish", "hard_tanh",
+                "softplus", "soft_sign", "log_sigmoid", "mish", "tanh", "sparse_plus", "selu")
+    if hasattr(jax.nn, n)
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,20 +112,55 @@ def layers(model: Model, variables: Any, x: Any, *, model_kwargs: Mapping[str, A
 
 def list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, Any]) -> LayerList:
     def trace(variables: Any, x: Any, kwargs: Any) -> LayerList:
-        found = LayerList()
+        found: list[LayerInfo] = []
+        arrays: list[Any] = []
 
         def record(name: str, mod: Any, out: Any) -> Any:
             array = hasattr(out, "shape") and hasattr(out, "dtype")
             shape, dtype = (tuple(out.shape), str(out.dtype)) if array else (None, None)
             found.append(LayerInfo(name, type(mod).__name__, shape, dtype))
+            arrays.append(out if array else None)
             return out
 
-        with intercept_outputs(record):  # a fresh lambda: eval_shape caches traces per function
-            jax.eval_shape(lambda *args: forward(*args), variables, x, kwargs)
-        return found
+        def run(variables: Any, x: Any, kwargs: Any) -> Any:
+            found.clear()
+            arrays.clear()
+            with intercept_outputs(record):
+                forward(variables, x, kwargs)
+            return [a for a in arrays if a is not None]
+
+        jaxpr = jax.make_jaxpr(run)(variables, x, kwargs).jaxpr
+        outvars = iter(jaxpr.outvars)
+        listed = LayerList()
+        for info, array in zip(found, arrays):
+            listed.append(info)
+            if array is None:
+                continue
+            after = _activation_after(jaxpr, next(outvars))
+            if after is not None:
+                act = activation_name(after)
+                listed.append(LayerInfo(f"{info.name}{ACTIVATION_JOIN}{act}", act, info.shape, info.dtype))
+        return listed
 
     structs = as_struct((variables, x, dict(kwargs)))
     return cached_trace("layers", forward, trace, *structs)
+
+
+def _activation_after(jaxpr: Any, var: Any) -> Any:
+    """The top-level element-wise activation equation applied to ``var`` (first such), or ``None``."""
+    for eqn in jaxpr.eqns:
+        if activation_name(eqn) is None:
+            continue
+        inputs = [v for v in eqn.invars if not hasattr(v, "val")]  # drop literals (max(x, 0.0))
+        if len(inputs) == 1 and inputs[0] is var and tuple(eqn.outvars[0].aval.shape) == tuple(var.aval.shape):
+            return eqn
+    return None
+
+
+def split_activation(layer: str) -> tuple[str, str | None]:
+    """``"conv4+relu"`` -> ``("conv4", "relu")``; a plain layer name -> ``(name, None)``."""
+    base, join, act = layer.rpartition(ACTIVATION_JOIN)
+    return (base, act) if join and base else (layer, None)
 
 
 def layer_info(forward: Forward, variables: Any, x: jax.Array, kwargs: Mapping[str, Any], layer: str) -> LayerInfo:
@@ -132,6 +184,8 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
     to the layer's output; ``layer_output`` includes the probe, so it is the activation itself.
     """
 
+    base, activation = split_activation(layer)
+
     def run(variables: Any, x: jax.Array, kwargs: Mapping[str, Any], probe: jax.Array) -> tuple[Any, jax.Array]:
         captured: list[jax.Array] = []
 
@@ -147,7 +201,27 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
             raise InputError(f"layer {layer!r} was not called by the model on this input.")
         return outputs, captured[0]
 
-    return run
+    def run_after_activation(variables: Any, x: jax.Array, kwargs: Mapping[str, Any], probe: jax.Array) -> tuple[Any, jax.Array]:
+        base_args = (variables, x, kwargs, jnp.zeros_like(probe))  # the probe goes after the activation only
+        closed, shapes = jax.make_jaxpr(probed_forward(forward, base), return_shape=True)(*base_args)
+        target = _activation_after(closed.jaxpr, closed.jaxpr.outvars[-1])
+        if target is None or activation_name(target) != activation:
+            raise InputError(f"layer {layer!r}: no {activation!r} is applied directly to {base!r}'s output.")
+        captured: list[jax.Array] = []
+
+        def add_probe(eqn: Any, invals: Any) -> Any:
+            out = bind_original(eqn, invals)
+            if eqn is not target:
+                return out
+            value = (out[0] if eqn.primitive.multiple_results else out) + probe
+            captured.append(value)
+            return [value] if eqn.primitive.multiple_results else value
+
+        flat = evaluate(closed.jaxpr, closed.consts, jax.tree_util.tree_leaves(base_args), {target.primitive.name: add_probe})
+        outputs, _ = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), flat)
+        return outputs, captured[0]
+
+    return run if activation is None else run_after_activation
 
 
 def capture(
