@@ -165,6 +165,15 @@ def test_zoo_same_tree_other_model_refused():
     assert type(model).__name__ == "EvidentialCNN"
 
 
+@pytest.mark.parametrize("manifest", ['{"files": ["m.msgpack"]}', '{"models": {"my_experiment": {"file": "m.msgpack"}}}'])
+def test_zoo_user_path_beside_a_foreign_manifest(tmp_path, cnn_vars, manifest):
+    """A manifest.json that is not ours, or names the file after no zoo model, does not block loading."""
+    save_checkpoint(tmp_path / "m.msgpack", cnn_vars)
+    (tmp_path / "manifest.json").write_text(manifest)
+    _, variables = zoo.load("mnist_cnn", path=tmp_path / "m.msgpack")
+    _same(variables, cnn_vars)
+
+
 def test_manifest_kept_on_update(tmp_path):
     ckpt.update_manifest(tmp_path, "a", {"file": "a.msgpack"})
     ckpt.update_manifest(tmp_path, "b", {"file": "b.msgpack"})

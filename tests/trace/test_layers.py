@@ -170,3 +170,42 @@ def test_other_activations_and_the_truncated_forward():
     for layer, expected in (("c1+leaky_relu", jax.nn.leaky_relu(c1, 0.3)), ("c2+tanh", jnp.tanh(c2))):
         np.testing.assert_allclose(xj.capture(model, variables, x, layer)[1], expected, rtol=1e-6)
         np.testing.assert_allclose(truncated_forward(forward, layer)(variables, x, {}), expected, rtol=1e-6)
+
+
+class Ident(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return x
+
+
+class Pair(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3, name="p")(x), x
+
+
+class Awkward(nn.Module):
+    """Names with "+", a tuple-valued module, and an identity module on a value already rectified."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(4, name="a+b")(x)
+        r = nn.relu(h)
+        skip = Ident(name="skip")(h)  # returns h, which the ReLU took *before* this module
+        first, _ = Pair(name="pair")(r + skip)
+        z = jnp.tanh(nn.Dense(4, name="c+relu")(first))
+        return nn.Dense(2, name="head")(z)
+
+
+def test_awkward_names_and_outputs():
+    model = Awkward()
+    x = jax.random.normal(jax.random.key(0), (3, 5))
+    variables = model.init(jax.random.key(1), x)
+    names = xj.layers(model, variables, x).names()
+    assert names == ["a+b", "a+b+relu", "skip", "pair/p", "pair", "c+relu", "c+relu+tanh", "head"]
+    _, h = xj.capture(model, variables, x, "a+b")
+    np.testing.assert_array_equal(xj.capture(model, variables, x, "a+b+relu")[1], jax.nn.relu(h))
+    _, c = xj.capture(model, variables, x, "c+relu")  # a module literally named so
+    np.testing.assert_allclose(xj.capture(model, variables, x, "c+relu+tanh")[1], jnp.tanh(c), rtol=1e-6)
+    with pytest.raises(xj.LayerNotFoundError):
+        xj.capture(model, variables, x, "skip+relu")

@@ -1,5 +1,6 @@
 """MC dropout: equal to a Python loop over the same keys; entropy decomposition; OOD separation."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,6 +120,31 @@ def test_bad_input(tiny_dropout, tiny_plain, tiny_x):
     r = xu.mc_dropout(plain, plain_vars, tiny_x, samples=2, key=key, stochastic_kwargs={}, require_stochastic=False)
     # (not exactly 0: XLA:CPU's vectorised exp may round identical rows differently by position)
     assert float(r.mutual_information.max()) < 1e-6 and float(r.std.max()) < 1e-6
+
+
+class TrainSwitched(nn.Module):
+    """Dropout switched by ``train=True`` (not Flax's usual ``deterministic=False``)."""
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        x = nn.Dropout(0.5)(nn.Dense(6)(x.reshape((x.shape[0], -1))), deterministic=not train)
+        return nn.Dense(3)(x)
+
+
+def test_model_with_another_dropout_switch(tiny_x):
+    model = TrainSwitched()
+    variables = model.init(jax.random.key(0), tiny_x)
+    key = jax.random.key(1)
+    # the default switch is rejected: the error says so and names the way out
+    with pytest.raises(xj.InputError, match=r"identical.*does not take \{'deterministic': False\}.*stochastic_kwargs="):
+        xu.mc_dropout(model, variables, tiny_x, samples=2, key=key)
+    with pytest.raises(xj.InputError, match=r"same map.*does not take \{'deterministic': False\}"):
+        xu.explain_mc("gradient", model, variables, tiny_x, 0, samples=2, key=key)
+    # require_stochastic=False does not silently drop the switch
+    with pytest.raises(xj.InputError, match="does not accept the keyword arguments"):
+        xu.mc_dropout(model, variables, tiny_x, samples=2, key=key, require_stochastic=False)
+    r = xu.mc_dropout(model, variables, tiny_x, samples=4, key=key, stochastic_kwargs={"train": True})
+    assert float(r.std.max()) > 0
 
 
 def test_rotate():

@@ -123,7 +123,7 @@ def output_struct(forward: Forward, variables: Any, x: jax.Array, kwargs: Mappin
         out = cached_trace("outputs", forward, lambda *a: jax.eval_shape(forward, *a), *structs)
     except Exception as err:
         declared = getattr(forward.model, "input_shape", None)
-        if declared is not None and tuple(x.shape) == tuple(declared):
+        if isinstance(declared, tuple) and tuple(x.shape) == declared:
             raise InputError(
                 f"x has shape {tuple(x.shape)}, one example of this model's input {tuple(declared)}: the batch "
                 f"axis is missing. Pass x[None] (shape {(1, *x.shape)})."

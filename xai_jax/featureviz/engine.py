@@ -85,15 +85,17 @@ def truncated_forward(forward: Forward, layer: str) -> Callable[..., jax.Array]:
 
     def run(variables: Any, x: jax.Array, kwargs: Any) -> jax.Array:
         def stop(name: str, mod: Any, out: Any) -> Any:
-            if name == base:
+            if name == layer:  # a module (also one literally named "a+relu", if reached first)
                 raise _Reached(out)
+            if activation is not None and name == base:
+                raise _Reached(getattr(jax.nn, activation)(out))
             return out
 
         try:
             with intercept_outputs(stop):
                 forward(variables, x, kwargs)
         except _Reached as reached:
-            return reached.value if activation is None else getattr(jax.nn, activation)(reached.value)
+            return reached.value
         raise InputError(f"layer {layer!r} was not called by the model on this input.")
 
     return run

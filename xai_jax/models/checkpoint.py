@@ -18,7 +18,8 @@ naming the problem:
    ``jax.eval_shape``, nothing is run): a checkpoint of another model names the missing and the
    unexpected entries.
 
-Any file works, in the manifest or not; step 2 is skipped for files no manifest lists.
+Any file works, in the manifest or not; step 2 is skipped for files no manifest lists (a
+``manifest.json`` of another tool, without our ``format`` or ``models`` keys, is ignored).
 """
 
 from __future__ import annotations
@@ -106,6 +107,12 @@ def manifest_entry_for(path: str | os.PathLike) -> tuple[str, dict[str, Any]] | 
     manifest_path = path.parent / MANIFEST_NAME
     if not manifest_path.exists():
         return None
+    try:
+        raw = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read checkpoint manifest {manifest_path}: {e}") from e
+    if not isinstance(raw, dict) or (raw.get("format") != MANIFEST_FORMAT and "models" not in raw):
+        return None  # another tool's manifest.json: it says nothing about this file
     for name, entry in read_manifest(path.parent)["models"].items():
         if isinstance(entry, Mapping) and entry.get("file") == path.name:
             return name, dict(entry)

@@ -128,7 +128,7 @@ def _check_listed_as(name: str, path: Path) -> None:
     classifiers share one parameter tree, so the structure check alone would take an
     ``evidential_cnn`` file as a ``mnist_cnn`` (a file with no manifest cannot be told apart)."""
     listed = manifest_entry_for(path)
-    if listed is not None and listed[0] != name:
+    if listed is not None and listed[0] != name and listed[0] in ZOO:
         raise CheckpointError(
             f"checkpoint {path} is the {listed[0]!r} model's (per {path.parent / MANIFEST_NAME}), not {name!r}; "
             f"load it with xj.models.load({listed[0]!r}, path=...)"

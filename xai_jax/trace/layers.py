@@ -26,12 +26,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from ..core.errors import InputError, LayerNotFoundError, unknown_name_message
 from ..core.model import Forward, Model, make_forward
 from ..core.problem import Inputs, Problem, as_struct, cached_trace, check_input, compiled, prepare
 from ..core.targets import Target
-from .graph import activation_name
+from .graph import ACTIVATION_NAMES, activation_name
 from .interpreter import bind_original, evaluate
 
 #: Joins a layer's name and the activation applied to its output: ``"conv4+relu"``.
@@ -46,12 +47,17 @@ PARAMETER_FREE_ACTIVATIONS = frozenset(
 
 @dataclasses.dataclass(frozen=True)
 class LayerInfo:
-    """One layer: its name, its module type and the shape/dtype of its output for a given input."""
+    """One layer: its name, its module type and the shape/dtype of its output for a given input.
+
+    For an activation applied directly to a layer's output (``"conv4+relu"``), ``type`` is the
+    activation's name and ``after`` the layer it follows.
+    """
 
     name: str
     type: str
     shape: tuple[int, ...] | None
     dtype: str | None
+    after: str | None = None
 
     def __str__(self) -> str:
         return f"{self.name:<32} {self.type:<20} {self.shape}"
@@ -113,54 +119,71 @@ def layers(model: Model, variables: Any, x: Any, *, model_kwargs: Mapping[str, A
 def list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, Any]) -> LayerList:
     def trace(variables: Any, x: Any, kwargs: Any) -> LayerList:
         found: list[LayerInfo] = []
-        arrays: list[Any] = []
 
         def record(name: str, mod: Any, out: Any) -> Any:
             array = hasattr(out, "shape") and hasattr(out, "dtype")
             shape, dtype = (tuple(out.shape), str(out.dtype)) if array else (None, None)
             found.append(LayerInfo(name, type(mod).__name__, shape, dtype))
-            arrays.append(out if array else None)
+            if isinstance(out, jax.Array) and jnp.issubdtype(out.dtype, jnp.inexact):
+                # an identity marker: the module's output becomes a fresh value in the jaxpr, named
+                # after the layer, as probed_forward's probe makes it (a value the model had already
+                # passed to an activation before a module returned it is not that module's)
+                out = checkpoint_name(out, _MARK + name)
             return out
 
-        def run(variables: Any, x: Any, kwargs: Any) -> Any:
+        def run(variables: Any, x: Any, kwargs: Any) -> None:
             found.clear()
-            arrays.clear()
             with intercept_outputs(record):
                 forward(variables, x, kwargs)
-            return [a for a in arrays if a is not None]
 
         jaxpr = jax.make_jaxpr(run)(variables, x, kwargs).jaxpr
-        outvars = iter(jaxpr.outvars)
+        after = _activations_after_marks(jaxpr)
+        modules = {info.name for info in found}
         listed = LayerList()
-        for info, array in zip(found, arrays):
+        for info in found:
             listed.append(info)
-            if array is None:
-                continue
-            after = _activation_after(jaxpr, next(outvars))
-            if after is not None:
-                act = activation_name(after)
-                listed.append(LayerInfo(f"{info.name}{ACTIVATION_JOIN}{act}", act, info.shape, info.dtype))
+            act = after.get(info.name)
+            name = f"{info.name}{ACTIVATION_JOIN}{act}"
+            if act is not None and name not in modules:  # a module literally named so keeps the name
+                listed.append(LayerInfo(name, act, info.shape, info.dtype, after=info.name))
         return listed
 
     structs = as_struct((variables, x, dict(kwargs)))
     return cached_trace("layers", forward, trace, *structs)
 
 
-def _activation_after(jaxpr: Any, var: Any) -> Any:
-    """The top-level element-wise activation equation applied to ``var`` (first such), or ``None``."""
+_MARK = "xai_jax.layer:"
+
+
+def _activation_consumers(jaxpr: Any) -> dict[Any, Any]:
+    """Each top-level value -> the first element-wise activation equation taking it as its only
+    (non-literal) input and returning one value of its shape."""
+    first: dict[Any, Any] = {}
     for eqn in jaxpr.eqns:
-        if activation_name(eqn) is None:
+        if activation_name(eqn) is None or len(eqn.outvars) != 1:
             continue
         inputs = [v for v in eqn.invars if not hasattr(v, "val")]  # drop literals (max(x, 0.0))
-        if len(inputs) == 1 and inputs[0] is var and tuple(eqn.outvars[0].aval.shape) == tuple(var.aval.shape):
-            return eqn
-    return None
+        if len(inputs) == 1 and tuple(eqn.outvars[0].aval.shape) == tuple(inputs[0].aval.shape):
+            first.setdefault(inputs[0], eqn)
+    return first
+
+
+def _activations_after_marks(jaxpr: Any) -> dict[str, str]:
+    """Layer name -> the activation applied directly to its marked output (top level only: values
+    inside a lifted transform such as ``nn.remat`` are not reached)."""
+    consumers = _activation_consumers(jaxpr)
+    found: dict[str, str] = {}
+    for eqn in jaxpr.eqns:
+        mark = eqn.params.get("name") if eqn.primitive.name == "name" else None
+        if isinstance(mark, str) and mark.startswith(_MARK) and eqn.outvars[0] in consumers:
+            found[mark[len(_MARK):]] = activation_name(consumers[eqn.outvars[0]])
+    return found
 
 
 def split_activation(layer: str) -> tuple[str, str | None]:
-    """``"conv4+relu"`` -> ``("conv4", "relu")``; a plain layer name -> ``(name, None)``."""
+    """``"conv4+relu"`` -> ``("conv4", "relu")``; any other name (``"a+b"``) -> ``(name, None)``."""
     base, join, act = layer.rpartition(ACTIVATION_JOIN)
-    return (base, act) if join and base else (layer, None)
+    return (base, act) if join and base and act in ACTIVATION_NAMES else (layer, None)
 
 
 def layer_info(forward: Forward, variables: Any, x: jax.Array, kwargs: Mapping[str, Any], layer: str) -> LayerInfo:
@@ -186,7 +209,7 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
 
     base, activation = split_activation(layer)
 
-    def run(variables: Any, x: jax.Array, kwargs: Mapping[str, Any], probe: jax.Array) -> tuple[Any, jax.Array]:
+    def run_module(variables: Any, x: jax.Array, kwargs: Mapping[str, Any], probe: jax.Array) -> tuple[Any, jax.Array]:
         captured: list[jax.Array] = []
 
         def add_probe(name: str, mod: Any, out: Any) -> Any:
@@ -202,9 +225,12 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
         return outputs, captured[0]
 
     def run_after_activation(variables: Any, x: jax.Array, kwargs: Mapping[str, Any], probe: jax.Array) -> tuple[Any, jax.Array]:
+        listed = {info.name: info for info in list_layers(forward, variables, x, kwargs)}
+        if layer in listed and listed[layer].after is None:  # a module literally named "a+relu"
+            return run_module(variables, x, kwargs, probe)
         base_args = (variables, x, kwargs, jnp.zeros_like(probe))  # the probe goes after the activation only
         closed, shapes = jax.make_jaxpr(probed_forward(forward, base), return_shape=True)(*base_args)
-        target = _activation_after(closed.jaxpr, closed.jaxpr.outvars[-1])
+        target = _activation_consumers(closed.jaxpr).get(closed.jaxpr.outvars[-1])
         if target is None or activation_name(target) != activation:
             raise InputError(f"layer {layer!r}: no {activation!r} is applied directly to {base!r}'s output.")
         captured: list[jax.Array] = []
@@ -213,7 +239,7 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
             out = bind_original(eqn, invals)
             if eqn is not target:
                 return out
-            value = (out[0] if eqn.primitive.multiple_results else out) + probe
+            value = (out[0] if eqn.primitive.multiple_results else out) + probe  # one output (see _activation_consumers)
             captured.append(value)
             return [value] if eqn.primitive.multiple_results else value
 
@@ -221,7 +247,7 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
         outputs, _ = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), flat)
         return outputs, captured[0]
 
-    return run if activation is None else run_after_activation
+    return run_module if activation is None else run_after_activation
 
 
 def capture(

@@ -70,25 +70,36 @@ def prepare_stochastic(
     model_kwargs: Mapping[str, Any] | None,
     stochastic_kwargs: Mapping[str, Any] | None,
     rng_collection: str,
-) -> tuple[Problem, Inputs]:
+    run_without_switch: bool = True,
+) -> tuple[Problem, Inputs, str]:
     """``prepare`` for a model run with its dropout on: ``model_kwargs | stochastic_kwargs`` plus
-    ``rngs={rng_collection: key}`` (the key is traced, so a new key does not recompile)."""
+    ``rngs={rng_collection: key}`` (the key is traced, so a new key does not recompile).
+
+    When the model rejects the *default* switch ``deterministic=False`` and ``run_without_switch``,
+    it is prepared without it (most often it has no dropout at all) and the third value is a note
+    for the caller's "output does not depend on the rng" error; otherwise the note is empty.
+    """
     if not isinstance(rng_collection, str) or not rng_collection:
         raise InputError(f"rng_collection must be the name of an rng stream such as 'dropout'; got {rng_collection!r}.")
     kwargs = {**dict(model_kwargs or {}), **dict(DEFAULT_STOCHASTIC_KWARGS if stochastic_kwargs is None else stochastic_kwargs)}
     kwargs = with_rng(kwargs, rng_collection, key)
     try:
-        return prepare(model, variables, x, target, kwargs)
+        problem, inputs = prepare(model, variables, x, target, kwargs)
     except InputError as err:
         cause = err.__cause__
         rejected = isinstance(cause, TypeError) and "keyword" in str(cause)
-        if rejected and stochastic_kwargs is None:
-            # Most often a model without dropout (no ``deterministic`` switch): run it as it is, so
-            # the caller's rng-dependence check can say plainly that every sample would be the same.
+        if rejected and stochastic_kwargs is None and run_without_switch:
+            # Most often a model without dropout: run it as it is, so the caller's rng-dependence
+            # check can say plainly that every sample would be the same.
             try:
-                return prepare(model, variables, x, target, with_rng(dict(model_kwargs or {}), rng_collection, key))
+                problem, inputs = prepare(model, variables, x, target, with_rng(dict(model_kwargs or {}), rng_collection, key))
             except InputError:
                 pass
+            else:
+                return problem, inputs, (
+                    f" The model does not take {dict(DEFAULT_STOCHASTIC_KWARGS)}, Flax's usual dropout switch; if it "
+                    "switches dropout with another keyword, pass it as stochastic_kwargs= (e.g. {'train': True})."
+                )
         if rejected:
             shown = {k: v for k, v in kwargs.items() if k != "rngs"}
             raise InputError(
@@ -97,6 +108,7 @@ def prepare_stochastic(
                 "{} if it needs none) and model_kwargs= any others."
             ) from cause
         raise
+    return problem, inputs, ""
 
 
 def output_depends_on_rng(problem: Problem, inputs: Inputs, rng_collection: str) -> bool:

@@ -176,15 +176,15 @@ def explain_mc(
     samples = check_positive_int("samples", samples)
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
     key = check_key(key, "explain_mc")
-    problem, inputs = prepare_stochastic(
+    problem, inputs, note = prepare_stochastic(
         product_dropout(model), variables, x, target, key, model_kwargs=model_kwargs, stochastic_kwargs=stochastic_kwargs,
-        rng_collection=rng_collection,
+        rng_collection=rng_collection, run_without_switch=bool(require_stochastic) or samples == 1,
     )
     if require_stochastic and samples > 1 and not output_depends_on_rng(problem, inputs, rng_collection):
         raise InputError(
             f"the model's output does not depend on the {rng_collection!r} rng with {dict(problem.forward.static_kwargs)}: "
             f"all {samples} samples of {name!r} would be the same map (no dropout, rate 0, or dropout off). "
-            "Use a model with dropout, stochastic_kwargs= that switch it on, samples=1, or require_stochastic=False."
+            "Use a model with dropout, stochastic_kwargs= that switch it on, samples=1, or require_stochastic=False." + note
         )
     static, dynamic = split_options(method_opts)
     return _explain_mc(problem, inputs, key, dynamic, method=name, options=static, samples=samples, batch_size=batch_size,
@@ -299,11 +299,11 @@ def explain_mc_methods(
     samples = check_positive_int("samples", samples)
     key = check_key(key, "explain_mc_methods")
     if samples > 1:  # one clear error for the whole run, not one per method
-        mc_check = prepare_stochastic(model, variables, x, None, key, model_kwargs=model_kwargs,
-                                      stochastic_kwargs=stochastic_kwargs, rng_collection="dropout")
+        *mc_check, note = prepare_stochastic(model, variables, x, None, key, model_kwargs=model_kwargs,
+                                             stochastic_kwargs=stochastic_kwargs, rng_collection="dropout")
         if not output_depends_on_rng(*mc_check, "dropout"):
-            raise InputError("--mc-samples needs a model with dropout (e.g. mc_dropout_cnn): this model's output does not "
-                             "depend on the dropout rng, so every sample would be the same map.")
+            raise InputError("--mc-samples needs a model with dropout switched on (e.g. mc_dropout_cnn): this model's output "
+                             "does not depend on the dropout rng, so every sample would be the same map." + note)
     results: dict[str, MCExplanation] = {}
     skipped: dict[str, str] = {}
     for name in names:

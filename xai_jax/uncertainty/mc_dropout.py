@@ -157,8 +157,9 @@ def mc_dropout(
     samples = check_positive_int("samples", samples)
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
     key = check_key(key, "mc_dropout")
-    problem, inputs = prepare_stochastic(
-        model, variables, x, None, key, model_kwargs=model_kwargs, stochastic_kwargs=stochastic_kwargs, rng_collection=rng_collection
+    problem, inputs, note = prepare_stochastic(
+        model, variables, x, None, key, model_kwargs=model_kwargs, stochastic_kwargs=stochastic_kwargs, rng_collection=rng_collection,
+        run_without_switch=bool(require_stochastic),
     )
     if require_stochastic and not output_depends_on_rng(problem, inputs, rng_collection):
         raise InputError(
@@ -166,7 +167,7 @@ def mc_dropout(
             f"{dict(problem.forward.static_kwargs)}: it has no dropout (or rate 0, or dropout is not switched "
             "on), so all Monte-Carlo samples would be identical. Use a model with dropout (e.g. "
             "xj.models.load('mc_dropout_cnn')), pass stochastic_kwargs= that switch it on, or "
-            "require_stochastic=False to run anyway."
+            "require_stochastic=False to run anyway." + note
         )
     return _mc_dropout(problem, inputs, key, samples=samples, batch_size=batch_size, rng_collection=rng_collection,
                        return_samples=bool(return_samples))
