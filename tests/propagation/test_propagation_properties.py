@@ -488,5 +488,8 @@ def test_deep_taylor_needs_a_relu_network():
     x = jnp.ones((2, 4))
     v = TanhHidden().init(jax.random.key(0), x)
     assert np.isfinite(np.asarray(P.lrp(TanhHidden(), v, x, 0))).all()
-    with pytest.raises(xj.InputError, match=r"deep_taylor derives its z\+ rule for ReLU networks; this model also has \['tanh'\]"):
+    with pytest.raises(xj.InputError, match=r"derived for networks with \['relu'\] activations; this model also has \['tanh'\]"):
         P.deep_taylor(TanhHidden(), v, x, 0)
+    relu_only = P.MapComposite(types={"linear": P.ZPlus()}, activations={"relu"})  # any composite can declare it
+    with pytest.raises(xj.InputError, match=r"this model also has \['tanh'\]"):
+        P.lrp(TanhHidden(), v, x, 0, composite=relu_only)

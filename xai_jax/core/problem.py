@@ -125,7 +125,7 @@ def output_struct(forward: Forward, variables: Any, x: jax.Array, kwargs: Mappin
         declared = getattr(forward.model, "input_shape", None)
         if isinstance(declared, tuple) and tuple(x.shape) == declared:
             raise InputError(
-                f"x has shape {tuple(x.shape)}, one example of this model's input {tuple(declared)}: the batch "
+                f"x has shape {tuple(x.shape)}, one example of this model's input {declared}: the batch "
                 f"axis is missing. Pass x[None] (shape {(1, *x.shape)})."
             ) from err
         raise InputError(

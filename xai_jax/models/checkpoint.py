@@ -78,10 +78,17 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / MANIFEST_NAME
     if not path.exists():
         return {"format": MANIFEST_FORMAT, "models": {}}
+    return _checked(_read_json(path), path)
+
+
+def _read_json(path: Path) -> Any:
     try:
-        manifest = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read checkpoint manifest {path}: {e}") from e
+
+
+def _checked(manifest: Any, path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
         raise CheckpointError(f"checkpoint manifest {path} is malformed: expected a 'models' mapping")
     return manifest
@@ -107,13 +114,10 @@ def manifest_entry_for(path: str | os.PathLike) -> tuple[str, dict[str, Any]] | 
     manifest_path = path.parent / MANIFEST_NAME
     if not manifest_path.exists():
         return None
-    try:
-        raw = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read checkpoint manifest {manifest_path}: {e}") from e
+    raw = _read_json(manifest_path)
     if not isinstance(raw, dict) or (raw.get("format") != MANIFEST_FORMAT and "models" not in raw):
         return None  # another tool's manifest.json: it says nothing about this file
-    for name, entry in read_manifest(path.parent)["models"].items():
+    for name, entry in _checked(raw, manifest_path)["models"].items():
         if isinstance(entry, Mapping) and entry.get("file") == path.name:
             return name, dict(entry)
     return None

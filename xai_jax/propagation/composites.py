@@ -104,6 +104,8 @@ class Composite:
     """
 
     canonizers: tuple[Canonizer, ...] = (MergeBatchNorm(),)
+    #: The activations the rules are derived for (``None``: any); the engine refuses other models.
+    activations: frozenset[str] | None = None
 
     def rule(self, ctx: LayerContext) -> Rule | None:
         raise NotImplementedError
@@ -134,6 +136,8 @@ class MapComposite(Composite):
       first: the rule of the first layer whose kind is in ``first_kinds`` (forward order).
       base: append Zennit's base map (activations ``Pass``, sums/average pooling ``Norm``...).
       canonizers: default ``(MergeBatchNorm(),)``.
+      activations: the activation names the rules are derived for (e.g. ``{"relu"}`` for z⁺);
+        a model with others is refused.  ``None`` (default): any.
 
     The first matching entry wins: names, then ``first``, then types, then the base map.
     """
@@ -148,8 +152,10 @@ class MapComposite(Composite):
         base: bool = True,
         stabilizer: StabilizerLike = 1e-6,
         canonizers: Iterable[Canonizer] = (MergeBatchNorm(),),
+        activations: Iterable[str] | None = None,
     ) -> None:
         self.names = _pairs(names, "names")
+        self.activations = None if activations is None else frozenset(activations)
         self.types = _pairs(types, "types")
         for selector, _ in self.types:
             for one in selector if isinstance(selector, tuple) else (selector,):
@@ -185,7 +191,8 @@ class MapComposite(Composite):
         return None
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.names, self.types, self.first, self.first_kinds, self.base, _hashable(self.stabilizer), self.canonizers)
+        return (self.names, self.types, self.first, self.first_kinds, self.base, _hashable(self.stabilizer), self.canonizers,
+                self.activations)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(names={dict(self.names)}, types={dict(self.types)}, first={self.first!r})"

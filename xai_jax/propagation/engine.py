@@ -277,6 +277,13 @@ def lrp_relevance(
 ) -> Array:
     """Relevance at the input (or at ``layer``) of the target outputs of ``problem`` at ``x``."""
     traced = trace_model(problem, inputs, x, layer=layer, merge_affine=merges_batch_norm(composite.canonizers))
+    if composite.activations is not None:
+        others = sorted({s.activation for s in traced.plan.steps if s.kind == "activation"} - composite.activations)
+        if others:
+            raise InputError(
+                f"{composite!r}: its rules are derived for networks with {sorted(composite.activations)} activations; this "
+                f"model also has {others}. Use a composite without that restriction."
+            )
     handle = lrp_handle(traced.plan, composite, max_pool)
     if layer is None:
         outputs, pullback = jax.vjp(lambda v: traced.call(handle, v), x)

@@ -28,7 +28,7 @@ from ..core.model import Model
 from ..trace import FAST_GRADIENT_RULES, rewrite
 from .composites import Composite, MapComposite
 from .deeplift import resolve_baseline
-from .engine import check_options, lrp_relevance, trace_model
+from .engine import check_options, lrp_relevance
 from .rules import StabilizerLike, WSquare, ZBox, ZPlus
 
 
@@ -75,27 +75,16 @@ def simple_taylor(
 
 def deep_taylor_composite(low: Any = 0.0, high: Any = 1.0, *, stabilizer: StabilizerLike = 1e-6) -> Composite:
     """The DTD composite: z^B (or w² when ``low``/``high`` are ``None``) at the first conv/dense
-    layer, z⁺ in every other conv/dense layer; activations pass, pooling as in :class:`MapComposite`."""
+    layer, z⁺ in every other conv/dense layer; activations pass, pooling as in :class:`MapComposite`.
+    z⁺ is the Taylor expansion of a ReLU neuron, so models with other activations are refused."""
     if (low is None) != (high is None):
         raise InputError("deep_taylor needs both low and high (a bounded input, z^B rule) or neither (w² rule).")
     first = WSquare(stabilizer) if low is None else ZBox(low, high, stabilizer)
-    return MapComposite(types={"linear": ZPlus(stabilizer)}, first=first, stabilizer=stabilizer)
-
-
-def check_relu_network(problem: Problem, inputs: Inputs) -> None:
-    """DTD's z⁺ rule is the Taylor expansion of a ReLU neuron: refuse other activations rather than
-    return a map whose derivation does not hold."""
-    others = sorted({s.activation for s in trace_model(problem, inputs, inputs.x).plan.steps if s.kind == "activation"} - {"relu"})
-    if others:
-        raise InputError(
-            f"deep_taylor derives its z+ rule for ReLU networks; this model also has {others}. Use xj.lrp with a "
-            "composite for other activations."
-        )
+    return MapComposite(types={"linear": ZPlus(stabilizer)}, first=first, stabilizer=stabilizer, activations={"relu"})
 
 
 @compiled(static=("composite", "max_pool"))
 def _deep_taylor(problem: Problem, inputs: Inputs, composite: Composite, max_pool: str) -> jax.Array:
-    check_relu_network(problem, inputs)
     return lrp_relevance(problem, inputs, inputs.x, inputs.indices, composite, max_pool=max_pool)
 
 
