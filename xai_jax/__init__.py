@@ -12,19 +12,19 @@ _numerics.install()
 
 from . import core, data, models, trace, viz  # noqa: E402
 from .attribution import (  # noqa: E402
-    cam, deconvnet, deconvnet_per_filter, grad_cam, grad_cam_plus_plus, gradient, guided_backprop, guided_grad_cam,
-    input_x_gradient, integrated_gradients, layer_cam, occlusion, saliency, score_cam, smoothgrad,
+    cam, cam_method, deconvnet, deconvnet_per_filter, grad_cam, grad_cam_plus_plus, gradient, gradient_cam, guided_backprop,
+    guided_grad_cam, input_x_gradient, integrated_gradients, layer_cam, occlusion, saliency, score_cam, smoothgrad,
     upsample, xgrad_cam,
 )
-from .core import METHODS, register  # noqa: E402
+from .core import METHODS, Method, method  # noqa: E402
 from .core.errors import (  # noqa: E402
-    CheckpointError, DataError, InputError, LayerNotFoundError, TargetError, UnknownNameError,
+    CheckpointError, DataError, InputError, LayerNotFoundError, ResourceExhaustedError, TargetError, UnknownNameError,
     UnsupportedError, XaiJaxError,
 )
 from .trace import capture, layer_gradient, layers  # noqa: E402
 from . import propagation  # noqa: E402
 from .propagation import (  # noqa: E402
-    canonizers, composites, deep_taylor, deeplift, lrp, lrp_transpose, rules, simple_taylor,
+    composites, deep_taylor, deeplift, lrp, lrp_transpose, rules, simple_taylor,
 )
 from . import featureviz  # noqa: E402
 from .featureviz import (  # noqa: E402
@@ -35,12 +35,12 @@ from . import uncertainty  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "TargetError",
-    "UnknownNameError", "UnsupportedError", "XaiJaxError", "activation_maximization",
-    "activation_maximization_codespace", "cam", "canonizers", "capture", "composites", "core", "data",
+    "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "Method", "ResourceExhaustedError",
+    "TargetError", "UnknownNameError", "UnsupportedError", "XaiJaxError", "activation_maximization",
+    "activation_maximization_codespace", "cam", "cam_method", "capture", "composites", "core", "data",
     "deconvnet", "deconvnet_per_filter", "deep_dream", "deep_taylor", "deeplift", "featureviz", "grad_cam",
-    "grad_cam_plus_plus", "gradient", "guided_backprop", "guided_grad_cam", "input_x_gradient",
-    "integrated_gradients", "invert_features", "layer_cam", "layer_gradient", "layers", "lrp", "lrp_transpose",
-    "models", "occlusion", "propagation", "register", "rules", "saliency", "score_cam", "simple_taylor",
+    "grad_cam_plus_plus", "gradient", "gradient_cam", "guided_backprop", "guided_grad_cam", "input_x_gradient",
+    "integrated_gradients", "invert_features", "layer_cam", "layer_gradient", "layers", "lrp", "lrp_transpose", "method",
+    "models", "occlusion", "propagation", "rules", "saliency", "score_cam", "simple_taylor",
     "smoothgrad", "trace", "uncertainty", "upsample", "viz", "xgrad_cam",
 ]

@@ -59,16 +59,22 @@ def _default_layer(model: Any, variables: Any, x: np.ndarray) -> str | None:
 
 
 def _method_options(info: Any, layer: str | None, seed: int) -> dict[str, Any]:
+    """The options the report runs ``info`` with: its report settings, plus what it needs (a layer,
+    a key) supplied from the command line; a need the report cannot supply skips the method."""
     import jax
 
-    options: dict[str, Any] = {}
-    for need in info.needs:
-        if need == "layer":
+    from .core.errors import InputError
+
+    options: dict[str, Any] = dict(info.report_options)
+    for name, kind in info.needs.items():
+        if kind == "layer":
             if layer is None:
-                raise ValueError(f"{info.name} needs a layer and the model has no spatial layer; pass --layer")
-            options["layer"] = layer
-        elif need == "key":
-            options["key"] = jax.random.key(seed)
+                raise InputError(f"{info.name} needs a layer and the model has no spatial layer; pass --layer")
+            options[name] = layer
+        elif kind == "key":
+            options[name] = jax.random.key(seed)
+        else:
+            raise InputError(f"{info.name} needs {name} ({kind}), which the report cannot supply")
     return options
 
 
@@ -85,6 +91,7 @@ def _explain_mc(args: argparse.Namespace, model: Any, variables: Any, images: np
     for name in names:
         try:
             options[name] = _method_options(METHODS[name], layer, args.seed)
+            options[name].pop("return_error", None)  # the mean and std of maps only
         except ValueError as err:
             skipped[name] = str(err)
     results, not_applicable = uncertainty.explain_mc_methods(
@@ -128,6 +135,7 @@ def explain(args: argparse.Namespace) -> Path:
     signed: dict[str, bool] = {}
     timings: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    notes: dict[str, str] = {}
     if args.mc_samples > 0:
         _explain_mc(args, model, variables, images, target, names, layer, maps, signed, skipped)
         probabilities = np.asarray(uncertainty.mc_dropout(model, variables, jnp.asarray(images), samples=args.mc_samples, key=jax.random.key(args.seed)).mean)
@@ -137,10 +145,15 @@ def explain(args: argparse.Namespace) -> Path:
         info = METHODS[name]
         start = time.perf_counter()
         try:
-            result = info(model, variables, images, target, **_method_options(info, layer, args.seed))
+            options = _method_options(info, layer, args.seed)
+            result = info(model, variables, images, target, **options)
         except (InputError, UnsupportedError) as err:  # does not apply to this model (e.g. CAM without GAP)
             skipped[name] = str(err)
             continue
+        if isinstance(result, tuple):  # (map, completeness error per image), e.g. integrated gradients
+            result, error = result
+            errors = np.asarray(error)
+            notes[f"{name}: completeness error per image"] = ", ".join(f"{e:+.3g}" for e in errors)
         if info.resolution == "layer":
             result = upsample(result, images.shape)
         maps[name] = np.asarray(jax.block_until_ready(result))
@@ -156,7 +169,7 @@ def explain(args: argparse.Namespace) -> Path:
         maps=maps,
         signed=signed,
         title=f"xai_jax report: {args.model} on {args.images}",
-        extra={"model": args.model, "target": args.target, "layer (CAM family)": str(layer), **{f"time {k}": v for k, v in timings.items()},
+        extra={"model": args.model, "target": args.target, "layer (CAM family)": str(layer), **{f"time {k}": v for k, v in timings.items()}, **notes,
                **{f"skipped {k}": v for k, v in skipped.items()}},
     )
     if not args.quiet:

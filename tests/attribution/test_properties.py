@@ -1,6 +1,8 @@
 """Exact properties of the attribution methods (no reference library needed)."""
 
 import flax.linen as nn
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,7 +103,8 @@ def test_smoothgrad_statistics_converge_to_closed_form():
 def test_smoothgrad_without_noise_equals_the_wrapped_method(cnn):
     model, variables, x = cnn
     for method, options in [("gradient", {}), ("guided_backprop", {}), ("integrated_gradients", {"steps": 8})]:
-        got = xj.smoothgrad(model, variables, x, 3, key=jax.random.key(0), samples=3, stdev=0.0, method=method, **options)
+        wrapped = functools.partial(xj.METHODS[method], **options)  # a method value: the method with its options
+        got = xj.smoothgrad(model, variables, x, 3, key=jax.random.key(0), samples=3, stdev=0.0, method=wrapped)
         np.testing.assert_allclose(got, xj.METHODS[method](model, variables, x, 3, **options), rtol=1e-5, atol=1e-7)
 
 

@@ -93,11 +93,9 @@ def test_too_late_import_still_guards_the_library_entry_points():
             nan_caught = False
         except xj.InputError:
             nan_caught = True
-        from xai_jax.core.problem import prepare
-        from xai_jax.attribution.gradient import _gradient
-        problem, inputs = prepare(model, variables, np.ones((64, 128), np.float32), 1)
+        lowered = xj.gradient.lower(model, variables, np.ones((64, 128), np.float32), 1)
         print(json.dumps(dict(mode=xj.core.numerics.mode(), messages=messages, nan_caught=nan_caught,
-                              ynn_in_library_hlo=_gradient.lower(problem, inputs).compile().as_text().count("__ynn_fusion"))))
+                              ynn_in_library_hlo=lowered.compile().as_text().count("__ynn_fusion"))))
         """
     )
     result, _ = run(code)
@@ -112,12 +110,9 @@ def test_library_hlo_has_no_ynn_fusion():
     import jax.numpy as jnp
 
     import xai_jax as xj
-    from xai_jax.attribution.gradient import _gradient
-    from xai_jax.core.problem import prepare
 
     model, variables = xj.models.load("mnist_cnn")
-    problem, inputs = prepare(model, variables, jnp.zeros((8, 28, 28, 1)), None)
-    hlo = _gradient.lower(problem, inputs).compile().as_text()
+    hlo = xj.gradient.lower(model, variables, jnp.zeros((8, 28, 28, 1))).compile().as_text()
     assert "__ynn_fusion" not in hlo
     assert jax.default_backend() == "cpu"
 

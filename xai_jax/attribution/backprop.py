@@ -18,12 +18,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..core import InputError, Inputs, Problem, Target, UnsupportedError, compiled, prepare, register
+from ..core import InputError, Inputs, Problem, UnsupportedError, compiled, method, prepare
+from ..core.checks import check_bool, check_int_tuple
 from ..core.model import Model
 from ..core.problem import as_struct
 from ..trace import FAST_GRADIENT_RULES, layer_info, probed_forward, rewrite
 from ..trace.activations import count_relus, relu_rules
-from .gradient import target_gradient
+from ..trace.gradients import target_gradient
 
 
 def _guided(x: jax.Array, g: jax.Array) -> jax.Array:
@@ -47,27 +48,30 @@ def modified_relu_gradient(problem: Problem, inputs: Inputs, x: jax.Array, indic
     return target_gradient(problem, inputs, x, indices, {**FAST_GRADIENT_RULES, **relu_rules(RELU_BACKWARDS[rule])})
 
 
-@compiled(static=("rule",))
-def _modified(problem: Problem, inputs: Inputs, rule: str) -> jax.Array:
-    return modified_relu_gradient(problem, inputs, inputs.x, inputs.indices, rule)
+@method("guided_backprop", family="gradient", signed=True)
+def guided_backprop(problem: Problem, inputs: Inputs) -> jax.Array:
+    """Guided backpropagation ([springenberg2015]_; Captum ``GuidedBackprop``): ReLUs pass
+    ``g·[x>0]·[g>0]``.
+
+    Example:
+      >>> attr = xj.guided_backprop(model, variables, x)
+      >>> attr.shape == x.shape
+      True
+    """
+    return modified_relu_gradient(problem, inputs, inputs.x, inputs.indices, "guided_backprop")
 
 
-@register("guided_backprop", family="gradient", signed=True)
-def guided_backprop(
-    model: Model, variables: Any, x: Any, target: Target = None, *, model_kwargs: Mapping[str, Any] | None = None
-) -> jax.Array:
-    """Guided backpropagation (Springenberg et al. 2015): ReLUs pass ``g·[x>0]·[g>0]``."""
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    return _modified(problem, inputs, rule="guided_backprop")
+@method("deconvnet", family="gradient", signed=True)
+def deconvnet(problem: Problem, inputs: Inputs) -> jax.Array:
+    """DeconvNet ([zeiler2014]_; Captum ``Deconvolution``): ReLUs pass the positive part of the
+    signal, ``max(g, 0)``.
 
-
-@register("deconvnet", family="gradient", signed=True)
-def deconvnet(
-    model: Model, variables: Any, x: Any, target: Target = None, *, model_kwargs: Mapping[str, Any] | None = None
-) -> jax.Array:
-    """DeconvNet (Zeiler & Fergus 2014): ReLUs pass the positive part of the signal, ``max(g, 0)``."""
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    return _modified(problem, inputs, rule="deconvnet")
+    Example:
+      >>> attr = xj.deconvnet(model, variables, x)
+      >>> attr.shape == x.shape
+      True
+    """
+    return modified_relu_gradient(problem, inputs, inputs.x, inputs.indices, "deconvnet")
 
 
 @compiled(static=("layer", "filters", "rectify"))
@@ -115,7 +119,8 @@ def deconvnet_per_filter(
     problem, inputs = prepare(model, variables, x, None, model_kwargs)
     info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
     channels = info.shape[-1]
-    chosen = tuple(range(channels)) if filters is None else tuple(int(k) for k in filters)
+    chosen = tuple(range(channels)) if filters is None else check_int_tuple("filters", filters, minimum=0)
+    rectify = check_bool("rectify", rectify)
     if not chosen or any(k < 0 or k >= channels for k in chosen):
         raise InputError(f"filters {list(chosen)} out of range: layer {layer!r} has {channels} filters (0..{channels - 1}).")
     return _deconvnet_per_filter(problem, inputs, layer=layer, filters=chosen, rectify=rectify)

@@ -1,17 +1,28 @@
 """The CAM family: class activation maps at a layer's resolution, ``(B, h, w)``.
 
-With ``A`` the chosen layer's output ``(B, h, w, K)`` and ``g = ∂f_c/∂A``:
+With ``A`` the chosen layer's output ``(B, h, w, K)`` and ``g = ∂f_c/∂A``, every gradient-weighted
+CAM is ``ReLU(Σ_k (w ⊙ A)_k)`` for a *weighting* ``w = weighting(A, g)`` of shape ``(B, 1, 1, K)``
+(one weight per channel) or ``(B, h, w, K)`` (per location):
 
-* CAM (Zhou et al. 2016): ``Σ_k w_{k,c} A_k`` with ``w`` the kernel of the dense layer that follows
-  global average pooling.  Equals Grad-CAM without ReLU × ``h·w`` for a GAP+dense head.
-* Grad-CAM (Selvaraju et al. 2017): ``ReLU(Σ_k α_k A_k)``, ``α_k = mean_{ij} g_{ijk}``
-  (Captum ``LayerGradCam``, ``relu_attributions=True``).
-* Grad-CAM++ (Chattopadhyay et al. 2018): ``α_k = Σ_ij ReLU(g) · g² / (2g² + Σ_ij A_k · g³ + ε)``.
-* XGrad-CAM (Fu et al. 2020): ``α_k = Σ_ij g · A_k / (Σ_ij A_k + ε)``.
-* Layer-CAM (Jiang et al. 2021): ``ReLU(Σ_k ReLU(g_k) ⊙ A_k)``.
-* Score-CAM (Wang et al. 2020): ``α = softmax_k f_c(x ⊙ s(A_k))`` with ``s`` the bilinear upsampling
-  (align_corners=True) of ``A_k`` to the input size, min-max normalised per channel.
-* Guided Grad-CAM: guided backprop × Grad-CAM upsampled to the input (nearest, as Captum).
+=====================  ==========================================================================
+weighting              ``w``
+=====================  ==========================================================================
+``grad_cam``           ``mean_ij g_k`` ([selvaraju2017]_; Captum ``LayerGradCam``)
+``grad_cam_plus_plus`` ``Σ_ij ReLU(g) · g² / (2g² + Σ_ij A_k · g³ + ε)`` ([chattopadhyay2018]_)
+``xgrad_cam``          ``Σ_ij g · A_k / (Σ_ij A_k + ε)`` ([fu2020]_)
+``layer_cam``          ``ReLU(g)`` per location ([jiang2021]_)
+=====================  ==========================================================================
+
+The weightings are public functions in :data:`WEIGHTINGS` (``(A, g) -> w``); :func:`gradient_cam`
+runs any of them, or a user's own, and :func:`cam_method` declares a new registered CAM from one.
+HiResCAM, for example, is the gradient itself as a per-location weight::
+
+    hires_cam = xj.cam_method("hires_cam", lambda a, g: g, "HiResCAM (Draelos & Carin 2020).")
+
+Also: CAM ([zhou2016]_, ``Σ_k w_{k,c} A_k`` from the dense head after global average pooling;
+equals Grad-CAM without ReLU × ``h·w``), Score-CAM ([wang2020]_, ``softmax_k f_c(x ⊙ s(A_k))``, ``s``
+the bilinear upsampling with ``align_corners=True``, min-max normalised per channel) and Guided
+Grad-CAM (guided backprop × Grad-CAM upsampled to the input, nearest, as Captum).
 
 Grad-CAM++/XGrad/Layer/Score-CAM follow pytorch-grad-cam (its ε values; a final ReLU as its
 ``BaseCAM``), before its min-max scaling.  Constant or all-zero maps give finite output, never NaN.
@@ -19,89 +30,147 @@ Grad-CAM++/XGrad/Layer/Score-CAM follow pytorch-grad-cam (its ε values; a final
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
 
-from ..core import InputError, Inputs, Problem, Target, chunked_vmap, compiled, prepare, register
-from ..core.model import Model
+from ..core import ChunkSize, InputError, Inputs, Method, Option, OptionContext, Problem, chunked_vmap, method
+from ..core.errors import LayerNotFoundError, unknown_name_message
 from ..core.resize import upsample
 from ..trace import layer_info, probed_forward
+from ..trace.gradients import layer_activation_and_gradient
 from .backprop import modified_relu_gradient
 
-CAM_WEIGHTINGS = ("grad_cam", "grad_cam_plus_plus", "xgrad_cam", "layer_cam")
+#: ``(A, g) -> w``: activations and gradients ``(B, h, w, K)`` to weights broadcastable to ``A``.
+Weighting = Callable[[jax.Array, jax.Array], jax.Array]
+SPATIAL = (1, 2)
 
 
-def _spatial_layer(problem: Problem, inputs: Inputs, layer: str) -> Any:
-    info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
+def grad_cam_weights(a: jax.Array, g: jax.Array) -> jax.Array:
+    """Grad-CAM: the spatial mean of the gradient, one weight per channel."""
+    return g.mean(axis=SPATIAL, keepdims=True)
+
+
+def grad_cam_plus_plus_weights(a: jax.Array, g: jax.Array) -> jax.Array:
+    """Grad-CAM++ (pytorch-grad-cam's closed form with ε = 1e-6; zero where ``g = 0``)."""
+    g2, g3 = g * g, g * g * g
+    alpha = g2 / (2 * g2 + a.sum(axis=SPATIAL, keepdims=True) * g3 + 1e-6)
+    alpha = jnp.where(g != 0, alpha, 0.0)
+    return (jnp.maximum(g, 0) * alpha).sum(axis=SPATIAL, keepdims=True)
+
+
+def xgrad_cam_weights(a: jax.Array, g: jax.Array) -> jax.Array:
+    """XGrad-CAM: ``Σ_ij g · A_k / (Σ_ij A_k + 1e-7)``."""
+    return (g * a / (a.sum(axis=SPATIAL, keepdims=True) + 1e-7)).sum(axis=SPATIAL, keepdims=True)
+
+
+def layer_cam_weights(a: jax.Array, g: jax.Array) -> jax.Array:
+    """Layer-CAM: the rectified gradient, per location."""
+    return jnp.maximum(g, 0)
+
+
+WEIGHTINGS: dict[str, Weighting] = {
+    "grad_cam": grad_cam_weights,
+    "grad_cam_plus_plus": grad_cam_plus_plus_weights,
+    "xgrad_cam": xgrad_cam_weights,
+    "layer_cam": layer_cam_weights,
+}
+
+
+def weighted_map(weighting: Weighting, a: jax.Array, g: jax.Array) -> jax.Array:
+    """``ReLU(Σ_k (weighting(A, g) ⊙ A)_k)``: ``(B, h, w)``."""
+    weights = weighting(a, g)
+    try:
+        product = jnp.broadcast_to(weights, a.shape) * a
+    except ValueError:
+        raise InputError(
+            f"a CAM weighting must return weights broadcastable to the activations {tuple(a.shape)} (one per channel "
+            f"(B, 1, 1, K) or per location); got {tuple(weights.shape)}."
+        ) from None
+    return jnp.maximum(product.sum(axis=-1), 0)
+
+
+def _check_spatial_layer(ctx: OptionContext, name: str, layer: Any) -> str:
+    info = layer_info(ctx.problem.forward, ctx.inputs.variables, ctx.inputs.x, ctx.inputs.kwargs, layer)
     if len(info.shape) != 4:
         raise InputError(f"layer {layer!r} has output shape {info.shape}; CAM methods need a spatial (B, h, w, channels) layer.")
-    return info
+    return layer
 
 
-def activation_and_gradient(problem: Problem, inputs: Inputs, layer: str) -> tuple[jax.Array, jax.Array]:
-    """The layer's activation ``A`` and ``∂f_c/∂A`` (classes fixed at ``x``)."""
-    info = _spatial_layer(problem, inputs, layer)
-    run = probed_forward(problem.forward, layer)
-
-    def total(probe: jax.Array) -> tuple[jax.Array, jax.Array]:
-        outputs, activation = run(inputs.variables, inputs.x, inputs.kwargs, probe)
-        return jnp.sum(problem.target.select(outputs, problem.target.indices(outputs, inputs.indices))), activation
-
-    gradient, activation = jax.grad(total, has_aux=True)(jnp.zeros(info.shape, info.dtype))
-    return activation, gradient
+#: A layer name whose output is spatial, ``(B, h, w, channels)``.
+SpatialLayer = Annotated[str, Option(_check_spatial_layer, needs="layer")]
 
 
-def _weighted_map(kind: str, a: jax.Array, g: jax.Array) -> jax.Array:
-    spatial = (1, 2)
-    if kind == "grad_cam":
-        weights = g.mean(axis=spatial, keepdims=True)
-    elif kind == "grad_cam_plus_plus":
-        g2, g3 = g * g, g * g * g
-        alpha = g2 / (2 * g2 + a.sum(axis=spatial, keepdims=True) * g3 + 1e-6)
-        alpha = jnp.where(g != 0, alpha, 0.0)
-        weights = (jnp.maximum(g, 0) * alpha).sum(axis=spatial, keepdims=True)
-    elif kind == "xgrad_cam":
-        weights = (g * a / (a.sum(axis=spatial, keepdims=True) + 1e-7)).sum(axis=spatial, keepdims=True)
-    elif kind == "layer_cam":
-        return jnp.maximum((jnp.maximum(g, 0) * a).sum(axis=-1), 0)
-    else:  # pragma: no cover - guarded by the public functions
-        raise InputError(f"unknown CAM weighting {kind!r}")
-    return jnp.maximum((weights * a).sum(axis=-1), 0)
+def _check_weighting(ctx: OptionContext, name: str, value: Any) -> Weighting:
+    if isinstance(value, str):
+        if value not in WEIGHTINGS:
+            raise InputError(unknown_name_message("CAM weighting", value, WEIGHTINGS))
+        return WEIGHTINGS[value]
+    if not callable(value):
+        raise InputError(f"weighting must be a name in {sorted(WEIGHTINGS)} or a function (activations, gradients) -> weights.")
+    return value
 
 
-@compiled(static=("layer", "kind"))
-def _gradient_cam(problem: Problem, inputs: Inputs, *, layer: str, kind: str) -> jax.Array:
-    activation, gradient = activation_and_gradient(problem, inputs, layer)
-    return _weighted_map(kind, activation, gradient)
-
-
-def _make_gradient_cam(kind: str, summary: str) -> Any:
-    def method(
-        model: Model, variables: Any, x: Any, target: Target = None, *, layer: str, model_kwargs: Mapping[str, Any] | None = None
-    ) -> jax.Array:
-        problem, inputs = prepare(model, variables, x, target, model_kwargs)
-        _spatial_layer(problem, inputs, layer)
-        return _gradient_cam(problem, inputs, layer=layer, kind=kind)
-
-    method.__name__ = method.__qualname__ = kind
-    method.__doc__ = f"""{summary}
+@method("gradient_cam", family="cam", signed=False, resolution="layer", register=False)
+def gradient_cam(
+    problem: Problem,
+    inputs: Inputs,
+    *,
+    layer: SpatialLayer,
+    weighting: Annotated[Any, Option(_check_weighting)] = "grad_cam",
+) -> jax.Array:
+    """Any gradient-weighted CAM: ``ReLU(Σ_k (w ⊙ A)_k)`` with ``w = weighting(A, ∂f_c/∂A)``.
 
     Args:
-      layer: name of a spatial layer (see ``xj.layers``), usually the last convolution.
+      layer: a spatial layer (see ``xj.layers``), usually the last convolution (after its ReLU:
+        ``"conv4+relu"``).
+      weighting: a name in ``xj.attribution.cam.WEIGHTINGS`` or a function ``(A, g) -> w`` with
+        ``w`` of shape ``(B, 1, 1, K)`` (per channel) or ``(B, h, w, K)`` (per location).
 
     Returns:
       ``(B, h, w)`` maps at the layer's resolution; ``xj.upsample(maps, x.shape)`` resizes them.
+
+    Example:
+      >>> hires = xj.gradient_cam(model, variables, x, layer="conv2", weighting=lambda a, g: g)
+      >>> hires.shape
+      (4, 14, 14)
     """
-    return register(kind, family="cam", signed=False, resolution="layer", needs=("layer",))(method)
+    activation, gradient = layer_activation_and_gradient(problem, inputs, layer)
+    return weighted_map(weighting, activation, gradient)
 
 
-grad_cam = _make_gradient_cam("grad_cam", "Grad-CAM (Selvaraju et al. 2017): ReLU(Σ_k mean_ij(∂f_c/∂A_k) · A_k).")
-grad_cam_plus_plus = _make_gradient_cam("grad_cam_plus_plus", "Grad-CAM++ (Chattopadhyay et al. 2018), pytorch-grad-cam semantics.")
-xgrad_cam = _make_gradient_cam("xgrad_cam", "XGrad-CAM (Fu et al. 2020): α_k = Σ_ij g·A_k / Σ_ij A_k.")
-layer_cam = _make_gradient_cam("layer_cam", "Layer-CAM (Jiang et al. 2021): ReLU(Σ_k ReLU(∂f_c/∂A_k) ⊙ A_k).")
+def cam_method(name: str, weighting: Weighting, summary: str, *, register: bool = True) -> Method:
+    """Declare (and register) a gradient-weighted CAM method from a weighting ``(A, g) -> w``."""
+
+    def impl(problem: Problem, inputs: Inputs, *, layer: SpatialLayer) -> jax.Array:
+        activation, gradient = layer_activation_and_gradient(problem, inputs, layer)
+        return weighted_map(weighting, activation, gradient)
+
+    impl.__doc__ = f"""{summary}
+
+    Args:
+      layer: a spatial layer (see ``xj.layers``), usually the last convolution (after its ReLU:
+        ``"conv4+relu"``).
+
+    Returns:
+      ``(B, h, w)`` maps at the layer's resolution; ``xj.upsample(maps, x.shape)`` resizes them.
+
+    Example:
+      >>> maps = xj.{name}(model, variables, x, layer="conv2")
+      >>> maps.shape
+      (4, 14, 14)
+    """
+    impl.__module__ = __name__
+    return method(name, family="cam", signed=False, resolution="layer", register=register)(impl)
+
+
+grad_cam = cam_method("grad_cam", grad_cam_weights, "Grad-CAM ([selvaraju2017]_): ReLU(Σ_k mean_ij(∂f_c/∂A_k) · A_k).")
+grad_cam_plus_plus = cam_method("grad_cam_plus_plus", grad_cam_plus_plus_weights,
+                                "Grad-CAM++ ([chattopadhyay2018]_), pytorch-grad-cam semantics.")
+xgrad_cam = cam_method("xgrad_cam", xgrad_cam_weights, "XGrad-CAM ([fu2020]_): α_k = Σ_ij g·A_k / Σ_ij A_k.")
+layer_cam = cam_method("layer_cam", layer_cam_weights, "Layer-CAM ([jiang2021]_): ReLU(Σ_k ReLU(∂f_c/∂A_k) ⊙ A_k).")
 
 
 def _dense_head(problem: Problem, inputs: Inputs, head: str | None) -> jax.Array:
@@ -115,8 +184,6 @@ def _dense_head(problem: Problem, inputs: Inputs, head: str | None) -> jax.Array
             raise InputError("cam needs a Dense head after global average pooling; the model has no Dense layer (pass head=).")
         head = dense[-1].name
     elif head not in listed.names():
-        from ..core.errors import LayerNotFoundError, unknown_name_message
-
         raise LayerNotFoundError(unknown_name_message("layer", head, listed.names()))
     params = inputs.variables["params"]
     for part in head.split("#")[0].split("/"):
@@ -126,38 +193,49 @@ def _dense_head(problem: Problem, inputs: Inputs, head: str | None) -> jax.Array
     return params["kernel"]
 
 
-@compiled(static=("layer", "head"))
-def _cam(problem: Problem, inputs: Inputs, *, layer: str, head: str | None) -> jax.Array:
-    info = _spatial_layer(problem, inputs, layer)
-    kernel = _dense_head(problem, inputs, head)
-    if kernel.shape[0] != info.shape[-1]:
-        raise InputError(f"the head's kernel takes {kernel.shape[0]} features but layer {layer!r} has {info.shape[-1]} channels.")
-    outputs, activation = probed_forward(problem.forward, layer)(inputs.variables, inputs.x, inputs.kwargs, jnp.zeros(info.shape, info.dtype))
-    indices = problem.target.indices(outputs, inputs.indices)
-    if indices is None:
+def _check_head(ctx: OptionContext) -> None:
+    problem, inputs = ctx.problem, ctx.inputs
+    if problem.target.kind == "callable":
         raise InputError("cam explains a class: pass None, an int or an index array as target.")
-    return jnp.einsum("bhwk,kb->bhw", activation, kernel[:, indices])
+    kernel = _dense_head(problem, inputs, ctx.options["head"])
+    info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, ctx.options["layer"])
+    if kernel.shape[0] != info.shape[-1]:
+        raise InputError(f"the head's kernel takes {kernel.shape[0]} features but layer {ctx.options['layer']!r} has {info.shape[-1]} channels.")
 
 
-@register("cam", family="cam", signed=True, resolution="layer", needs=("layer",))
-def cam(
-    model: Model, variables: Any, x: Any, target: Target = None, *, layer: str, head: str | None = None,
-    model_kwargs: Mapping[str, Any] | None = None,
-) -> jax.Array:
-    """Class activation map (Zhou et al. 2016): ``Σ_k w_{k,c} A_k`` for a GAP + dense classifier.
+@method("cam", family="cam", signed=True, resolution="layer", validate=_check_head)
+def cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer, head: str | None = None) -> jax.Array:
+    """Class activation map ([zhou2016]_): ``Σ_k w_{k,c} A_k`` for a GAP + dense classifier.
 
     Args:
       layer: the last convolutional layer (the maps that are globally average-pooled).
       head: the dense layer after pooling (default: the model's last Dense layer).
+
+    Example:
+      >>> gap_model, gap_variables = xj.models.load("cam_cnn")
+      >>> xj.cam(gap_model, gap_variables, x, layer="conv5").shape
+      (4, 7, 7)
     """
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    _spatial_layer(problem, inputs, layer)
-    return _cam(problem, inputs, layer=layer, head=head)
+    kernel = _dense_head(problem, inputs, head)
+    info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
+    outputs, activation = probed_forward(problem.forward, layer)(inputs.variables, inputs.x, inputs.kwargs, jnp.zeros(info.shape, info.dtype))
+    indices = problem.target.indices(outputs, inputs.indices)
+    return jnp.einsum("bhwk,kb->bhw", activation, kernel[:, indices])
 
 
-@compiled(static=("layer", "batch_size"))
-def _score_cam(problem: Problem, inputs: Inputs, *, layer: str, batch_size: int | None) -> jax.Array:
-    info = _spatial_layer(problem, inputs, layer)
+@method("score_cam", family="cam", signed=False, resolution="layer")
+def score_cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer, batch_size: ChunkSize = "auto") -> jax.Array:
+    """Score-CAM ([wang2020]_), pytorch-grad-cam semantics (softmax over channel scores).
+
+    Args:
+      layer: a spatial layer.
+      batch_size: channels (masked forward passes) evaluated at once (``"auto"``: memory budget).
+
+    Example:
+      >>> xj.score_cam(model, variables, x, layer="conv2").shape
+      (4, 14, 14)
+    """
+    info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
     x = inputs.x
     outputs, activation = probed_forward(problem.forward, layer)(inputs.variables, x, inputs.kwargs, jnp.zeros(info.shape, info.dtype))
     indices = problem.target.indices(outputs, inputs.indices)
@@ -172,38 +250,18 @@ def _score_cam(problem: Problem, inputs: Inputs, *, layer: str, batch_size: int 
     return jnp.maximum(jnp.einsum("bk,bhwk->bhw", weights, activation), 0)
 
 
-@register("score_cam", family="cam", signed=False, resolution="layer", needs=("layer",))
-def score_cam(
-    model: Model, variables: Any, x: Any, target: Target = None, *, layer: str, batch_size: int | None = 16,
-    model_kwargs: Mapping[str, Any] | None = None,
-) -> jax.Array:
-    """Score-CAM (Wang et al. 2020), pytorch-grad-cam semantics (softmax over channel scores).
+@method("guided_grad_cam", family="cam", signed=True, resolution="input")
+def guided_grad_cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer) -> jax.Array:
+    """Guided Grad-CAM ([selvaraju2017]_): guided backprop ⊙ Grad-CAM upsampled (nearest).
 
-    Args:
-      batch_size: channels (masked forward passes) evaluated at once.
+    Returns an input-resolution map (Captum's ``GuidedGradCam``).
+
+    Example:
+      >>> xj.guided_grad_cam(model, variables, x, layer="conv2").shape == x.shape
+      True
     """
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    _spatial_layer(problem, inputs, layer)
-    return _score_cam(problem, inputs, layer=layer, batch_size=batch_size)
-
-
-@compiled(static=("layer",))
-def _guided_grad_cam(problem: Problem, inputs: Inputs, *, layer: str) -> jax.Array:
-    activation, gradient = activation_and_gradient(problem, inputs, layer)
-    coarse = _weighted_map("grad_cam", activation, gradient)
+    activation, gradient = layer_activation_and_gradient(problem, inputs, layer)
+    coarse = weighted_map(grad_cam_weights, activation, gradient)
     fine = modified_relu_gradient(problem, inputs, inputs.x, problem.class_indices(inputs), "guided_backprop")
     up = upsample(coarse, inputs.x.shape, mode="nearest")
     return fine * up.reshape(*up.shape, *[1] * (inputs.x.ndim - 3))
-
-
-@register("guided_grad_cam", family="cam", signed=True, resolution="input", needs=("layer",))
-def guided_grad_cam(
-    model: Model, variables: Any, x: Any, target: Target = None, *, layer: str, model_kwargs: Mapping[str, Any] | None = None
-) -> jax.Array:
-    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop ⊙ Grad-CAM upsampled (nearest).
-
-    Returns an input-resolution map (Captum's ``GuidedGradCam``).
-    """
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    _spatial_layer(problem, inputs, layer)
-    return _guided_grad_cam(problem, inputs, layer=layer)

@@ -11,15 +11,15 @@ of a batch run as vmapped forward passes in chunks of ``batch_size`` windows.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core import InputError, Inputs, Problem, Target, chunked_sum, compiled, prepare, register
-from ..core.model import Model
+from ..core import Baseline, ChunkSize, InputError, Inputs, OptionContext, Problem, chunked_sum, method
+from ..core.checks import check_int_tuple
 
 
 def window_starts(shape: Sequence[int], window: Sequence[int], strides: Sequence[int]) -> np.ndarray:
@@ -29,20 +29,58 @@ def window_starts(shape: Sequence[int], window: Sequence[int], strides: Sequence
     return np.array(list(itertools.product(*grids)), np.int32).reshape(-1, len(shape))
 
 
-def _normalise(name: str, value: int | Sequence[int], x_shape: Sequence[int]) -> tuple[int, ...]:
+def _normalise(name: str, value: Any, x_shape: Sequence[int]) -> tuple[int, ...]:
+    """Window or strides as one positive int per non-batch axis.  For NHWC images an int or an
+    ``(h, w)`` pair covers every channel at once (Captum's ``(C, h, w)``)."""
     sample_shape = tuple(x_shape[1:])
-    values = (value,) * len(sample_shape) if isinstance(value, (int, np.integer)) else tuple(int(v) for v in value)
-    if len(values) == 2 and len(sample_shape) == 3:  # (h, w) on NHWC images: all channels at once
+    image = len(sample_shape) == 3
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value) if image else (value,) * len(sample_shape)
+    values = check_int_tuple(name, value)
+    if len(values) == 2 and image:
         values = (*values, sample_shape[2] if name == "window" else 1)
     if len(values) != len(sample_shape):
         raise InputError(f"{name} {tuple(values)} must give one size per non-batch axis of x {sample_shape} (or (h, w) for images).")
-    if any(v < 1 for v in values):
-        raise InputError(f"{name} must be positive; got {values}.")
     return values
 
 
-@compiled(static=("window", "strides", "batch_size"))
-def _occlusion(problem: Problem, inputs: Inputs, baseline: jax.Array, *, window: tuple[int, ...], strides: tuple[int, ...], batch_size: int | None) -> jax.Array:
+def _check_windows(ctx: OptionContext) -> dict[str, Any]:
+    shape = ctx.inputs.x.shape
+    window = _normalise("window", ctx.options["window"], shape)
+    strides = _normalise("strides", ctx.options["strides"], shape)
+    if any(w > n for w, n in zip(window, shape[1:])):
+        raise InputError(f"window {window} is larger than a sample {tuple(shape[1:])}.")
+    return {"window": window, "strides": strides}
+
+
+@method("occlusion", family="perturbation", signed=True, report_options={"window": (4, 4), "strides": (2, 2)},
+        validate=_check_windows)
+def occlusion(
+    problem: Problem,
+    inputs: Inputs,
+    *,
+    window: Any,
+    strides: Any = 1,
+    baseline: Baseline = 0.0,
+    batch_size: ChunkSize = "auto",
+) -> jax.Array:
+    """Occlusion ([zeiler2014]_; Captum's ``Occlusion``): the drop of the target when a window of the
+    input is replaced by the baseline, averaged over the windows covering each element.
+
+    Args:
+      window: window shape over the non-batch axes of ``x`` (for NHWC images an int ``k`` or ``(h, w)``
+        covers all channels at once, Captum's ``(C, h, w)``).
+      strides: window step per axis (int or tuple, same convention).
+      baseline: value put inside the window: a scalar, one sample's shape, or one baseline per sample
+        (``x``'s shape, as Captum's per-example baselines).
+      batch_size: window positions evaluated at once (each a forward pass of the whole batch):
+        ``"auto"`` from the memory budget, ``None`` all at once.
+
+    Example:
+      >>> attr = xj.occlusion(model, variables, x, window=(7, 7), strides=(7, 7))
+      >>> attr.shape == x.shape
+      True
+    """
     x = inputs.x
     indices = problem.class_indices(inputs)
     f = problem.scalar_fn(inputs, indices)
@@ -62,36 +100,3 @@ def _occlusion(problem: Problem, inputs: Inputs, baseline: jax.Array, *, window:
     starts = jnp.asarray(window_starts(x.shape[1:], window, strides))
     total, counts = chunked_sum(contribution, starts, chunk_size=batch_size)
     return jnp.where(counts > 0, total / jnp.maximum(counts, 1), 0.0)
-
-
-@register("occlusion", family="perturbation", signed=True, defaults={"window": (4, 4), "strides": (2, 2)})
-def occlusion(
-    model: Model,
-    variables: Any,
-    x: Any,
-    target: Target = None,
-    *,
-    window: int | Sequence[int],
-    strides: int | Sequence[int] = 1,
-    baseline: float | jax.Array = 0.0,
-    batch_size: int | None = 64,
-    model_kwargs: Mapping[str, Any] | None = None,
-) -> jax.Array:
-    """Occlusion (Zeiler & Fergus 2014; Captum's ``Occlusion``).
-
-    Args:
-      window: window shape over the non-batch axes of ``x`` (for NHWC images ``(h, w)`` means all
-        channels at once, Captum's ``(C, h, w)``).
-      strides: window step per axis (int or tuple, same convention).
-      baseline: value put inside the window: a scalar or an array broadcastable to one sample.
-      batch_size: window positions evaluated at once (each a forward pass of the whole batch).
-    """
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    window_ = _normalise("window", window, inputs.x.shape)
-    strides_ = _normalise("strides", strides, inputs.x.shape)
-    if any(w > n for w, n in zip(window_, inputs.x.shape[1:])):
-        raise InputError(f"window {window_} is larger than a sample {tuple(inputs.x.shape[1:])}.")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise InputError(f"batch_size must be a positive integer or None; got {batch_size!r}.")
-    base = jnp.broadcast_to(jnp.asarray(baseline, inputs.x.dtype), inputs.x.shape[1:])
-    return _occlusion(problem, inputs, base, window=window_, strides=strides_, batch_size=batch_size)

@@ -1,19 +1,25 @@
 """The calling convention shared by every method (imports nothing else of xai_jax)."""
 
-from . import numerics
+from . import checks, numerics
 from .batching import chunked_sum, chunked_vmap
 from .errors import (
-    CheckpointError, DataError, InputError, LayerNotFoundError, TargetError, UnknownNameError,
+    CheckpointError, DataError, InputError, LayerNotFoundError, ResourceExhaustedError, TargetError, UnknownNameError,
     UnsupportedError, XaiJaxError,
+)
+from .method import (
+    METHODS, ArrayOption, Baseline, BoundMethod, Choice, ChunkSize, FiniteFloat, Flag, InputMethod, Key, Method, MethodCall, MethodValue,
+    NonNegativeFloat, NonNegativeInt, Option, OptionContext, PositiveFloat, PositiveInt, fix_target, method, method_call,
+    resolve_baseline, resolve_method,
 )
 from .model import Forward, make_forward
 from .problem import Inputs, Problem, check_input, compiled, prepare
-from .registry import METHODS, MethodInfo, register
 from .targets import Target, TargetSpec, resolve_target
 
 __all__ = [
-    "METHODS", "CheckpointError", "DataError", "Forward", "InputError", "Inputs", "LayerNotFoundError",
-    "MethodInfo", "Problem", "Target", "TargetError", "TargetSpec", "UnknownNameError", "UnsupportedError",
-    "XaiJaxError", "check_input", "chunked_sum", "chunked_vmap", "compiled", "make_forward", "numerics",
-    "prepare", "register", "resolve_target",
+    "METHODS", "ArrayOption", "Baseline", "BoundMethod", "CheckpointError", "Choice", "ChunkSize", "DataError", "FiniteFloat",
+    "Flag", "Forward", "InputError", "InputMethod", "Inputs", "Key", "LayerNotFoundError", "Method", "MethodCall", "MethodValue",
+    "NonNegativeFloat", "NonNegativeInt", "Option", "OptionContext", "PositiveFloat", "PositiveInt", "Problem",
+    "ResourceExhaustedError", "Target", "TargetError", "TargetSpec", "UnknownNameError", "UnsupportedError", "XaiJaxError",
+    "check_input", "checks", "chunked_sum", "chunked_vmap", "compiled", "fix_target", "make_forward", "method", "method_call",
+    "numerics", "prepare", "resolve_baseline", "resolve_method", "resolve_target",
 ]

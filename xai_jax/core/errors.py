@@ -46,6 +46,10 @@ class DataError(XaiJaxError, ValueError):
     """A data source is missing or malformed."""
 
 
+class ResourceExhaustedError(XaiJaxError, MemoryError):
+    """A computation ran out of device memory; the message says which option bounds it."""
+
+
 def unknown_name_message(kind: str, name: str, known: Iterable[str]) -> str:
     """Message for an unknown ``name`` among ``known``, naming the closest matches."""
     known = list(known)

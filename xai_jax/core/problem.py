@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .checks import all_finite, count_nonfinite
 from .errors import InputError
 from .model import Forward, Model, make_forward
 from .numerics import guarded_jit
@@ -58,28 +59,32 @@ class Inputs(NamedTuple):
 
 
 def check_input(x: Any, name: str = "x") -> jax.Array:
-    """A floating array with a batch axis and, where it can be checked, finite values."""
+    """A floating array with a non-empty batch axis and, where it can be checked, finite values.
+
+    The finite check runs whenever ``x`` is concrete, also inside a caller's ``jax.jit`` that
+    traces something else (``jax.jit(lambda params: xj.gradient(model, params, x))``); a traced
+    ``x`` cannot be checked and is taken as given.
+    """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{name} must be an array of shape (B, ...); got {type(x).__name__} ({err}).") from None
     if x.ndim < 2:
         raise InputError(
             f"{name} has shape {tuple(x.shape)}: a batch axis is missing. Methods take a batch "
             f"(B, ...); for a single example pass {name}[None]."
         )
+    if x.shape[0] == 0:
+        raise InputError(f"{name} has shape {tuple(x.shape)}: the batch is empty (B = 0); pass at least one example.")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise InputError(
             f"{name} has dtype {x.dtype}; attributions need floating inputs in the model's input "
             "range (e.g. uint8 images / 255 as float32)."
         )
-    if not isinstance(x, jax.core.Tracer) and not bool(_all_finite(x)):
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x))))
-        raise InputError(f"{name} contains {bad} NaN or infinite value(s); attributions of such inputs are meaningless.")
+    if all_finite(x) is False:
+        raise InputError(f"{name} contains {count_nonfinite(x)} NaN or infinite value(s); attributions of such inputs are meaningless.")
     return jnp.asarray(x)
-
-
-@guarded_jit
-def _all_finite(x: jax.Array) -> jax.Array:
-    return jnp.all(jnp.isfinite(x))
 
 
 def _shape_key(tree: Any) -> tuple[Any, ...]:
@@ -122,17 +127,7 @@ def output_struct(forward: Forward, variables: Any, x: jax.Array, kwargs: Mappin
     try:
         out = cached_trace("outputs", forward, lambda *a: jax.eval_shape(forward, *a), *structs)
     except Exception as err:
-        declared = getattr(forward.model, "input_shape", None)
-        if isinstance(declared, tuple) and tuple(x.shape) == declared:
-            raise InputError(
-                f"x has shape {tuple(x.shape)}, one example of this model's input {declared}: the batch "
-                f"axis is missing. Pass x[None] (shape {(1, *x.shape)})."
-            ) from err
-        raise InputError(
-            f"the model failed on x of shape {tuple(x.shape)}. Methods take a batch with a leading batch axis "
-            "(images NHWC, e.g. (B, 28, 28, 1)); for one example pass x[None]. The model's error: "
-            f"{type(err).__name__}: {err}"
-        ) from err
+        raise model_error(forward, x, err, structs[0], structs[2]) from err
     leaves = jax.tree_util.tree_leaves(out)
     if not leaves or leaves[0].ndim == 0 or leaves[0].shape[0] != x.shape[0]:
         got = tuple(leaves[0].shape) if leaves else "nothing"
@@ -142,6 +137,26 @@ def output_struct(forward: Forward, variables: Any, x: jax.Array, kwargs: Mappin
             "example) or the model mixes samples."
         )
     return out
+
+
+def model_error(forward: Forward, x: Any, err: Exception, variables: Any = None, kwargs: Any = None) -> InputError:
+    """The model's own error on ``x``, led by a batch-axis hint only when the batch axis is really
+    missing: ``x`` has exactly the shape of one example the model declares, or the model accepts
+    ``x[None]``."""
+    declared = getattr(forward.model, "input_shape", None)
+    missing = isinstance(declared, tuple) and tuple(x.shape) == declared
+    if not missing and variables is not None:
+        try:
+            jax.eval_shape(forward, variables, jax.ShapeDtypeStruct((1, *x.shape), x.dtype), kwargs)
+            missing = True
+        except Exception:  # noqa: BLE001 - the model fails either way: report its own error
+            missing = False
+    if missing:
+        return InputError(
+            f"x has shape {tuple(x.shape)}, one example of this model's input: the batch "
+            f"axis is missing. Pass x[None] (shape {(1, *x.shape)})."
+        )
+    return InputError(f"the model failed on x of shape {tuple(x.shape)} ({x.dtype}): {type(err).__name__}: {err}")
 
 
 def prepare(

@@ -18,22 +18,39 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import TargetError
+from .model import structural_key
 
 Target = None | int | jax.Array | np.ndarray | Callable[[Any], jax.Array]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class TargetSpec:
-    """Static half of a target: ``kind`` is ``"argmax"``, ``"index"`` or ``"callable"``."""
+    """Static half of a target: ``kind`` is ``"argmax"``, ``"index"`` or ``"callable"``.
+
+    A callable target is compared by :func:`~xai_jax.core.model.structural_key` (its code and what it
+    captures), so ``target=lambda o: o[:, 3]`` written anew in each call does not recompile."""
 
     kind: str
     fn: Callable[[Any], jax.Array] | None = None
+
+    def _key(self) -> Any:
+        return (self.kind, None if self.fn is None else structural_key(self.fn))
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TargetSpec) and other._key() == self._key()
 
     def indices(self, outputs: Any, given: jax.Array | None) -> jax.Array | None:
         """Class indices for index/argmax targets (argmax taken without gradient)."""
         if self.kind == "argmax":
             return jnp.argmax(jax.lax.stop_gradient(_class_scores(outputs)), axis=-1)
         return given
+
+    def as_argument(self, indices: jax.Array | None) -> Any:
+        """The ``target`` argument that reproduces this target for a method call."""
+        return self.fn if self.kind == "callable" else indices
 
     def select(self, outputs: Any, indices: jax.Array | None) -> jax.Array:
         """The ``(B,)`` target scalars of ``outputs``."""

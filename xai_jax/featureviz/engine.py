@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ..core import checks
 from ..core.errors import InputError
 from ..core.model import Forward
 from ..core.numerics import guarded_jit
@@ -447,15 +448,13 @@ def check_threshold(threshold: float | None, kind: str) -> tuple[bool, jax.Array
 
 
 def check_key(key: Any, needed: bool, why: str) -> jax.Array:
+    """The run's key: required when ``needed`` (``why`` says what is random), else a fixed key that
+    is never used for randomness."""
+    if key is None and not needed:
+        return jax.random.key(0)
     if key is None:
-        if needed:
-            raise InputError(f"{why} is random: pass an explicit key=jax.random.key(seed).")
-        return jax.random.key(0)  # never used for randomness (no random part in this run)
-    if isinstance(key, int):
-        raise InputError("key must be a JAX PRNG key (jax.random.key(seed)), not an int.")
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    return jax.random.wrap_key_data(key)  # a raw uint32 key from jax.random.PRNGKey
+        raise InputError(f"{why} is random: pass an explicit key=jax.random.key(seed).")
+    return checks.check_key("key", key)
 
 
 @functools.partial(guarded_jit, static_argnames=("shape", "count"))

@@ -1,4 +1,4 @@
-"""Relevance propagation: LRP rules, composites and canonizers, LRP through transposed layers,
+"""Relevance propagation: LRP rules and composites, LRP through transposed layers,
 simple and deep Taylor decomposition, DeepLIFT.
 
 All of them run on the trace engine's propagation graph (:mod:`xai_jax.trace.graph`): layers are
@@ -6,8 +6,7 @@ found in the model's jaxpr (no change to the model), and each layer's backward p
 a ``jax.custom_vjp`` whose forward is the layer's own computation.
 """
 
-from . import canonizers, composites, rules
-from .canonizers import MergeBatchNorm
+from . import composites, rules
 from .composites import (
     COMPOSITES, Composite, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat,
     LayerContext, MapComposite, PositionMix,
@@ -20,7 +19,7 @@ from .transpose import lrp_transpose
 
 __all__ = [
     "COMPOSITES", "AlphaBeta", "Composite", "Epsilon", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox",
-    "EpsilonPlus", "EpsilonPlusFlat", "Flat", "Gamma", "Gradient", "LayerContext", "MapComposite", "MergeBatchNorm", "Norm",
-    "Pass", "PositionMix", "Rule", "Stabilizer", "WSquare", "ZBox", "ZPlus", "canonizers", "composites", "deep_taylor",
+    "EpsilonPlus", "EpsilonPlusFlat", "Flat", "Gamma", "Gradient", "LayerContext", "MapComposite", "Norm",
+    "Pass", "PositionMix", "Rule", "Stabilizer", "WSquare", "ZBox", "ZPlus", "composites", "deep_taylor",
     "deeplift", "lrp", "lrp_transpose", "propagation_plan", "rules", "simple_taylor",
 ]

@@ -8,7 +8,7 @@ gradient (Zennit's behaviour for layers without a hook).
 
 Every built-in composite starts from Zennit's base map -- activations ``Pass``, residual sums
 ``Norm``, average pooling ``Norm``, an unmerged BatchNorm ``Pass``, max pooling the gradient -- and
-merges BatchNorm into the preceding layer (:class:`~.canonizers.MergeBatchNorm`):
+merges BatchNorm into the preceding layer (``merge_batch_norm=True``, Zennit's canonizer as an option):
 
 ========================== ====================== ============== ==========================
 composite                  first conv/dense layer other convs    dense layers
@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..core.errors import InputError
-from .canonizers import Canonizer, MergeBatchNorm
+from ..core.checks import check_bool
+from ..core.errors import unknown_name_message
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, Stabilizer, StabilizerLike, ZBox, ZPlus
 
 #: Kind words accepted as type selectors; ``"linear"`` is conv or dense.
@@ -103,7 +104,10 @@ class Composite:
     options of the jitted methods).
     """
 
-    canonizers: tuple[Canonizer, ...] = (MergeBatchNorm(),)
+    #: Fold inference-mode BatchNorm and other constant affine steps into the preceding layer
+    #: (Zennit's ``SequentialMergeBatchNorm`` canonizer, as a plain option here: the trace engine
+    #: groups layers itself, so there is nothing to rewrite).
+    merge_batch_norm: bool = True
     #: The activations the rules are derived for (``None``: any); the engine refuses other models.
     activations: frozenset[str] | None = None
 
@@ -116,6 +120,11 @@ class Composite:
     def resolve(self, ctx: LayerContext) -> Rule | None:
         rule = self.rule(ctx)
         return None if isinstance(rule, Gradient) else rule
+
+    def unmatched(self, contexts: Sequence[LayerContext]) -> list[str]:
+        """Messages for the user's selectors that match none of ``contexts`` (the traced model's
+        layers): a rule meant for a layer that is not there would silently not apply."""
+        return []
 
     def __hash__(self) -> int:
         return hash((type(self), self._key()))
@@ -135,7 +144,9 @@ class MapComposite(Composite):
         module classes or their names (``"Conv"``).
       first: the rule of the first layer whose kind is in ``first_kinds`` (forward order).
       base: append Zennit's base map (activations ``Pass``, sums/average pooling ``Norm``...).
-      canonizers: default ``(MergeBatchNorm(),)``.
+      merge_batch_norm: fold inference-mode BatchNorm (and other constant affine steps) into the
+        preceding conv/dense layer (Zennit's ``SequentialMergeBatchNorm``); off, BatchNorm stays a
+        separate ``affine`` step (``Pass`` in the base map).
       activations: the activation names the rules are derived for (e.g. ``{"relu"}`` for z⁺);
         a model with others is refused.  ``None`` (default): any.
 
@@ -151,7 +162,7 @@ class MapComposite(Composite):
         first_kinds: tuple[str, ...] = ("conv", "dense"),
         base: bool = True,
         stabilizer: StabilizerLike = 1e-6,
-        canonizers: Iterable[Canonizer] = (MergeBatchNorm(),),
+        merge_batch_norm: bool = True,
         activations: Iterable[str] | None = None,
     ) -> None:
         self.names = _pairs(names, "names")
@@ -173,11 +184,26 @@ class MapComposite(Composite):
         self.first_kinds = tuple(first_kinds)
         self.base = base
         self.stabilizer = stabilizer
-        self.canonizers = tuple(canonizers)
-        for c in self.canonizers:
-            if not isinstance(c, Canonizer):
-                raise InputError(f"canonizers must be Canonizer instances; got {c!r}.")
+        self.merge_batch_norm = check_bool("merge_batch_norm", merge_batch_norm)
         self._base = base_map(stabilizer) if base else ()
+        #: the type selectors the user gave (a built-in composite's own ``conv``/``dense`` entries
+        #: may match nothing on a model without convolutions, and that is fine)
+        self.user_types = self.types
+
+    def unmatched(self, contexts: Sequence[LayerContext]) -> list[str]:
+        names = sorted({c.name for c in contexts if c.name})
+        found = []
+        for selector, _ in self.names:
+            for one in _selectors(selector):
+                if not any(fnmatch.fnmatchcase(c.name, one) for c in contexts):
+                    found.append(unknown_name_message("layer name selector", one, names).replace("Unknown", "No layer matches the"))
+        for selector, _ in self.user_types:
+            for one in _selectors(selector):
+                if not any(_matches_type(one, c) for c in contexts):
+                    kinds = sorted({c.kind for c in contexts} | {c.module_type for c in contexts if c.module_type})
+                    label = one if isinstance(one, str) else one.__name__
+                    found.append(unknown_name_message("type selector", label, kinds).replace("Unknown", "No layer matches the"))
+        return found
 
     def rule(self, ctx: LayerContext) -> Rule | None:
         for selector, rule in self.names:
@@ -191,11 +217,15 @@ class MapComposite(Composite):
         return None
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.names, self.types, self.first, self.first_kinds, self.base, _hashable(self.stabilizer), self.canonizers,
+        return (self.names, self.types, self.first, self.first_kinds, self.base, _hashable(self.stabilizer), self.merge_batch_norm,
                 self.activations)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(names={dict(self.names)}, types={dict(self.types)}, first={self.first!r})"
+
+
+def _selectors(selector: Any) -> tuple[Any, ...]:
+    return selector if isinstance(selector, tuple) else (selector,)
 
 
 def _hashable(value: Any) -> Any:
@@ -209,9 +239,10 @@ def _hashable(value: Any) -> Any:
 class EpsilonPlus(MapComposite):
     """``ZPlus`` for convolutions, ``Epsilon`` for dense layers (Zennit ``EpsilonPlus``)."""
 
-    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, canonizers: Iterable[Canonizer] = (MergeBatchNorm(),)) -> None:
+    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, merge_batch_norm: bool = True) -> None:
         own = (("conv", ZPlus(stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
-        super().__init__(names, (*_pairs(types, "types"), *own), stabilizer=stabilizer, canonizers=canonizers)
+        super().__init__(names, (*_pairs(types, "types"), *own), stabilizer=stabilizer, merge_batch_norm=merge_batch_norm)
+        self.user_types = _pairs(types, "types")
 
 
 class EpsilonPlusFlat(MapComposite):
@@ -219,38 +250,42 @@ class EpsilonPlusFlat(MapComposite):
     layers (Zennit ``EpsilonPlusFlat``; Kohlbrenner et al. 2020, "Towards Best Practice in Explaining
     Neural Network Decisions with LRP")."""
 
-    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, first: Rule | None = None, canonizers: Iterable[Canonizer] = (MergeBatchNorm(),)) -> None:
+    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, first: Rule | None = None, merge_batch_norm: bool = True) -> None:
         own = (("conv", ZPlus(stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
-        super().__init__(names, (*_pairs(types, "types"), *own), first=first or Flat(stabilizer, zero_params), stabilizer=stabilizer, canonizers=canonizers)
+        super().__init__(names, (*_pairs(types, "types"), *own), first=first or Flat(stabilizer, zero_params), stabilizer=stabilizer, merge_batch_norm=merge_batch_norm)
+        self.user_types = _pairs(types, "types")
 
 
 class EpsilonAlpha2Beta1(MapComposite):
     """``AlphaBeta(2, 1)`` for convolutions, ``Epsilon`` for dense layers (Zennit ``EpsilonAlpha2Beta1``)."""
 
-    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, canonizers: Iterable[Canonizer] = (MergeBatchNorm(),)) -> None:
+    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, merge_batch_norm: bool = True) -> None:
         own = (("conv", AlphaBeta(2.0, 1.0, stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
-        super().__init__(names, (*_pairs(types, "types"), *own), stabilizer=stabilizer, canonizers=canonizers)
+        super().__init__(names, (*_pairs(types, "types"), *own), stabilizer=stabilizer, merge_batch_norm=merge_batch_norm)
+        self.user_types = _pairs(types, "types")
 
 
 class EpsilonAlpha2Beta1Flat(MapComposite):
     """``Flat`` for the first conv/dense layer, ``AlphaBeta(2, 1)`` for other convolutions, ``Epsilon``
     for dense layers (Zennit ``EpsilonAlpha2Beta1Flat``)."""
 
-    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, first: Rule | None = None, canonizers: Iterable[Canonizer] = (MergeBatchNorm(),)) -> None:
+    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, first: Rule | None = None, merge_batch_norm: bool = True) -> None:
         own = (("conv", AlphaBeta(2.0, 1.0, stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
-        super().__init__(names, (*_pairs(types, "types"), *own), first=first or Flat(stabilizer, zero_params), stabilizer=stabilizer, canonizers=canonizers)
+        super().__init__(names, (*_pairs(types, "types"), *own), first=first or Flat(stabilizer, zero_params), stabilizer=stabilizer, merge_batch_norm=merge_batch_norm)
+        self.user_types = _pairs(types, "types")
 
 
 class EpsilonGammaBox(MapComposite):
     """``ZBox(low, high)`` for the first convolution, ``Gamma`` for other convolutions, ``Epsilon`` for
     dense layers (Zennit ``EpsilonGammaBox``; Montavon et al. 2019)."""
 
-    def __init__(self, low: Any, high: Any, epsilon: StabilizerLike = 1e-6, gamma: float = 0.25, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, canonizers: Iterable[Canonizer] = (MergeBatchNorm(),)) -> None:
+    def __init__(self, low: Any, high: Any, epsilon: StabilizerLike = 1e-6, gamma: float = 0.25, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, merge_batch_norm: bool = True) -> None:
         own = (("conv", Gamma(gamma, stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
         super().__init__(
             names, (*_pairs(types, "types"), *own), first=ZBox(low, high, stabilizer, zero_params), first_kinds=("conv",),
-            stabilizer=stabilizer, canonizers=canonizers,
+            stabilizer=stabilizer, merge_batch_norm=merge_batch_norm,
         )
+        self.user_types = _pairs(types, "types")
 
 
 class PositionMix(Composite):
@@ -271,7 +306,7 @@ class PositionMix(Composite):
         first: Rule | None = ZBox(-1.0, 1.0),
         bounds: tuple[float, float] = (0.3, 0.6),
         stabilizer: StabilizerLike = 1e-6,
-        canonizers: Iterable[Canonizer] = (MergeBatchNorm(),),
+        merge_batch_norm: bool = True,
     ) -> None:
         lo, hi = bounds
         if not (0.0 <= lo <= hi <= 1.0):
@@ -282,7 +317,7 @@ class PositionMix(Composite):
         self.upper, self.middle, self.lower, self.first = upper, middle, lower, first
         self.bounds = (float(lo), float(hi))
         self.stabilizer = stabilizer
-        self.canonizers = tuple(canonizers)
+        self.merge_batch_norm = check_bool("merge_batch_norm", merge_batch_norm)
         self._base = base_map(stabilizer)
 
     def rule(self, ctx: LayerContext) -> Rule | None:
@@ -300,7 +335,7 @@ class PositionMix(Composite):
         return None
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.upper, self.middle, self.lower, self.first, self.bounds, _hashable(self.stabilizer), self.canonizers)
+        return (self.upper, self.middle, self.lower, self.first, self.bounds, _hashable(self.stabilizer), self.merge_batch_norm)
 
 
 COMPOSITES: dict[str, type[Composite]] = {

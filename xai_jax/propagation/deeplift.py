@@ -32,15 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core import InputError, Inputs, Problem, Target, compiled, prepare, register
-from ..core.model import Model
+from ..core import Baseline, Choice, Inputs, NonNegativeFloat, Problem, method
 from ..trace.graph import SIGN_KEEPING, Plan, Step
 from ..trace.pooling import max_pool_first_max_gradient
 from .engine import linear_layer, trace_model, with_backward
 
 Array = jax.Array
 RULES = ("rescale", "reveal_cancel")
-Baseline = float | Array | np.ndarray | Callable[[Array], Array]
 
 
 def _vmapped(step: Step, invals: Sequence[Any]) -> list[Any]:
@@ -201,22 +199,6 @@ def deeplift_handle(plan: Plan, rule: str, eps: float) -> Callable[[Step, list[A
     return handle
 
 
-def resolve_baseline(baseline: Baseline, x: Array) -> Array:
-    """The reference batch for ``x``: a scalar, an array broadcastable to ``x`` (or to one sample),
-    or a callable ``x -> reference``."""
-    if callable(baseline) and not isinstance(baseline, (jax.Array, np.ndarray)):
-        ref = baseline(x)
-    else:
-        ref = baseline
-    ref = jnp.asarray(ref, x.dtype)
-    if ref.ndim == x.ndim - 1 and ref.shape == x.shape[1:]:
-        ref = ref[None]
-    try:
-        return jnp.broadcast_to(ref, x.shape)
-    except ValueError:
-        raise InputError(f"baseline of shape {ref.shape} does not broadcast to x's shape {x.shape}.") from None
-
-
 def deeplift_multipliers(problem: Problem, inputs: Inputs, x: Array, ref: Array, indices: Array | None, rule: str, eps: float) -> Array:
     """DeepLIFT multipliers ``m`` at the input (attribution ``(x − ref) ⊙ m``)."""
     traced = trace_model(problem, inputs, x)
@@ -236,42 +218,31 @@ def deeplift_multipliers(problem: Problem, inputs: Inputs, x: Array, ref: Array,
     return _collapse(g, x - ref) if both else g[0]
 
 
-@compiled(static=("rule", "eps"))
-def _deeplift(problem: Problem, inputs: Inputs, ref: Array, rule: str, eps: float) -> Array:
-    m = deeplift_multipliers(problem, inputs, inputs.x, ref, inputs.indices, rule, eps)
-    return (inputs.x - ref) * m
-
-
-@register("deeplift", family="propagation", signed=True)
+@method("deeplift", family="propagation", signed=True)
 def deeplift(
-    model: Model,
-    variables: Any,
-    x: Any,
-    target: Target = None,
+    problem: Problem,
+    inputs: Inputs,
     *,
     baseline: Baseline = 0.0,
-    rule: str = "rescale",
-    eps: float = 1e-10,
-    model_kwargs: Mapping[str, Any] | None = None,
+    rule: Choice(*RULES) = "rescale",  # type: ignore[valid-type]
+    eps: NonNegativeFloat = 1e-10,
 ) -> jax.Array:
-    """DeepLIFT attributions ``(x − x₀) ⊙ m`` with ``Σ_i = f_c(x) − f_c(x₀)`` (Shrikumar et al. 2017).
+    """DeepLIFT attributions ``(x − x₀) ⊙ m`` with ``Σ_i = f_c(x) − f_c(x₀)`` ([shrikumar2017]_).
 
     Args:
-      baseline: the reference ``x₀``: a scalar, an array broadcastable to ``x`` (or one sample's
-        shape), or a callable ``x -> x₀``.  Default 0.
+      baseline: the reference ``x₀``: a scalar, an array broadcastable to ``x`` (one sample's shape,
+        or one reference per sample), or a callable ``x -> x₀``.  Default 0.
       rule: ``"rescale"`` (= Captum's ``DeepLift``, ``multiply_by_inputs=True``) or
         ``"reveal_cancel"``.  Linear layers always use the Linear rule.
       eps: ``|Δx|`` below which a non-linearity uses its gradient instead of ``Δy/Δx`` (Captum: 1e-10).
 
     Returns:
       Attributions with ``x``'s shape, float32.
+
+    Example:
+      >>> attr = xj.deeplift(model, variables, x, baseline=0.0)
+      >>> attr.shape == x.shape
+      True
     """
-    if rule not in RULES:
-        raise InputError(f"rule must be one of {RULES}; got {rule!r}.")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps >= 0) or not np.isfinite(eps):
-        raise InputError(f"eps must be a finite number >= 0; got {eps!r}.")
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    ref = resolve_baseline(baseline, inputs.x)
-    if not isinstance(ref, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(ref))):
-        raise InputError("baseline contains NaN or infinite values.")
-    return _deeplift(problem, inputs, ref, rule=rule, eps=float(eps))
+    m = deeplift_multipliers(problem, inputs, inputs.x, baseline, inputs.indices, rule, eps)
+    return (inputs.x - baseline) * m

@@ -23,7 +23,6 @@ from ..core.problem import Inputs, Problem
 from ..trace.graph import Plan, Step, run, trace_plan
 from ..trace.layers import list_layers, layer_info, probed_forward
 from ..trace.pooling import max_pool_first_max_gradient
-from .canonizers import merges_batch_norm
 from .composites import Composite, LayerContext
 from .layer import LinearLayer
 from .rules import Rule
@@ -276,7 +275,7 @@ def lrp_relevance(
     max_pool: str = "winner",
 ) -> Array:
     """Relevance at the input (or at ``layer``) of the target outputs of ``problem`` at ``x``."""
-    traced = trace_model(problem, inputs, x, layer=layer, merge_affine=merges_batch_norm(composite.canonizers))
+    traced = trace_model(problem, inputs, x, layer=layer, merge_affine=composite.merge_batch_norm)
     if composite.activations is not None:
         others = sorted({s.activation for s in traced.plan.steps if s.kind == "activation"} - composite.activations)
         if others:

@@ -1,7 +1,5 @@
-"""Layer-wise relevance propagation, ``xj.lrp``.
+"""Layer-wise relevance propagation, ``xj.lrp`` ([bach2015]_, [montavon2019]_).
 
-Bach et al. (2015), "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise
-Relevance Propagation"; Montavon et al. (2019), "Layer-Wise Relevance Propagation: An Overview".
 The relevance of the output layer is ``R^(L) = one_hot(c) ⊙ f(x)`` (the target logit); each layer
 redistributes the relevance of its output onto its input by its rule (:mod:`.rules`), chosen per
 layer by a composite (:mod:`.composites`), so that ``Σ_i R_i^(0) = f_c(x)`` where the rules conserve
@@ -11,33 +9,51 @@ layer by a composite (:mod:`.composites`), so that ``Σ_i R_i^(0) = f_c(x)`` whe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 
-from ..core import Inputs, Problem, Target, compiled, prepare, register
+from ..core import Choice, InputError, Inputs, Option, OptionContext, Problem, method, prepare
 from ..core.model import Model
-from ..trace.layers import layer_info
+from ..trace.gradients import LayerName
 from .composites import Composite, EpsilonPlusFlat
-from .engine import check_options, describe, lrp_relevance
+from .engine import MAX_POOL_MODES, contexts, describe, lrp_relevance, trace_model
 
 
-@compiled(static=("composite", "layer", "max_pool"))
-def _lrp(problem: Problem, inputs: Inputs, composite: Composite, layer: str | None, max_pool: str) -> jax.Array:
-    return lrp_relevance(problem, inputs, inputs.x, inputs.indices, composite, layer=layer, max_pool=max_pool)
+def _check_composite(ctx: OptionContext, name: str, value: Any) -> Composite:
+    if not isinstance(value, Composite):
+        raise InputError(
+            f"composite must be a Composite (e.g. xj.composites.EpsilonPlusFlat()); got {type(value).__name__}."
+        )
+    return value
 
 
-@register("lrp", family="propagation", signed=True)
+def check_composite_matches(problem: Problem, inputs: Inputs, composite: Composite) -> None:
+    """Refuse a composite whose name/type selectors match no layer of this model: the rule meant for
+    that layer would silently not apply and another method's map would come back."""
+    plan = trace_model(problem, inputs, inputs.x, merge_affine=composite.merge_batch_norm).plan
+    context = contexts(plan)
+    found = [context(step) for step in plan.steps if step.kind not in ("constant", "structural")]
+    problems = composite.unmatched(found)
+    if problems:
+        raise InputError(f"{composite!r} does not fit this model: " + " ".join(problems))
+
+
+def _validate(ctx: OptionContext) -> None:
+    check_composite_matches(ctx.problem, ctx.inputs, ctx.options["composite"])
+
+
+Composite_ = Annotated[Any, Option(_check_composite)]
+
+
+@method("lrp", family="propagation", signed=True, validate=_validate)
 def lrp(
-    model: Model,
-    variables: Any,
-    x: Any,
-    target: Target = None,
+    problem: Problem,
+    inputs: Inputs,
     *,
-    composite: Composite | None = None,
-    layer: str | None = None,
-    max_pool: str = "winner",
-    model_kwargs: Mapping[str, Any] | None = None,
+    composite: Composite_ = EpsilonPlusFlat(),
+    layer: LayerName | None = None,
+    max_pool: Choice(*MAX_POOL_MODES) = "winner",  # type: ignore[valid-type]
 ) -> jax.Array:
     """Layer-wise relevance propagation with a composite of rules (Zennit's semantics).
 
@@ -47,26 +63,25 @@ def lrp(
     named ``jax.nn`` functions).  Anything else raises :class:`~xai_jax.UnsupportedError`.
 
     Args:
-      model, variables, x, target: the usual calling convention (``x`` a batch, NHWC images).
       composite: which rule each layer gets; default ``EpsilonPlusFlat()`` (Flat first layer, z⁺
-        convolutions, ε dense layers).  See :mod:`xai_jax.propagation.composites`.
+        convolutions, ε dense layers).  See :mod:`xai_jax.propagation.composites`.  A name or type
+        selector that matches no layer of the model is an error.
       layer: return the relevance of this layer's output (a Flax layer name, see ``xj.layers``)
         instead of the input's.  When the layer is followed by a merged BatchNorm, this is the
         relevance at the merged layer's output.
       max_pool: ``"winner"`` (relevance to each window's maximum, the gradient; Zennit's default) or
-        ``"average"`` (as average pooling: in proportion to the window's inputs, Montavon et al. 2019).
-      model_kwargs: extra keyword arguments of the model.
+        ``"average"`` (as average pooling: in proportion to the window's inputs, [montavon2019]_).
 
     Returns:
       Relevance with ``x``'s shape (or the layer's output shape), float32; ``R.sum()`` per sample is
       ``f_c(x)`` minus what biases and stabilizers absorb.
+
+    Example:
+      >>> R = xj.lrp(model, variables, x, composite=xj.composites.EpsilonPlusFlat())
+      >>> R.shape == x.shape
+      True
     """
-    composite = EpsilonPlusFlat() if composite is None else composite
-    check_options(composite, max_pool)
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    if layer is not None:
-        layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)  # clear error now
-    return _lrp(problem, inputs, composite=composite, layer=layer, max_pool=max_pool)
+    return lrp_relevance(problem, inputs, inputs.x, inputs.indices, composite, layer=layer, max_pool=max_pool)
 
 
 def propagation_plan(model: Model, variables: Any, x: Any, *, model_kwargs: Mapping[str, Any] | None = None) -> str:

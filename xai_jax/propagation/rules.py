@@ -134,7 +134,7 @@ class _FrozenArray:
         return f"array{self.value.shape}" if self.value.ndim else repr(float(self.value))
 
 
-def _bound(value: Any) -> float | _FrozenArray:
+def freeze_bound(value: Any) -> float | _FrozenArray:
     if isinstance(value, _FrozenArray):
         return value
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
@@ -352,8 +352,8 @@ class ZBox(Rule):
     zero_params: str | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "low", _bound(self.low))
-        object.__setattr__(self, "high", _bound(self.high))
+        object.__setattr__(self, "low", freeze_bound(self.low))
+        object.__setattr__(self, "high", freeze_bound(self.high))
         lo = self.low.value if isinstance(self.low, _FrozenArray) else self.low
         hi = self.high.value if isinstance(self.high, _FrozenArray) else self.high
         try:

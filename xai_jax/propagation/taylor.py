@@ -17,60 +17,35 @@ Sec. 4 (simple Taylor decomposition), and Montavon, Lapuschkin, Binder, Samek & 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
 
-from ..core import InputError, Inputs, Problem, Target, compiled, prepare, register
-from ..core.model import Model
-from ..trace import FAST_GRADIENT_RULES, rewrite
+from ..core import Baseline, Choice, InputError, Inputs, Option, OptionContext, Problem, method
+from ..trace.gradients import target_gradient
 from .composites import Composite, MapComposite
-from .deeplift import resolve_baseline
-from .engine import check_options, lrp_relevance
-from .rules import StabilizerLike, WSquare, ZBox, ZPlus
+from .engine import MAX_POOL_MODES, lrp_relevance
+from .rules import StabilizerLike, WSquare, ZBox, ZPlus, freeze_bound
 
 
-def target_gradient(problem: Problem, inputs: Inputs, at: jax.Array, indices: jax.Array | None) -> jax.Array:
-    """``∂f_c/∂x`` at ``at`` (classes fixed by ``indices``; max pooling without XLA's scatter)."""
-    fast = rewrite(problem.forward, FAST_GRADIENT_RULES)
-
-    def total(v: jax.Array) -> jax.Array:
-        outputs = fast(inputs.variables, v, inputs.kwargs)
-        return jnp.sum(problem.target.select(outputs, problem.target.indices(outputs, indices)))
-
-    return jax.grad(total)(at)
-
-
-@compiled(static=("has_root",))
-def _simple_taylor(problem: Problem, inputs: Inputs, root: jax.Array, has_root: bool) -> jax.Array:
-    indices = problem.class_indices(inputs)
-    if not has_root:
-        return inputs.x * target_gradient(problem, inputs, inputs.x, indices)
-    return (inputs.x - root) * target_gradient(problem, inputs, root, indices)
-
-
-@register("simple_taylor", family="propagation", signed=True)
-def simple_taylor(
-    model: Model,
-    variables: Any,
-    x: Any,
-    target: Target = None,
-    *,
-    root: float | jax.Array | Callable[[jax.Array], jax.Array] | None = None,
-    model_kwargs: Mapping[str, Any] | None = None,
-) -> jax.Array:
-    """Simple Taylor decomposition ``R_i = (x_i − x̃_i) ∂f_c/∂x_i(x̃)`` (Montavon et al. 2018).
+@method("simple_taylor", family="propagation", signed=True)
+def simple_taylor(problem: Problem, inputs: Inputs, *, root: Baseline | None = None) -> jax.Array:
+    """Simple Taylor decomposition ``R_i = (x_i − x̃_i) ∂f_c/∂x_i(x̃)`` ([montavon2018]_).
 
     Args:
       root: the root point ``x̃`` (scalar, array broadcastable to ``x``, or ``x -> x̃``).  ``None``
         (default): the limit ``x̃ = εx, ε → 0``, i.e. ``x ⊙ ∇f_c(x)``, exact for bias-free ReLU nets.
         The class is the one predicted at ``x`` when ``target=None``.
+
+    Example:
+      >>> xj.simple_taylor(model, variables, x).shape == x.shape
+      True
     """
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    ref = inputs.x if root is None else resolve_baseline(root, inputs.x)
-    return _simple_taylor(problem, inputs, ref, has_root=root is not None)
+    indices = problem.class_indices(inputs)
+    if root is None:
+        return inputs.x * target_gradient(problem, inputs, inputs.x, indices)
+    return (inputs.x - root) * target_gradient(problem, inputs, root, indices)
 
 
 def deep_taylor_composite(low: Any = 0.0, high: Any = 1.0, *, stabilizer: StabilizerLike = 1e-6) -> Composite:
@@ -83,25 +58,30 @@ def deep_taylor_composite(low: Any = 0.0, high: Any = 1.0, *, stabilizer: Stabil
     return MapComposite(types={"linear": ZPlus(stabilizer)}, first=first, stabilizer=stabilizer, activations={"relu"})
 
 
-@compiled(static=("composite", "max_pool"))
-def _deep_taylor(problem: Problem, inputs: Inputs, composite: Composite, max_pool: str) -> jax.Array:
-    return lrp_relevance(problem, inputs, inputs.x, inputs.indices, composite, max_pool=max_pool)
+def _static_bound(ctx: OptionContext, name: str, value: Any) -> Any:
+    return None if value is None else freeze_bound(value)  # a hashable number or frozen array: part of the rule
 
 
-@register("deep_taylor", family="propagation", signed=True)
+Bound = Annotated[Any, Option(_static_bound)]
+
+
+def _check_bounds(ctx: OptionContext) -> None:
+    if (ctx.options["low"] is None) != (ctx.options["high"] is None):
+        raise InputError("deep_taylor needs both low and high (a bounded input, z^B rule) or neither (w² rule).")
+    deep_taylor_composite(ctx.options["low"], ctx.options["high"], stabilizer=ctx.options["stabilizer"])
+
+
+@method("deep_taylor", family="propagation", signed=True, validate=_check_bounds)
 def deep_taylor(
-    model: Model,
-    variables: Any,
-    x: Any,
-    target: Target = None,
+    problem: Problem,
+    inputs: Inputs,
     *,
-    low: Any = 0.0,
-    high: Any = 1.0,
-    stabilizer: StabilizerLike = 1e-6,
-    max_pool: str = "winner",
-    model_kwargs: Mapping[str, Any] | None = None,
+    low: Bound = 0.0,
+    high: Bound = 1.0,
+    stabilizer: Any = 1e-6,
+    max_pool: Choice(*MAX_POOL_MODES) = "winner",  # type: ignore[valid-type]
 ) -> jax.Array:
-    """Deep Taylor decomposition (Montavon et al. 2017): z⁺ in the hidden layers, z^B at the input.
+    """Deep Taylor decomposition ([montavon2017]_): z⁺ in the hidden layers, z^B at the input.
 
     Args:
       low, high: the input domain's bounds (``[0, 1]`` for MNIST pixels; per-channel arrays for
@@ -111,8 +91,10 @@ def deep_taylor(
 
     Raises:
       InputError: the model has activations other than ReLU (the z⁺ rule's derivation needs ReLU).
+
+    Example:
+      >>> xj.deep_taylor(model, variables, x, low=0.0, high=1.0).shape == x.shape
+      True
     """
     composite = deep_taylor_composite(low, high, stabilizer=stabilizer)
-    check_options(composite, max_pool)
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    return _deep_taylor(problem, inputs, composite=composite, max_pool=max_pool)
+    return lrp_relevance(problem, inputs, inputs.x, inputs.indices, composite, max_pool=max_pool)

@@ -26,13 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core import InputError, Inputs, Problem, Target, compiled, prepare, register
-from ..core.model import Model
+from ..core import InputError, Inputs, NonNegativeFloat, OptionContext, Problem, method
+from ..trace.gradients import LayerName
 from ..trace.graph import Step, default_handle, run
 from ..trace.layers import layer_info
 from ..trace.pooling import window_slices
 from .engine import initial_relevance, linear_layer, trace_model
-from .rules import Stabilizer, ZBox, broadcast_bound
+from .rules import Stabilizer, ZBox, broadcast_bound, freeze_bound
 
 Array = jax.Array
 
@@ -132,37 +132,33 @@ def transpose_relevance(
     return relevance.get(plan.x.id, jnp.zeros_like(x))
 
 
-@compiled(static=("epsilon", "bounds", "layer"))
-def _lrp_transpose(problem: Problem, inputs: Inputs, epsilon: float, bounds: ZBox | None, layer: str | None) -> Array:
-    return transpose_relevance(problem, inputs, inputs.x, inputs.indices, epsilon, bounds, layer)
+def _check_bounds(ctx: OptionContext) -> dict[str, Any]:
+    low, high = ctx.options["low"], ctx.options["high"]
+    if (low is None) != (high is None):
+        raise InputError("give both low and high (z^B rule at the first layer) or neither.")
+    return {"low": None if low is None else freeze_bound(low), "high": None if high is None else freeze_bound(high)}
 
 
-@register("lrp_transpose", family="propagation", signed=True)
+@method("lrp_transpose", family="propagation", signed=True, validate=_check_bounds)
 def lrp_transpose(
-    model: Model,
-    variables: Any,
-    x: Any,
-    target: Target = None,
+    problem: Problem,
+    inputs: Inputs,
     *,
-    epsilon: float = 1e-7,
+    epsilon: NonNegativeFloat = 1e-7,
     low: Any = None,
     high: Any = None,
-    layer: str | None = None,
-    model_kwargs: Mapping[str, Any] | None = None,
+    layer: LayerName | None = None,
 ) -> jax.Array:
     """LRP-0 (stabilised by ``epsilon``) computed through transposed layers and max-unpooling.
 
-    ``R_in = a ⊙ Wᵀ(R / stab(z))`` layer by layer from the target logit (Bach et al. 2015;
-    Montavon et al. 2019, Sec. 10.2).  Equals ``xj.lrp(..., composite=MapComposite(types={"linear":
+    ``R_in = a ⊙ Wᵀ(R / stab(z))`` layer by layer from the target logit ([bach2015]_;
+    [montavon2019]_, Sec. 10.2).  Equals ``xj.lrp(..., composite=MapComposite(types={"linear":
     Epsilon(epsilon)}, stabilizer=epsilon))`` -- tested.  ``low``/``high``: z^B rule at the first
     layer (the seed's ``lrp_pixel``, which used ``[-1, 1]``).  ``layer``: relevance at that layer.
+
+    Example:
+      >>> xj.lrp_transpose(model, variables, x).shape == x.shape
+      True
     """
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not np.isfinite(epsilon) or epsilon < 0:
-        raise InputError(f"epsilon must be a finite number >= 0; got {epsilon!r}.")
-    if (low is None) != (high is None):
-        raise InputError("give both low and high (z^B rule at the first layer) or neither.")
     bounds = None if low is None else ZBox(low, high)
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    if layer is not None:
-        layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
-    return _lrp_transpose(problem, inputs, epsilon=float(epsilon), bounds=bounds, layer=layer)
+    return transpose_relevance(problem, inputs, inputs.x, inputs.indices, epsilon, bounds, layer)

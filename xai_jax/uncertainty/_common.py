@@ -19,45 +19,11 @@ from ..core.problem import as_struct, cached_trace
 DEFAULT_STOCHASTIC_KWARGS: Mapping[str, Any] = {"deterministic": False}
 
 
-def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
-    if allow_none and value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive integer{' or None' if allow_none else ''}; got {value!r}.")
-    return int(value)
-
-
-def check_key(key: Any, what: str) -> jax.Array:
-    """A ``jax.random`` key (typed, or a legacy ``uint32[2]``); anything else is a clear error."""
-    if key is None:
-        raise InputError(f"{what} draws random numbers: pass key=jax.random.key(seed) (randomness only through an explicit key).")
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-        return key
-    if hasattr(key, "shape") and hasattr(key, "dtype") and tuple(key.shape) == (2,) and jnp.dtype(key.dtype) == jnp.uint32:
-        return jnp.asarray(key)
-    raise InputError(f"key must be a single jax.random key, e.g. jax.random.key(0); got {type(key).__name__} {getattr(key, 'shape', '')}.")
-
-
 def with_rng(kwargs: Mapping[str, Any], collection: str, key: jax.Array) -> dict[str, Any]:
     """``kwargs`` with ``rngs[collection] = key`` (other rng streams the caller passed are kept)."""
     rngs = dict(kwargs.get("rngs", {}) or {})
     rngs[collection] = key
     return {**kwargs, "rngs": rngs}
-
-
-def split_options(options: Mapping[str, Any]) -> tuple[tuple[tuple[str, Any], ...], dict[str, Any]]:
-    """Method options as (hashable static part, array-valued traced part), as ``make_forward`` does."""
-    static, dynamic = [], {}
-    for name, value in options.items():
-        if any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in jax.tree_util.tree_leaves(value)):
-            dynamic[name] = value
-        else:
-            try:
-                hash(value)
-            except TypeError:
-                raise InputError(f"option {name}={value!r} is neither an array nor hashable; pass arrays or plain Python values.") from None
-            static.append((name, value))
-    return tuple(sorted(static)), dynamic
 
 
 def prepare_stochastic(

@@ -31,7 +31,7 @@ import optax
 from ..core import InputError, check_input, make_forward
 from ..core.model import Model
 from ..core.numerics import guarded_jit
-from ._common import check_positive_int
+from ..core.checks import check_positive_int
 
 __all__ = [
     "ReliabilityBins", "TemperatureFit", "expected_calibration_error", "fit_temperature", "maximum_calibration_error",

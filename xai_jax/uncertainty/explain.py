@@ -18,19 +18,24 @@ Methods meet here through the registry by name: this module imports no other fam
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ..core import METHODS, InputError, Inputs, Problem, Target, UnsupportedError, chunked_sum, chunked_vmap, compiled, prepare
-from ..core.model import Model
-from ..core.registry import MethodInfo
-from ._common import (
-    check_key, check_positive_int, output_depends_on_rng, prepare_stochastic, product_dropout, split_options, with_rng,
+from ..core import (
+    METHODS, InputError, Inputs, MethodCall, Problem, Target, TargetSpec, UnsupportedError, chunked_sum, chunked_vmap, fix_target,
+    method_call, prepare, resolve_method,
 )
+from ..core.batching import ChunkSize
+from ..core.checks import check_bool, check_choice, check_chunk_size, check_float, check_key, check_positive_int
+from ..core.method import MethodLike
+from ..core.model import Model
+from ..core.numerics import guarded_jit
+from ._common import output_depends_on_rng, prepare_stochastic, product_dropout, with_rng
 
 __all__ = ["MCExplanation", "NOISES", "explain_mc", "explain_mc_methods", "explain_random_baselines", "noise_baseline"]
 
@@ -51,18 +56,7 @@ class MCExplanation(NamedTuple):
     samples: jax.Array | None = None
 
 
-def _method(method: str | MethodInfo, options: Mapping[str, Any]) -> tuple[str, MethodInfo]:
-    info = method if isinstance(method, MethodInfo) else METHODS[method]
-    missing = [need for need in info.needs if need not in options and need not in info.defaults]
-    if missing:
-        raise InputError(
-            f"{info.name!r} needs the option(s) {', '.join(missing)}: pass them as keyword options (layer='conv4') or, "
-            "for names this function uses itself, in method_options (method_options={'key': jax.random.key(0)})."
-        )
-    return info.name, info
-
-
-def _moments(one: Callable[[jax.Array], jax.Array], keys: jax.Array, batch_size: int | None, return_samples: bool) -> MCExplanation:
+def _moments(one: Callable[[jax.Array], jax.Array], keys: jax.Array, batch_size: ChunkSize, return_samples: bool) -> MCExplanation:
     """Mean/std of ``one(k)`` over ``keys``, shifted by the first sample (see module docstring)."""
     n = keys.shape[0]
     first = one(keys[0])
@@ -86,20 +80,17 @@ def _moments(one: Callable[[jax.Array], jax.Array], keys: jax.Array, batch_size:
     return MCExplanation(first + mean_d, jnp.sqrt(var), maps)
 
 
-def _explained_target(problem: Problem, inputs: Inputs, fixed: jax.Array | None) -> Any:
-    if problem.target.kind == "callable":
-        return problem.target.fn
-    if problem.target.kind == "argmax":
-        return fixed
-    return inputs.indices
+def _with_indices(problem: Problem, inputs: Inputs, indices: jax.Array | None) -> tuple[Problem, Inputs]:
+    """The call with its classes fixed to ``indices`` (for an argmax target)."""
+    if problem.target.kind != "argmax":
+        return problem, inputs
+    return dataclasses.replace(problem, target=TargetSpec("index")), inputs._replace(indices=indices)
 
 
-@compiled(static=("method", "options", "samples", "batch_size", "rng_collection", "return_samples"))
-def _explain_mc(problem: Problem, inputs: Inputs, key: jax.Array, dynamic_options: dict[str, Any], *, method: str,
-                options: tuple[tuple[str, Any], ...], samples: int, batch_size: int | None, rng_collection: str,
-                return_samples: bool) -> MCExplanation:
+@functools.partial(guarded_jit, static_argnames=("problem", "samples", "batch_size", "rng_collection", "return_samples"))
+def _explain_mc(problem: Problem, inputs: Inputs, key: jax.Array, call: MethodCall, *, samples: int, batch_size: ChunkSize,
+                rng_collection: str, return_samples: bool) -> MCExplanation:
     keys = jax.random.split(key, samples)
-    static_kwargs = dict(problem.forward.static_kwargs)
     predicted = None
     if problem.target.kind == "argmax":  # the MC prediction: argmax of the mean probability over the same passes
         def probabilities(k: jax.Array) -> jax.Array:
@@ -107,18 +98,16 @@ def _explain_mc(problem: Problem, inputs: Inputs, key: jax.Array, dynamic_option
             return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
         predicted = jnp.argmax(jax.lax.stop_gradient(chunked_sum(probabilities, keys, chunk_size=batch_size)), axis=-1)
-    target = _explained_target(problem, inputs, predicted)
-    explain = METHODS[method]
+    fixed_problem, fixed_inputs = _with_indices(problem, inputs, predicted)
 
     def one(k: jax.Array) -> jax.Array:
-        kwargs = {**static_kwargs, **with_rng(inputs.kwargs, rng_collection, k)}
-        return explain(problem.forward.model, inputs.variables, inputs.x, target, model_kwargs=kwargs, **dict(options), **dynamic_options)
+        return call.apply(fixed_problem, fixed_inputs._replace(kwargs=with_rng(inputs.kwargs, rng_collection, k)))
 
     return _moments(one, keys, batch_size, return_samples)
 
 
 def explain_mc(
-    method: str | MethodInfo,
+    method: MethodLike,
     model: Model,
     variables: Any,
     x: Any,
@@ -126,22 +115,21 @@ def explain_mc(
     *,
     samples: int,
     key: jax.Array,
-    batch_size: int | None = None,
+    batch_size: ChunkSize = "auto",
     return_samples: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
     stochastic_kwargs: Mapping[str, Any] | None = None,
     rng_collection: str = "dropout",
     require_stochastic: bool = True,
     method_options: Mapping[str, Any] | None = None,
-    **method_opts: Any,
 ) -> MCExplanation:
-    """A registered attribution ``method`` over Monte-Carlo dropout networks: mean and std maps.
+    """An attribution ``method`` over Monte-Carlo dropout networks: mean and std maps.
 
-    Sample ``t`` is ``METHODS[method](model, variables, x, target, model_kwargs={..., "rngs":
-    {"dropout": keys[t]}}, **method_opts)`` with ``keys = jax.random.split(key, samples)`` and dropout
-    on -- the explanation of the ``t``-th network drawn from the approximate posterior of Gal &
-    Ghahramani (2016).  The mean is ``Ā = (1/T) Σ_t A_t``, the std ``sqrt((1/T) Σ_t (A_t - Ā)²)``.
-    The passes are the same as :func:`mc_dropout`'s for the same ``key`` and ``samples``.
+    Sample ``t`` is ``method(model, variables, x, target, model_kwargs={..., "rngs": {"dropout":
+    keys[t]}})`` with ``keys = jax.random.split(key, samples)`` and dropout on -- the explanation of the
+    ``t``-th network drawn from the approximate posterior of [gal2016]_.  The mean is
+    ``Ā = (1/T) Σ_t A_t``, the std ``sqrt((1/T) Σ_t (A_t - Ā)²)``.  The passes are the same as
+    :func:`mc_dropout`'s for the same ``key`` and ``samples``.
 
     ``target=None`` explains, in every sample, the **MC prediction** ``argmax p̄`` (the class of
     :func:`mc_dropout` with the same key and samples), not each network's own argmax -- a mean over
@@ -153,42 +141,43 @@ def explain_mc(
     as the input half (one network per sample), so summation-to-delta holds per sample.
 
     Args:
-      method: a name in ``xj.METHODS`` (``"gradient"``, ``"integrated_gradients"``, ``"lrp"``,
-        ``"deeplift"``, ``"grad_cam"``...).  Its options go in ``method_opts`` (arrays -- a
-        baseline, a key -- are passed as traced data, the rest as static options), or in
-        ``method_options`` for names this function uses itself (SmoothGrad's ``key``/``samples``:
-        ``method_options={"key": k, "samples": 16}``).
+      method: a method value: a name in ``xj.METHODS`` (``"gradient"``, ``"lrp"``, ``"grad_cam"``...),
+        a method (``xj.deeplift``), or one with its options,
+        ``functools.partial(xj.integrated_gradients, steps=16)`` / ``partial(xj.grad_cam, layer="conv4")``.
       samples: number of dropout networks ``T`` (≥ 1).
       key: ``jax.random`` key for the dropout masks (required).
-      batch_size: samples evaluated at once (``None``: all in one vmapped batch).
+      batch_size: samples evaluated at once (``"auto"``: from the memory budget; ``None``: all).
       return_samples: also return the ``T`` maps.
       stochastic_kwargs: keyword arguments that switch dropout on (default ``{"deterministic": False}``;
         ``{"deterministic": True}`` switches it off: the mean is then the plain method's map).
       require_stochastic: with ``samples > 1``, raise if the output does not depend on the dropout
         rng (every sample would be the same map).  ``samples == 1`` is always allowed: on a model
         without dropout it is the plain method.
+      method_options: options of the method, as a mapping (the same as a ``functools.partial``).
 
     Returns:
       :class:`MCExplanation` ``(mean, std, samples)``.
     """
-    method_opts = {**dict(method_options or {}), **method_opts}
-    name, info = _method(method, method_opts)
     samples = check_positive_int("samples", samples)
-    batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
-    key = check_key(key, "explain_mc")
+    batch_size = check_chunk_size("batch_size", batch_size)
+    key = check_key("key", key)
     problem, inputs, note = prepare_stochastic(
         product_dropout(model), variables, x, target, key, model_kwargs=model_kwargs, stochastic_kwargs=stochastic_kwargs,
         rng_collection=rng_collection, run_without_switch=bool(require_stochastic) or samples == 1,
     )
+    call = method_call(_with_options(method, method_options), problem, inputs)
     if require_stochastic and samples > 1 and not output_depends_on_rng(problem, inputs, rng_collection):
         raise InputError(
             f"the model's output does not depend on the {rng_collection!r} rng with {dict(problem.forward.static_kwargs)}: "
-            f"all {samples} samples of {name!r} would be the same map (no dropout, rate 0, or dropout off). "
+            f"all {samples} samples of {call.method.name!r} would be the same map (no dropout, rate 0, or dropout off). "
             "Use a model with dropout, stochastic_kwargs= that switch it on, samples=1, or require_stochastic=False." + note
         )
-    static, dynamic = split_options(method_opts)
-    return _explain_mc(problem, inputs, key, dynamic, method=name, options=static, samples=samples, batch_size=batch_size,
-                       rng_collection=rng_collection, return_samples=bool(return_samples))
+    return _explain_mc(problem, inputs, key, call, samples=samples, batch_size=batch_size, rng_collection=rng_collection,
+                       return_samples=check_bool("return_samples", return_samples))
+
+
+def _with_options(method: MethodLike, options: Mapping[str, Any] | None) -> MethodLike:
+    return functools.partial(method if not isinstance(method, str) else METHODS[method], **dict(options)) if options else method
 
 
 def noise_baseline(key: jax.Array, x: jax.Array, noise: str = "uniform", *, low: float = 0.0, high: float = 1.0,
@@ -201,26 +190,22 @@ def noise_baseline(key: jax.Array, x: jax.Array, noise: str = "uniform", *, low:
     raise InputError(f"noise must be one of {NOISES}; got {noise!r}.")
 
 
-@compiled(static=("method", "options", "samples", "batch_size", "noise", "return_samples"))
-def _explain_baselines(problem: Problem, inputs: Inputs, key: jax.Array, dynamic_options: dict[str, Any], noise_params: jax.Array, *,
-                       method: str, options: tuple[tuple[str, Any], ...], samples: int, batch_size: int | None, noise: str,
-                       return_samples: bool) -> MCExplanation:
+@functools.partial(guarded_jit, static_argnames=("problem", "samples", "batch_size", "noise", "return_samples"))
+def _explain_baselines(problem: Problem, inputs: Inputs, key: jax.Array, call: MethodCall, noise_params: jax.Array, *,
+                       samples: int, batch_size: ChunkSize, noise: str, return_samples: bool) -> MCExplanation:
     keys = jax.random.split(key, samples)
-    target = _explained_target(problem, inputs, problem.class_indices(inputs))
-    explain = METHODS[method]
-    model_kwargs = {**dict(problem.forward.static_kwargs), **inputs.kwargs}
+    problem, inputs = fix_target(problem, inputs)
     a, b = noise_params[0], noise_params[1]
 
     def one(k: jax.Array) -> jax.Array:
         reference = noise_baseline(k, inputs.x, noise, low=a, high=b, mean=a, std=b)
-        return explain(problem.forward.model, inputs.variables, inputs.x, target, model_kwargs=model_kwargs, baseline=reference,
-                       **dict(options), **dynamic_options)
+        return dataclasses.replace(call, traced={**call.traced, "baseline": reference}).apply(problem, inputs)
 
     return _moments(one, keys, batch_size, return_samples)
 
 
 def explain_random_baselines(
-    method: str | MethodInfo,
+    method: MethodLike,
     model: Model,
     variables: Any,
     x: Any,
@@ -233,43 +218,44 @@ def explain_random_baselines(
     high: float = 1.0,
     mean: float = 0.0,
     std: float = 1.0,
-    batch_size: int | None = None,
+    batch_size: ChunkSize = "auto",
     return_samples: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
     method_options: Mapping[str, Any] | None = None,
-    **method_opts: Any,
 ) -> MCExplanation:
     """A baseline method (DeepLIFT, integrated gradients) over random-noise references: mean, std.
 
     Sample ``t`` explains ``x`` against the reference ``x₀ᵗ ~ U[low, high)`` (``noise="uniform"``,
     default ``U[0, 1)``, the MNIST input range) or ``N(mean, std²)`` (``"gaussian"``), drawn from
-    ``jax.random.split(key, samples)[t]``: ``A_t = METHODS[method](..., baseline=x₀ᵗ)``.  For DeepLIFT
-    (Shrikumar et al. 2017) each ``A_t`` sums to ``f_c(x) - f_c(x₀ᵗ)``; the mean over references
-    is an expected-gradients-like estimate of attribution against the noise distribution, the std
-    how much the map depends on the choice of reference.  ``target=None`` explains the class
-    predicted at ``x`` (fixed across references).  The model runs as given (``model_kwargs``).
-    Method options as in :func:`explain_mc` (``method_opts`` / ``method_options``).
+    ``jax.random.split(key, samples)[t]``: ``A_t = method(..., baseline=x₀ᵗ)``.  For DeepLIFT
+    ([shrikumar2017]_) each ``A_t`` sums to ``f_c(x) - f_c(x₀ᵗ)``; the mean over references is an
+    expected-gradients-like estimate of attribution against the noise distribution, the std how much
+    the map depends on the choice of reference.  ``target=None`` explains the class predicted at
+    ``x`` (fixed across references).  The model runs as given (``model_kwargs``).  ``method`` is a
+    method value with a ``baseline`` option (``"deeplift"``, ``partial(xj.integrated_gradients,
+    steps=16)``).
     """
-    method_opts = {**dict(method_options or {}), **method_opts}
-    name, info = _method(method, method_opts)
-    if "baseline" not in inspect.signature(info.fn).parameters:
-        raise InputError(f"{name!r} takes no baseline; random-baseline statistics need a method such as 'deeplift' or 'integrated_gradients'.")
-    if "baseline" in method_opts:
-        raise InputError("the baselines are drawn here: do not pass baseline=.")
     samples = check_positive_int("samples", samples)
-    batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
-    key = check_key(key, "explain_random_baselines")
-    if noise not in NOISES:
-        raise InputError(f"noise must be one of {NOISES}; got {noise!r}.")
-    if noise == "uniform" and not high > low:
-        raise InputError(f"uniform noise needs high > low; got low={low}, high={high}.")
-    if noise == "gaussian" and not std >= 0:
-        raise InputError(f"gaussian noise needs std >= 0; got {std}.")
+    batch_size = check_chunk_size("batch_size", batch_size)
+    key = check_key("key", key)
+    noise = check_choice("noise", noise, NOISES)
+    if noise == "uniform":
+        low, high = check_float("low", low), check_float("high", high)
+        if not high > low:
+            raise InputError(f"uniform noise needs high > low; got low={low}, high={high}.")
+        params = (low, high)
+    else:
+        params = (check_float("mean", mean), check_float("std", std, minimum=0.0))
     problem, inputs = prepare(model, variables, x, target, model_kwargs)
-    params = jnp.asarray([low, high] if noise == "uniform" else [mean, std], inputs.x.dtype)
-    static, dynamic = split_options(method_opts)
-    return _explain_baselines(problem, inputs, key, dynamic, params, method=name, options=static, samples=samples,
-                              batch_size=batch_size, noise=noise, return_samples=bool(return_samples))
+    resolved, options = resolve_method(_with_options(method, method_options))
+    if "baseline" not in getattr(resolved, "options", {}):
+        raise InputError(f"{resolved.name!r} takes no baseline; random-baseline statistics need a method such as 'deeplift' or "
+                         "'integrated_gradients'.")
+    if "baseline" in options:
+        raise InputError("the baselines are drawn here: do not pass baseline=.")
+    call = method_call(_with_options(method, method_options), problem, inputs, baseline=0.0)
+    return _explain_baselines(problem, inputs, key, call, jnp.asarray(params, inputs.x.dtype), samples=samples,
+                              batch_size=batch_size, noise=noise, return_samples=check_bool("return_samples", return_samples))
 
 
 def explain_mc_methods(
@@ -297,7 +283,7 @@ def explain_mc_methods(
     names = list(methods)
     options = dict(options or {})
     samples = check_positive_int("samples", samples)
-    key = check_key(key, "explain_mc_methods")
+    key = check_key("key", key)
     if samples > 1:  # one clear error for the whole run, not one per method
         *mc_check, note = prepare_stochastic(model, variables, x, None, key, model_kwargs=model_kwargs,
                                              stochastic_kwargs=stochastic_kwargs, rng_collection="dropout")

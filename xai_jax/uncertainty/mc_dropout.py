@@ -38,7 +38,8 @@ import jax.numpy as jnp
 from ..core import InputError, Inputs, Problem, chunked_vmap, compiled
 from ..core.model import Model
 from ..core.numerics import guarded_jit
-from ._common import check_key, check_positive_int, output_depends_on_rng, prepare_stochastic, with_rng
+from ..core.checks import check_chunk_size, check_key, check_positive_int
+from ._common import output_depends_on_rng, prepare_stochastic, with_rng
 
 __all__ = ["MCDropoutResult", "mc_dropout", "predictive_statistics"]
 
@@ -155,8 +156,8 @@ def mc_dropout(
         samples would be identical (checked on the traced model, not by comparing numbers).
     """
     samples = check_positive_int("samples", samples)
-    batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
-    key = check_key(key, "mc_dropout")
+    batch_size = check_chunk_size("batch_size", batch_size)
+    key = check_key("key", key)
     problem, inputs, note = prepare_stochastic(
         model, variables, x, None, key, model_kwargs=model_kwargs, stochastic_kwargs=stochastic_kwargs, rng_collection=rng_collection,
         run_without_switch=bool(require_stochastic),
