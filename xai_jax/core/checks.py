@@ -71,7 +71,7 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: 
         kind = "a positive integer" if minimum == 1 else "an integer" if minimum is None else f"an integer >= {minimum}"
         raise InputError(f"{name} must be {kind}{' or None' if allow_none else ''}; got {value!r}.")
     if minimum is not None and value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        kind = "a positive integer (at least 1)" if minimum == 1 else f"an integer >= {minimum}"
         raise InputError(f"{name} must be {kind}{' or None' if allow_none else ''}; got {value!r}.")
     return int(value)
 

@@ -9,6 +9,10 @@
 * composable regularizers (:mod:`.regularizers`): ``L2``, ``TotalVariation``, ``AlphaNorm``,
   ``HighFrequencyPenalty``, ``ClassMeanDistance``, ``Jitter``, ``Blur``, ``Clip``.
 
+The three optimisation-based entry points (pixel AM, code-space AM, inversion) take one options
+record, :class:`Optimization` (steps, learning rate or optax optimizer, regularizers, init, threshold,
+...), checked once when it is made; each field is also accepted as a keyword argument.
+
 Every optimisation runs all targets at once: one jitted ``lax.scan`` of optax updates, vmapped over
 the targets, early stop masked per target, progress bar fed by chunks of steps.  Randomness only
 through an explicit ``key``.
@@ -19,6 +23,7 @@ from .codespace import activation_maximization_codespace
 from .deep_dream import deep_dream, octave_sizes
 from .inversion import Inversion, default_priors, invert_features
 from .loop_rules import LOOP_GRADIENT_RULES
+from .options import Optimization
 from .regularizers import (
     L2, AlphaNorm, Blur, ClassMeanDistance, Clip, HighFrequencyPenalty, Jitter, Regularizer, TotalVariation, class_means,
     gaussian_blur, total_variation,
@@ -26,7 +31,7 @@ from .regularizers import (
 
 __all__ = [
     "L2", "LOOP_GRADIENT_RULES", "AlphaNorm", "Blur", "ClassMeanDistance", "Clip", "HighFrequencyPenalty", "Inversion",
-    "Jitter", "Regularizer", "TotalVariation", "Visualization", "activation_maximization",
+    "Jitter", "Optimization", "Regularizer", "TotalVariation", "Visualization", "activation_maximization",
     "activation_maximization_codespace", "class_means", "deep_dream", "default_priors", "gaussian_blur",
     "invert_features", "octave_sizes", "total_variation",
 ]

@@ -19,21 +19,20 @@ mean activation of channel ``t`` of a layer, or any callable, and ``R_r`` the re
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from ..core.errors import InputError, TargetError
 from ..core.model import Forward, Model, make_forward
 from ..core.problem import output_struct
 from ..trace.layers import layer_info
 from . import engine
-from .regularizers import Regularizer
+from .options import Optimization, OptimizationSettings, Run, resolve
 
-__all__ = ["Visualization", "activation_maximization"]
+__all__ = ["DEFAULTS", "Visualization", "activation_maximization"]
 
 FeatureTarget = int | Sequence[int] | jax.Array | np.ndarray | Callable[[Any], jax.Array]
 
@@ -77,8 +76,6 @@ def plan_targets(
     num_images: int,
 ) -> TargetPlan:
     """Validate ``target`` (and ``layer``) against the model on a batch of one example image."""
-    if num_images < 1:
-        raise InputError(f"num_images must be at least 1; got {num_images}.")
     out = output_struct(forward, variables, example, kwargs)
     probe = None
     if layer is not None:
@@ -150,6 +147,11 @@ def _target_count(target: Any, num_images: int) -> int:
         return 1
 
 
+#: The defaults of :func:`activation_maximization` (fields of an ``Optimization`` left at ``None``).
+DEFAULTS = Optimization(steps=200, learning_rate=0.05, regularizers=(), init="noise", init_scale=0.1,
+                        class_score="log_softmax", num_images=1, progress=False)
+
+
 def activation_maximization(
     model: Model,
     variables: Any,
@@ -157,25 +159,24 @@ def activation_maximization(
     *,
     shape: Sequence[int] | None = None,
     layer: str | None = None,
-    steps: int = 200,
-    learning_rate: float = 0.05,
-    optimizer: optax.GradientTransformation | None = None,
-    regularizers: Sequence[Regularizer] | Regularizer | None = None,
-    init: str | jax.Array | np.ndarray = "noise",
-    init_scale: float = 0.1,
-    threshold: float | None = None,
-    class_score: str = "log_softmax",
-    num_images: int = 1,
+    optimization: Optimization | None = None,
     key: jax.Array | None = None,
-    chunk: int | None = None,
-    progress: bool | str = False,
     model_kwargs: Mapping[str, Any] | None = None,
+    **settings: Unpack[OptimizationSettings],
 ) -> Visualization:
     """Activation maximisation in pixel space: the input that maximises a target, for many targets at once.
 
     Erhan et al. (2009); Simonyan et al. (2014).  For each target ``t`` solves
     ``max_x score_t(f(x)) − Σ R(x)`` by gradient ascent (optax, default Adam), all targets in one
     jitted ``lax.scan`` vmapped over the targets.
+
+    Example::
+
+        run = Optimization(steps=60, regularizers=[Clip(0, 1)], threshold=0.99)
+        result = activation_maximization(model, variables, range(10), optimization=run, key=jax.random.key(0))
+        # the same call with keywords:
+        result = activation_maximization(model, variables, range(10), steps=60, regularizers=[Clip(0, 1)],
+                                         threshold=0.99, key=jax.random.key(0))
 
     Args:
       model: an unbound Linen module (or ``f(variables, x)`` when no ``layer`` is needed).
@@ -188,79 +189,86 @@ def activation_maximization(
       shape: one input's shape, e.g. ``(28, 28, 1)`` (default: the model's declared ``input_shape``,
         else the shape of ``init``).
       layer: a layer name (see ``xj.layers``) for channel targets.
-      steps: maximum number of updates (≥ 1).
-      learning_rate: Adam's learning rate when ``optimizer`` is ``None``.
-      optimizer: any ``optax.GradientTransformation`` (applied to each target on its own). Reuse the
-        same object across calls to reuse the compilation.
-      regularizers: e.g. ``[L2(5e-3), TotalVariation(0.05), Jitter(1), Clip(0, 1)]``; penalties
-        act on the image, transforms on what the model sees, projections after each update.
-      init: ``"noise"`` (``init_scale · N(0, 1)``), ``"zeros"``, or an image ``(H, W, C)`` /
-        ``(T, H, W, C)`` (e.g. a real digit or the class means, as in the seed).
-      init_scale: standard deviation of the initial noise.
-      threshold: stop each class target once its softmax probability reaches this value (the seed
-        stopped at 0.99); the returned image is the first that reached it.
-      class_score: ``"log_softmax"`` (maximise log p_c, i.e. minimise cross-entropy; default) or
-        ``"logit"`` (maximise the raw logit, Simonyan et al.).
-      num_images: starts per callable target.
+      optimization: how to optimise (:class:`~xai_jax.featureviz.Optimization`): ``steps`` (200),
+        ``learning_rate`` (0.05, Adam) or ``optimizer`` (any optax transformation), ``regularizers``
+        (e.g. ``[L2(5e-3), TotalVariation(0.05), Jitter(1), Clip(0, 1)]``: penalties act on the image,
+        transforms on what the model sees, projections after each update), ``init`` (``"noise"``:
+        ``init_scale · N(0, 1)`` with ``init_scale`` 0.1; ``"zeros"``; or images ``(H, W, C)`` /
+        ``(T, H, W, C)``, e.g. the class means), ``threshold`` (stop each class target once its
+        probability reaches it; the returned image is the first that did), ``class_score``
+        (``"log_softmax"`` or ``"logit"``), ``num_images`` (starts per callable target), ``chunk``,
+        ``progress``.
       key: PRNG key for the initial noise and random transforms (required when either is used).
-      chunk: steps per jitted scan (default: all at once, or 1/20 of them with a progress bar).
-      progress: show a tqdm bar (a string sets its description).
       model_kwargs: extra keyword arguments of the model's ``__call__``.
+      **settings: any field of :class:`~xai_jax.featureviz.Optimization` as a keyword
+        (``steps=60, threshold=0.99``), applied on top of ``optimization``.
 
     Returns:
       :class:`Visualization` (``images`` ``(T, H, W, C)``, ``scores``, ``probabilities``, ``steps`` ...).
 
     Raises:
-      InputError: ``steps < 1``, a bad ``shape``/``init``, a random setting without ``key``, a
-        threshold without class targets.
+      InputError: an unknown or invalid setting (``steps < 1``, a NaN learning rate or initial image,
+        a bad ``shape``/``init``), a random setting without ``key``, a threshold without class targets.
       LayerNotFoundError: unknown ``layer`` (the message lists close names).
       TargetError: class or channel index out of range, a malformed callable target.
     """
-    spec, data, params = pixel_problem(
-        model, variables, target, shape=shape, layer=layer, steps=steps, learning_rate=learning_rate, optimizer=optimizer,
-        regularizers=regularizers, init=init, init_scale=init_scale, threshold=threshold, class_score=class_score,
-        num_images=num_images, key=key, chunk=chunk, progress=progress, model_kwargs=model_kwargs,
-    )
-    result = engine.optimize(spec, data, params, engine.check_steps(steps), progress=progress)
+    run = resolve(optimization, settings, DEFAULTS, "activation_maximization")
+    spec, data, params = _pixel_problem(run, model, variables, target, shape, layer, key, model_kwargs)
+    result = engine.optimize(spec, data, params, run.steps, progress=run.progress)
     return to_visualization(result, spec.kind, codes=False)
 
 
 def pixel_problem(
-    model: Model, variables: Any, target: FeatureTarget, *, shape: Sequence[int] | None, layer: str | None, steps: int,
-    learning_rate: float, optimizer: optax.GradientTransformation | None, regularizers: Any, init: Any, init_scale: float,
-    threshold: float | None, class_score: str, num_images: int, key: jax.Array | None, chunk: int | None,
-    progress: bool | str, model_kwargs: Mapping[str, Any] | None,
+    model: Model,
+    variables: Any,
+    target: FeatureTarget,
+    *,
+    shape: Sequence[int] | None = None,
+    layer: str | None = None,
+    optimization: Optimization | None = None,
+    key: jax.Array | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    **settings: Unpack[OptimizationSettings],
 ) -> tuple[engine.Spec, engine.Data, jax.Array]:
     """Validated ``(spec, data, initial variables)`` of a pixel-space AM call (the loop is separate,
-    so tests can run the same update in a plain Python loop)."""
-    steps = engine.check_steps(steps)
-    chunk = engine.check_chunk(chunk, steps, progress)
-    if class_score not in engine.CLASS_SCORES:
-        raise InputError(f"class_score must be one of {engine.CLASS_SCORES}; got {class_score!r}.")
+    so tests can run the same update in a plain Python loop).  Takes the arguments of
+    :func:`activation_maximization`."""
+    run = resolve(optimization, settings, DEFAULTS, "activation_maximization")
+    return _pixel_problem(run, model, variables, target, shape, layer, key, model_kwargs)
+
+
+def _pixel_problem(run: Run, model: Model, variables: Any, target: FeatureTarget, shape: Sequence[int] | None,
+                   layer: str | None, key: jax.Array | None, model_kwargs: Mapping[str, Any] | None,
+                   ) -> tuple[engine.Spec, engine.Data, jax.Array]:
     forward, kwargs = make_forward(model, model_kwargs)
-    image_shape = _image_shape(model, shape, init, _target_count(target, num_images))
+    image_shape = _image_shape(model, shape, run.init, _target_count(target, run.num_images))
     example = jnp.zeros((1, *image_shape), jnp.float32)
-    plan = plan_targets(forward, variables, kwargs, example, target, layer, num_images)
-    regs = engine.check_regularizers(regularizers)
-    if any(r.needs_index for r in regs) and plan.kind not in ("class", "channel"):
+    plan = plan_targets(forward, variables, kwargs, example, target, layer, run.num_images)
+    if any(r.needs_index for r in run.regularizers) and plan.kind not in ("class", "channel"):
         raise InputError("ClassMeanDistance needs class targets (it picks the mean image of each target's class).")
-    use_threshold, threshold_value = engine.check_threshold(threshold, plan.kind)
-    random_init = isinstance(init, str) and init == "noise"
-    key = engine.check_key(key, random_init or any(r.has_transform for r in regs), "init='noise' or a transform regularizer")
+    random_init = isinstance(run.init, str) and run.init == "noise"
+    key = engine.check_key(key, random_init or any(r.has_transform for r in run.regularizers),
+                           "init='noise' or a transform regularizer")
     init_key, step_key = jax.random.split(key)
-    params = engine.initial_params(init, image_shape, plan.count, init_key, init_scale, "pixel-space AM")
-    spec = engine.Spec(
-        forward=forward, kind=plan.kind, layer=layer, probe=plan.probe, truncate=layer is not None,
-        target_fn=plan.target_fn, class_score=class_score,
-        optimizer=optimizer if optimizer is not None else engine.default_optimizer(float(learning_rate)),
-        use_threshold=use_threshold, chunk=chunk,
-    )
+    params = engine.initial_params(run.init, image_shape, plan.count, init_key, run.init_scale, "pixel-space AM")
+    spec = problem_spec(run, plan, forward=forward, layer=layer)
     data = engine.Data(
         variables=variables, kwargs=kwargs, gen_variables=None, gen_kwargs=None, indices=plan.indices, reference=None,
-        regularizers=regs, code_regularizers=(), key=step_key, threshold=threshold_value,
-        steps=jnp.asarray(steps, jnp.int32),
+        regularizers=run.regularizers, code_regularizers=(), key=step_key,
+        threshold=engine.threshold_setting(run.threshold, plan.kind)[1], steps=jnp.asarray(run.steps, jnp.int32),
     )
     return spec, data, params
+
+
+def problem_spec(run: Run, plan: TargetPlan, **fields: Any) -> engine.Spec:
+    """The static half of an AM problem (pixel or code space) from its settings and targets;
+    ``fields`` are the remaining :class:`~xai_jax.featureviz.engine.Spec` fields (forward, generator...)."""
+    use_threshold, _ = engine.threshold_setting(run.threshold, plan.kind)
+    return engine.Spec(
+        kind=plan.kind, probe=plan.probe, truncate=fields.get("layer") is not None, target_fn=plan.target_fn,
+        class_score=run.class_score, optimizer=run.optimizer, use_threshold=use_threshold,
+        chunk=engine.chunk_size(run.chunk, run.steps, run.progress), **fields,
+    )
 
 
 def to_visualization(result: engine.Result, kind: str, *, codes: bool) -> Visualization:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core import checks
 from ..core.errors import InputError, TargetError
 from ..core.model import Forward, Model, make_forward
 from ..core.numerics import guarded_jit
@@ -144,13 +145,12 @@ def deep_dream(
     if x.ndim != 4:
         raise InputError(f"image must be an NHWC batch (B, H, W, C); got shape {tuple(x.shape)}.")
     x = x.astype(jnp.float32)
-    steps = engine.check_steps(steps)
-    if objective not in OBJECTIVES:
-        raise InputError(f"objective must be one of {OBJECTIVES}; got {objective!r}.")
-    if isinstance(jitter, bool) or not isinstance(jitter, (int, np.integer)) or jitter < 0:
-        raise InputError(f"jitter is a number of pixels >= 0; got {jitter!r}.")
-    if not float(octave_scale) > 0:
-        raise InputError(f"octave_scale must be positive; got {octave_scale}.")
+    steps = cast(int, checks.check_positive_int("steps", steps))
+    step_size = cast(float, checks.check_float("step_size", step_size, minimum=0.0, exclusive_minimum=True))
+    octave_scale = cast(float, checks.check_float("octave_scale", octave_scale, minimum=0.0, exclusive_minimum=True))
+    objective = checks.check_choice("objective", objective, OBJECTIVES)
+    jitter = cast(int, checks.check_int("jitter (pixels)", jitter, minimum=0))
+    return_octaves = checks.check_bool("return_octaves", return_octaves)
     info = layer_info(forward, variables, x, kwargs, layer)
     if channel is not None:
         if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
@@ -160,12 +160,17 @@ def deep_dream(
         channel = int(channel)
     key = engine.check_key(key, jitter > 0, "jitter")
     if value_range is not None:
-        low, high = (float(v) for v in value_range)
+        try:
+            low, high = value_range
+        except (TypeError, ValueError):
+            raise InputError(f"value_range must be a pair (low, high); got {value_range!r}.") from None
+        low = cast(float, checks.check_float("value_range low", low))
+        high = cast(float, checks.check_float("value_range high", high))
         if not high > low:
             raise InputError(f"value_range must be (low, high) with high > low; got {value_range}.")
     else:
         low, high = -np.inf, np.inf
-    sizes = octave_sizes(x.shape[1:3], octaves, float(octave_scale))
+    sizes = octave_sizes(x.shape[1:3], octaves, octave_scale)
     truncated = engine.truncated_forward(forward, layer)
     for size in sorted(set(sizes)):
         try:

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ..core import checks
@@ -397,7 +398,7 @@ def optimize(spec: Spec, data: Data, params: jax.Array, steps: int, *, progress:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Validation helpers shared by the public functions
+# Settings shared by the public functions (the values were checked by options.Optimization)
 # ----------------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=32)
@@ -406,44 +407,21 @@ def default_optimizer(learning_rate: float) -> optax.GradientTransformation:
     return optax.adam(learning_rate)
 
 
-def check_steps(steps: Any, name: str = "steps") -> int:
-    if isinstance(steps, bool) or not hasattr(steps, "__index__"):
-        raise InputError(f"{name} must be a positive int; got {steps!r}.")
-    steps = int(steps.__index__())
-    if steps < 1:
-        raise InputError(f"{name} must be at least 1; got {steps}.")
-    return steps
-
-
-def check_chunk(chunk: int | None, steps: int, progress: bool | str) -> int:
+def chunk_size(chunk: int | None, steps: int, progress: bool | str) -> int:
+    """Steps per jitted scan: ``chunk`` (at most ``steps``), else all at once, or 1/20 of them with a
+    progress bar (so the bar moves)."""
     if chunk is None:
         return steps if not progress else max(1, math.ceil(steps / 20))
-    return min(check_steps(chunk, "chunk"), steps)
+    return min(chunk, steps)
 
 
-def check_regularizers(regularizers: Sequence[Regularizer] | Regularizer | None, name: str = "regularizers") -> tuple[Regularizer, ...]:
-    if regularizers is None:
-        return ()
-    if isinstance(regularizers, Regularizer):
-        regularizers = (regularizers,)
-    regs = tuple(regularizers)
-    for reg in regs:
-        if not isinstance(reg, Regularizer):
-            raise InputError(
-                f"{name} must hold xai_jax.featureviz regularizers (L2, TotalVariation, Jitter, Blur, Clip, ...); "
-                f"got {type(reg).__name__}."
-            )
-    return regs
-
-
-def check_threshold(threshold: float | None, kind: str) -> tuple[bool, jax.Array]:
+def threshold_setting(threshold: float | None, kind: str) -> tuple[bool, jax.Array]:
+    """``(use_threshold, threshold as a float32 scalar)``; the value was checked by
+    :class:`~xai_jax.featureviz.options.Optimization`, here only that it has class targets to act on."""
     if threshold is None:
         return False, jnp.asarray(jnp.inf, jnp.float32)
     if kind != "class":
         raise InputError("threshold (early stop on the target probability) needs class targets (no layer, no callable).")
-    threshold = float(threshold)
-    if not 0.0 < threshold <= 1.0:
-        raise InputError(f"threshold is a probability in (0, 1]; got {threshold}.")
     return True, jnp.asarray(threshold, jnp.float32)
 
 
@@ -471,7 +449,9 @@ def initial_params(init: Any, shape: tuple[int, ...], count: int, key: jax.Array
         if init == "noise":
             return _noise(key, jnp.float32(scale), shape=tuple(shape), count=count)
         raise InputError(f"init must be 'noise', 'zeros' or an array; got {init!r}.")
-    arr = jnp.asarray(init, jnp.float32)
+    with np.errstate(over="ignore"):  # an overflow to inf is reported by the check just below
+        arr = jnp.asarray(init, jnp.float32)
+    checks.check_finite_array("init", arr)  # also after the cast: 1e39 in float64 is inf in float32
     if tuple(arr.shape) == tuple(shape):
         return jnp.broadcast_to(arr, (count, *shape))
     if tuple(arr.shape) == (count, *shape):

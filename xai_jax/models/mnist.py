@@ -16,10 +16,13 @@ Zoo name -> class: layers (named submodules)
 * ``cam_cnn`` -> :class:`CamCNN`: conv1-conv5 (3x3), two 2x2 max-pools, global average pool, fc
 * ``mc_dropout_cnn`` -> :class:`MCDropoutCNN`: MnistCNN + dropout1-dropout3 (rng stream "dropout")
 * ``evidential_cnn`` -> :class:`EvidentialCNN`: MnistCNN's layout, trained with the evidential loss
-* ``mnist_gan_generator`` -> :class:`GanGenerator`: fc1 (128), fc2 (784), sigmoid
-* ``mnist_gan_discriminator`` -> :class:`GanDiscriminator`: fc1 (128), fc2 (1 logit)
-* ``dcgan_generator`` -> :class:`DCGANGenerator`: fc, bn0, deconv1 (64), bn1, deconv2 (1), tanh
-* ``dcgan_discriminator`` -> :class:`DCGANDiscriminator`: conv1 (64), conv2 (128), fc (1 logit)
+* ``mnist_gan_generator`` -> :class:`GanGenerator`: class code, fc1 (256), fc2 (512), fc3 (784), sigmoid
+* ``mnist_gan_discriminator`` -> :class:`GanDiscriminator`: fc1 (512), fc2 (256), fc3 (1 logit), fc_classes
+* ``dcgan_generator`` -> :class:`DCGANGenerator`: class code, fc, bn0, deconv1 (32), bn1, deconv2 (1), tanh
+* ``dcgan_discriminator`` -> :class:`DCGANDiscriminator`: conv1 (32), conv2 (64), fc (1 logit), fc_classes
+
+The generators read the digit to draw from their code: ``argmax(z[:, :10])``, uniform under the
+prior ``z ~ N(0, I)`` (:func:`class_code`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import jax.numpy as jnp
 
 __all__ = [
     "IMAGE_SHAPE", "LATENT_DIM", "NUM_CLASSES", "CamCNN", "DCGANDiscriminator", "DCGANGenerator",
-    "EvidentialCNN", "GanDiscriminator", "GanGenerator", "MCDropoutCNN", "MnistCNN", "example_input",
+    "EvidentialCNN", "GanDiscriminator", "GanGenerator", "MCDropoutCNN", "MnistCNN", "class_code", "code_classes",
+    "example_input",
 ]
 
 IMAGE_SHAPE: tuple[int, int, int] = (28, 28, 1)
@@ -164,64 +168,111 @@ class EvidentialCNN(nn.Module):
         return nn.Dense(self.num_classes, bias_init=nn.initializers.constant(self.initial_bias), name="fc2")(x)
 
 
+def class_code(z: jax.Array, classes: int, temperature: float) -> jax.Array:
+    """The class code a generator reads from its latent ``z``: ``softmax(temperature · z[:, :classes])``.
+
+    Under the prior ``z ~ N(0, I)`` the argmax of the first ``classes`` entries is uniform over the
+    classes (i.i.d. entries), so sampling ``z`` samples every class equally often; the generator is
+    trained to draw the digit ``argmax(z[:, :classes])`` (AC-GAN, Odena, Olah & Shlens 2017) and the
+    code is a soft one-hot, so it stays differentiable: code-space activation maximisation can move
+    from one class to another by gradient steps on ``z``.
+    """
+    return jax.nn.softmax(temperature * z[:, :classes], axis=-1)
+
+
+def code_classes(z: jax.Array, classes: int = NUM_CLASSES) -> jax.Array:
+    """The class a class-coded generator draws for each code: ``argmax(z[:, :classes])`` ``(B,)``."""
+    return jnp.argmax(z[:, :classes], axis=-1)
+
+
 class GanGenerator(nn.Module):
     """MLP GAN generator (zoo name ``"mnist_gan_generator"``), after Goodfellow et al. 2014.
 
-    ``z (B, 100)`` -> ``fc1`` (128) -> leaky ReLU (0.2) -> ``fc2`` (784) -> sigmoid ->
-    ``(B, 28, 28, 1)`` in ``[0, 1]``.
+    ``z (B, 100)`` -> concatenate the class code (:func:`class_code`, 10 entries) -> ``fc1``
+    (``hidden``) -> leaky ReLU (0.2) -> ``fc2`` (2 · ``hidden``) -> leaky ReLU -> ``fc3`` (784) ->
+    sigmoid -> ``(B, 28, 28, 1)`` in ``[0, 1]``.  The digit drawn is ``argmax(z[:, :10])`` (AC-GAN
+    training, :mod:`xai_jax.models.train`); ``classes=0`` is a plain unconditional generator.
     """
 
     latent_dim: int = LATENT_DIM
-    hidden: int = 128
+    hidden: int = 256
+    classes: int = NUM_CLASSES
+    temperature: float = 4.0
     input_shape: ClassVar[tuple[int, ...]] = (LATENT_DIM,)
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
-        h = nn.leaky_relu(nn.Dense(self.hidden, name="fc1")(z), negative_slope=0.2)
-        x = nn.sigmoid(nn.Dense(28 * 28, name="fc2")(h))
+        h = jnp.concatenate([z, class_code(z, self.classes, self.temperature)], axis=-1) if self.classes else z
+        h = nn.leaky_relu(nn.Dense(self.hidden, name="fc1")(h), negative_slope=0.2)
+        h = nn.leaky_relu(nn.Dense(2 * self.hidden, name="fc2")(h), negative_slope=0.2)
+        x = nn.sigmoid(nn.Dense(28 * 28, name="fc3")(h))
         return x.reshape((z.shape[0], *IMAGE_SHAPE))
 
 
 class GanDiscriminator(nn.Module):
     """MLP GAN discriminator (zoo name ``"mnist_gan_discriminator"``).
 
-    ``(B, 28, 28, 1)`` in ``[0, 1]`` -> flatten (784) -> ``fc1`` (128) -> leaky ReLU (0.2) ->
-    ``fc2`` -> one logit ``(B, 1)`` (positive: "real").
+    ``(B, 28, 28, 1)`` in ``[0, 1]`` -> flatten (784) -> ``fc1`` (2 · ``hidden``) -> leaky ReLU (0.2)
+    -> ``fc2`` (``hidden``) -> leaky ReLU -> ``fc3`` -> one logit ``(B, 1)`` (positive: "real").
+    ``with_classes=True`` also returns ``classes`` class logits from ``fc_classes`` on the same
+    features: the auxiliary classifier of AC-GAN (Odena et al. 2017), trained on the real digits.
     """
 
-    hidden: int = 128
+    hidden: int = 256
+    classes: int = NUM_CLASSES
     input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, with_classes: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
         x = x.reshape((x.shape[0], -1))
-        h = nn.leaky_relu(nn.Dense(self.hidden, name="fc1")(x), negative_slope=0.2)
-        return nn.Dense(1, name="fc2")(h)
+        h = nn.leaky_relu(nn.Dense(2 * self.hidden, name="fc1")(x), negative_slope=0.2)
+        h = nn.leaky_relu(nn.Dense(self.hidden, name="fc2")(h), negative_slope=0.2)
+        return _heads(h, self.classes, with_classes, "fc3")
+
+
+def _heads(h: jax.Array, classes: int, with_classes: bool, name: str) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """The real/fake logit ``name`` and, on request, the auxiliary class logits ``fc_classes``.
+    The class head is always created (``init`` builds the whole model), so a checkpoint has one
+    tree whichever output is asked for."""
+    logit = nn.Dense(1, name=name)(h)
+    class_logits = nn.Dense(classes, name="fc_classes")(h) if classes else None
+    if with_classes:
+        if class_logits is None:
+            raise ValueError("this discriminator has no class head (classes=0)")
+        return logit, class_logits
+    return logit
 
 
 class DCGANGenerator(nn.Module):
     """DCGAN generator (zoo name ``"dcgan_generator"``), after Radford, Metz & Chintala 2016.
 
-    ``z (B, 100)`` -> ``fc`` (7*7*128) -> ``bn0`` -> ReLU -> reshape 7x7x128 -> ``deconv1``
-    (ConvTranspose 64, 4x4, stride 2) -> ``bn1`` -> ReLU -> ``deconv2`` (ConvTranspose 1, 4x4,
-    stride 2) -> tanh ``t`` -> ``(t + 1) / 2``: images ``(B, 28, 28, 1)`` in ``[0, 1]``, the
-    classifiers' input range.
+    ``z (B, 100)`` -> concatenate the class code (:func:`class_code`) -> ``fc`` (7·7·2f) -> ``bn0`` ->
+    ReLU -> reshape 7x7x2f -> ``deconv1`` (ConvTranspose f, 4x4, stride 2) -> ``bn1`` -> ReLU ->
+    ``deconv2`` (ConvTranspose 1, 4x4, stride 2) -> tanh ``t`` -> ``(t + 1) / 2``: images
+    ``(B, 28, 28, 1)`` in ``[0, 1]``, the classifiers' input range (``f = features``).  The digit
+    drawn is ``argmax(z[:, :10])`` (AC-GAN training); ``classes=0`` is unconditional.
 
-    ``train=False`` (the default) runs BatchNorm on its running averages, so an image depends on
+    ``train=False`` (the default) runs BatchNorm on its stored statistics, so an image depends on
     its own code only -- the right mode for activation maximisation in code space even with a batch
-    of one.  ``train=True`` uses batch statistics and needs ``mutable=["batch_stats"]``.
+    of one.  ``train=True`` uses batch statistics and needs ``mutable=["batch_stats"]``.  The shipped
+    statistics are the population statistics of the shipped weights (see :mod:`xai_jax.models.train`).
     """
 
     latent_dim: int = LATENT_DIM
+    features: int = 32
+    classes: int = NUM_CLASSES
+    temperature: float = 4.0
     input_shape: ClassVar[tuple[int, ...]] = (LATENT_DIM,)
 
     @nn.compact
     def __call__(self, z: jax.Array, *, train: bool = False) -> jax.Array:
-        x = nn.Dense(7 * 7 * 128, name="fc")(z)
+        f = self.features
+        h = jnp.concatenate([z, class_code(z, self.classes, self.temperature)], axis=-1) if self.classes else z
+        x = nn.Dense(7 * 7 * 2 * f, name="fc")(h)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn0")(x)
         x = nn.relu(x)
-        x = x.reshape((z.shape[0], 7, 7, 128))
-        x = nn.ConvTranspose(64, (4, 4), strides=(2, 2), padding="SAME", name="deconv1")(x)
+        x = x.reshape((z.shape[0], 7, 7, 2 * f))
+        x = nn.ConvTranspose(f, (4, 4), strides=(2, 2), padding="SAME", name="deconv1")(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn1")(x)
         x = nn.relu(x)
         x = nn.ConvTranspose(1, (4, 4), strides=(2, 2), padding="SAME", name="deconv2")(x)
@@ -231,16 +282,21 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """DCGAN discriminator (zoo name ``"dcgan_discriminator"``), used to train :class:`DCGANGenerator`.
 
-    ``(B, 28, 28, 1)`` in ``[0, 1]`` -> ``conv1`` (64, 4x4, stride 2) -> leaky ReLU (0.2) -> ``conv2``
-    (128, 4x4, stride 2) -> leaky ReLU -> flatten -> ``fc`` -> one logit ``(B, 1)``.  No BatchNorm,
-    so it has only ``params`` and its output for a sample does not depend on the rest of the batch.
+    ``(B, 28, 28, 1)`` in ``[0, 1]`` -> ``conv1`` (f, 4x4, stride 2) -> leaky ReLU (0.2) -> ``conv2``
+    (2f, 4x4, stride 2) -> leaky ReLU -> flatten -> ``fc`` -> one logit ``(B, 1)`` (``f = features``).
+    ``with_classes=True`` also returns the auxiliary class logits (``fc_classes``, AC-GAN).  No
+    BatchNorm, so it has only ``params`` and its output for a sample does not depend on the rest of
+    the batch.
     """
 
+    features: int = 32
+    classes: int = NUM_CLASSES
     input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.leaky_relu(nn.Conv(64, (4, 4), strides=(2, 2), name="conv1")(x), negative_slope=0.2)
-        x = nn.leaky_relu(nn.Conv(128, (4, 4), strides=(2, 2), name="conv2")(x), negative_slope=0.2)
+    def __call__(self, x: jax.Array, *, with_classes: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
+        f = self.features
+        x = nn.leaky_relu(nn.Conv(f, (4, 4), strides=(2, 2), name="conv1")(x), negative_slope=0.2)
+        x = nn.leaky_relu(nn.Conv(2 * f, (4, 4), strides=(2, 2), name="conv2")(x), negative_slope=0.2)
         x = x.reshape((x.shape[0], -1))
-        return nn.Dense(1, name="fc")(x)
+        return _heads(x, self.classes, with_classes, "fc")
