@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import jax
 import jax.numpy as jnp
 
-from ..core.method import Option, OptionContext
+from ..core.methods import Option, OptionContext
 from ..core.problem import Inputs, Problem
 from .interpreter import Rule, rewrite
 from .layers import layer_info, probed_forward
