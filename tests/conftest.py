@@ -15,6 +15,18 @@ import xai_jax  # noqa: F401  (the guard runs at import; see above)
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MNIST_NPZ = REPO.parent / "shared" / "data" / "mnist.npz"
 
+#: Test folders marked "engine": the calling convention and guard, the trace and propagation
+#: engine, the attribution methods.  CI's newest end runs these plus the "torch" cross-checks
+#: (.ci/run); a folder added here is covered there without touching CI.
+ENGINE_FOLDERS = frozenset({"core", "trace", "propagation", "attribution"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.resolve().relative_to(REPO / "tests").parts
+        if len(parts) > 1 and parts[0] in ENGINE_FOLDERS:
+            item.add_marker(pytest.mark.engine)
+
 
 @pytest.fixture(scope="session")
 def mnist_npz() -> pathlib.Path:

@@ -12,8 +12,10 @@ What is public and what is not:
   is still public and does not warn on 0.12.
 * Equation internals that have no public accessor -- the context manager that re-binds an equation
   under its original mesh/compute-type context (``eqn.ctx.manager``), the name stack
-  (``eqn.source_info.name_stack``) and the wrapped function's name of a ``custom_jvp_call``
-  (``params["call_jaxpr"].jaxpr.debug_info.func_name``) -- are read through the functions below.
+  (``eqn.source_info.name_stack``), the wrapped function's name of a ``custom_jvp_call``
+  (``params["call_jaxpr"].jaxpr.debug_info.func_name``) and the body of a nested call (its
+  parameter names, and ``ClosedJaxpr`` vs ``Jaxpr``: the two are one class on jax 0.12) -- are
+  read through the functions below.
 * Whether the XLA backend has started has no public query (``jax.extend.backend.backends()``
   *starts* them); :func:`backend_started` reads ``jax._src.xla_bridge``.
 """
@@ -34,6 +36,11 @@ JaxprVar = _jcore.Var
 
 #: Names under which a nested ``jax.jit`` appears in a jaxpr ("pjit" before jax 0.7, "jit" after).
 JIT_PRIMITIVES = frozenset({"jit", "pjit"})
+#: Nested calls whose body :func:`call_body` returns: they compute exactly their body, so an
+#: interpreter may inline them.
+INLINABLE_CALLS = JIT_PRIMITIVES | {"closed_call", "core_call", "remat", "remat2", "checkpoint"}
+#: Calls with a custom derivative; :func:`custom_call_primal` returns the function they wrap.
+CUSTOM_DERIVATIVE_CALLS = frozenset({"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"})
 
 
 def is_tracer(x: Any) -> bool:
@@ -99,6 +106,33 @@ def custom_jvp_function_name(eqn: Any) -> str | None:
     debug = getattr(jaxpr, "debug_info", None)
     name = getattr(debug, "func_name", None)
     return name if isinstance(name, str) else None
+
+
+def _open(jaxpr: Any) -> tuple[Any, Sequence[Any]]:
+    # jax 0.10 gives a ClosedJaxpr (``.jaxpr`` + ``.consts``) or, for remat, an open Jaxpr; on 0.12
+    # the two classes are one and every body carries its (possibly empty) ``consts``.
+    if hasattr(jaxpr, "consts") and hasattr(jaxpr, "jaxpr"):
+        return jaxpr.jaxpr, tuple(jaxpr.consts)
+    return jaxpr, ()
+
+
+def call_body(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
+    """``(jaxpr, consts)`` of a nested call in :data:`INLINABLE_CALLS`, else ``None``.
+
+    Evaluating ``jaxpr`` with ``consts`` and the equation's inputs gives the equation's outputs.
+    """
+    if eqn.primitive.name not in INLINABLE_CALLS:
+        return None
+    body = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+    return None if body is None else _open(body)
+
+
+def custom_call_primal(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
+    """``(jaxpr, consts)`` of the function a custom-derivative call wraps (its forward pass)."""
+    if eqn.primitive.name not in CUSTOM_DERIVATIVE_CALLS:
+        return None
+    body = eqn.params.get("call_jaxpr", eqn.params.get("fun_jaxpr"))
+    return None if body is None else _open(body)
 
 
 def backend_started() -> bool:
