@@ -218,6 +218,18 @@ def test_probe_runs_once_per_installation(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert numerics.probe(refresh=True) and len(calls) == 3
 
 
+def test_corrupt_cache_is_a_miss_and_is_rewritten(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(numerics, "_measure", _fake_measure(calls, True))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = numerics.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("{ half a file")
+    assert not numerics.probe().cached and numerics.probe().cached
+    path.write_text(json.dumps({"format": 1, "entries": {numerics.probe_key(): {"accepted": "yes"}}}))
+    assert not numerics.probe().cached and len(calls) == 2
+
+
 def test_unwritable_cache_falls_back_to_probing(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
     calls: list[str] = []
     monkeypatch.setattr(numerics, "_measure", _fake_measure(calls, True))

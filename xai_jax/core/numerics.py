@@ -257,10 +257,15 @@ def _collect(proc: subprocess.Popen[str], deadline: float) -> dict[str, Any]:
         return {"returncode": None, "error": f"timed out after {_PROBE_TIMEOUT_S:.0f} s"}
     run: dict[str, Any] = {"returncode": proc.returncode}
     lines = [line for line in stdout.splitlines() if line.startswith(_PROBE_MARK)]
-    if proc.returncode == 0 and lines:
-        run.update(json.loads(lines[-1][len(_PROBE_MARK):]))
+    try:
+        answer = json.loads(lines[-1][len(_PROBE_MARK):]) if proc.returncode == 0 and lines else None
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict):
+        run.update(answer)
     else:
         run["stderr"] = stderr[-2000:]
+        run["returncode"] = proc.returncode or "no answer"  # exit 0 without an answer is no success
     return run
 
 
@@ -275,12 +280,17 @@ def _measure(key: str) -> ProbeResult:
     if not sys.executable:  # embedded interpreters may have none: no way to probe safely
         return ProbeResult(key, None, None, None, {}, 0.0, error="sys.executable is empty")
     deadline = start + _PROBE_TIMEOUT_S
+    procs: dict[str, subprocess.Popen[str]] = {}
     try:
         # Both run at once: together they cost about one "import jax" of wall time on 2 cores.
-        with_flag, default = _spawn(FLAG), _spawn(None)
+        procs["flag"] = _spawn(FLAG)
+        procs["default"] = _spawn(None)
     except OSError as exc:
+        for proc in procs.values():
+            proc.kill()
+            proc.communicate()
         return ProbeResult(key, None, None, None, {}, time.monotonic() - start, error=f"could not start {sys.executable}: {exc}")
-    runs = {"flag": _collect(with_flag, deadline), "default": _collect(default, deadline)}
+    runs = {name: _collect(proc, deadline) for name, proc in procs.items()}
     seconds = time.monotonic() - start
     flag_run, default_run = runs["flag"], runs["default"]
     if flag_run["returncode"] == 0:
@@ -302,11 +312,13 @@ def probe(*, refresh: bool = False) -> ProbeResult:
     key = probe_key()
     path = cache_path()
     entry = None if refresh else _read_cache(path).get(key)
-    if isinstance(entry, dict):
-        fields = {f.name for f in dataclasses.fields(ProbeResult)} - {"cached"}
-        if fields <= set(entry):
-            return ProbeResult(**{name: entry[name] for name in fields}, cached=True)
-    result = _measure(key)
+    fields = {f.name for f in dataclasses.fields(ProbeResult)} - {"cached"}
+    if isinstance(entry, dict) and fields <= set(entry) and isinstance(entry["accepted"], bool):
+        return ProbeResult(**{name: entry[name] for name in fields}, cached=True)
+    try:
+        result = _measure(key)
+    except Exception as exc:  # noqa: BLE001 - runs inside "import xai_jax", which must not fail here
+        result = ProbeResult(key, None, None, None, {}, 0.0, error=f"{type(exc).__name__}: {exc}")
     if result.accepted is not None:  # a failed probe is not an answer: ask again next time
         entry = {f.name: getattr(result, f.name) for f in dataclasses.fields(ProbeResult) if f.name != "cached"}
         _write_cache(path, key, entry)
