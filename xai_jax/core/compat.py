@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+from jax.core import Tracer as _Tracer  # public; does not warn on 0.12
 from jax.extend import core as _jcore
 
 #: Types of jaxpr atoms (re-exported so callers need not import ``jax.extend.core`` themselves).
@@ -45,7 +46,7 @@ CUSTOM_DERIVATIVE_CALLS = frozenset({"custom_jvp_call", "custom_vjp_call", "cust
 
 def is_tracer(x: Any) -> bool:
     """True when ``x`` is an abstract value under a JAX transformation (jit/grad/vmap)."""
-    return isinstance(x, jax.core.Tracer)
+    return isinstance(x, _Tracer)
 
 
 def any_tracer(tree: Any) -> bool:
