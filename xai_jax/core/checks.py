@@ -17,12 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import compat
 from .errors import InputError
 
 
 def is_traced(value: Any) -> bool:
     """True if any leaf of ``value`` is a tracer (inside a caller's ``jit``/``grad``/``vmap``)."""
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value))
+    return compat.any_tracer(value)
 
 
 def is_array(value: Any) -> bool:

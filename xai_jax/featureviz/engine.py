@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from ..core import checks
+from ..core import compat
 from ..core.errors import InputError
 from ..core.model import Forward
 from ..core.numerics import guarded_jit
@@ -382,7 +383,7 @@ def optimize(spec: Spec, data: Data, params: jax.Array, steps: int, *, progress:
             traces.append(trace)
             if bar is not None:
                 bar.update(min(spec.chunk, steps - c * spec.chunk))
-            if spec.use_threshold and c + 1 < chunks and not isinstance(state.done, jax.core.Tracer) and bool(jnp.all(state.done)):
+            if spec.use_threshold and c + 1 < chunks and not compat.is_tracer(state.done) and bool(jnp.all(state.done)):
                 if bar is not None:
                     bar.set_postfix_str("every target reached the threshold")
                 break
