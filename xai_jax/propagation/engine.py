@@ -21,8 +21,8 @@ from jax import lax
 from ..core.errors import InputError, UnsupportedError
 from ..core.problem import Inputs, Problem
 from ..trace.graph import Plan, Step, run, trace_plan
-from ..trace.layers import list_layers, layer_info, probed_forward
-from ..trace.pooling import max_pool_first_max_gradient
+from ..trace.layers import layer_info, list_layers, probed_forward
+from ..trace.xla_cpu import max_pool_first_max_gradient
 from .canonizers import merges_batch_norm
 from .composites import Composite, LayerContext
 from .layer import LinearLayer
@@ -244,7 +244,7 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
                 invals, [True, True],
             )]
         if kind in ("activation", "affine"):
-            pos = step._x_position
+            pos = step.x_position
             mask = [i == pos for i in range(len(invals))]
             return [with_backward(
                 lambda *a: step.forward(list(a))[0],

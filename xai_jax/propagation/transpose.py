@@ -30,7 +30,7 @@ from ..core import InputError, Inputs, Problem, Target, compiled, prepare, regis
 from ..core.model import Model
 from ..trace.graph import Step, default_handle, run
 from ..trace.layers import layer_info
-from ..trace.pooling import window_slices
+from ..trace.xla_cpu import window_slices
 from .engine import initial_relevance, linear_layer, trace_model
 from .rules import Stabilizer, ZBox, broadcast_bound
 
@@ -112,7 +112,7 @@ def transpose_relevance(
             for atom, v, sign in zip(step.inputs, invals, step.signs):
                 give(atom, sign * v * s)
         elif step.kind in ("activation", "affine"):
-            give(step.inputs[step._x_position], r)
+            give(step.inputs[step.x_position], r)
         elif step.kind == "maxpool":
             give(step.inputs[0], _unpool(step, invals[0], r))
         else:  # structural: the transposed (inverse-shaped) operation
