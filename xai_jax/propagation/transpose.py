@@ -83,7 +83,7 @@ def transpose_relevance(
 
     for atom, r in zip(plan.graph.outputs, jax.tree_util.tree_leaves(initial_relevance(problem, outputs, indices))):
         give(atom, r)
-    first = min((s.index for s in plan.layers()), default=None)
+    first = min((s.index for s in plan.layers() if s.index is not None), default=None)
     for step in reversed(plan.steps):
         if step.kind == "constant" or not any(step.dependent):
             continue

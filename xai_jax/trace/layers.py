@@ -177,8 +177,9 @@ def _activations_after_marks(graph: Graph) -> dict[str, str]:
     found: dict[str, str] = {}
     for e in graph.eqns:
         mark = e.params.get("name") if e.primitive == "name" else None
-        if isinstance(mark, str) and mark.startswith(_MARK) and e.outputs[0].id in consumers:
-            found[mark[len(_MARK):]] = consumers[e.outputs[0].id].activation
+        consumer = consumers.get(e.outputs[0].id)
+        if isinstance(mark, str) and mark.startswith(_MARK) and consumer is not None and consumer.activation is not None:
+            found[mark[len(_MARK):]] = consumer.activation
     return found
 
 

@@ -120,8 +120,9 @@ def reduce_window_max_rule(eqn: Any, invals: Sequence[Any]) -> jax.Array:
 # ---------------------------------------------------------------------------------------------------
 
 def _dilate(shape: Sequence[int], dilation: Sequence[int]) -> np.ndarray:
-    shape = np.asarray(shape)
-    return np.where(shape == 0, 0, 1 + np.asarray(dilation) * (shape - 1))
+    """Extent of ``shape`` after dilating by ``dilation`` (0 stays 0)."""
+    sizes = np.asarray(shape)
+    return np.where(sizes == 0, 0, 1 + np.asarray(dilation) * (sizes - 1))
 
 
 def _lhs_gradient(g: jax.Array, rhs: jax.Array, lhs_shape: Sequence[int], params: dict[str, Any]) -> jax.Array:
