@@ -45,7 +45,7 @@ from ..core.model import Forward
 from ..core.numerics import guarded_jit
 from ..trace import rewrite
 from ..trace.layers import PARAMETER_FREE_ACTIVATIONS, intercept_outputs, probed_forward, split_activation
-from .loop_rules import LOOP_GRADIENT_RULES
+from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 from .regularizers import Regularizer
 
 KINDS = ("class", "channel", "callable", "features")

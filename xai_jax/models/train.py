@@ -53,8 +53,9 @@ from tqdm.auto import tqdm
 from ..core.errors import InputError, OutputError
 from ..data import DEFAULT_NPZ, ENV_VAR
 from ..data import mnist as mnist_data
-from ..trace.interpreter import bind_original, rewrite
-from ..trace.pooling import FAST_GRADIENT_RULES
+from ..trace.interpreter import rewrite
+from ..trace.xla_cpu import FAST_GRADIENT_RULES
+from ..trace.xla_cpu import conv_transpose_kernel_rule as _conv_transpose_rule
 from . import zoo
 from .checkpoint import (
     backup_entry, check_checkpoint_dir, checkpoints_dir, file_sha256, load_checkpoint, new_backup_dir, save_checkpoint,
@@ -135,41 +136,6 @@ def load_mnist_splits(data_path: str | os.PathLike | None = None) -> tuple[dict[
 
 
 # ------------------------------------------------------------------------- fast training gradients
-
-
-def _conv_transpose_rule(eqn: Any, invals: Any) -> Any:
-    """``conv_general_dilated`` with ``lhs_dilation`` (``nn.ConvTranspose``): same value and input
-    gradient, kernel gradient computed on the explicitly zero-dilated input (a plain convolution)."""
-    p = eqn.params
-    if all(d == 1 for d in p["lhs_dilation"]):
-        return bind_original(eqn, invals)
-
-    def original(x: jax.Array, k: jax.Array) -> jax.Array:
-        return lax.conv_general_dilated_p.bind(x, k, **p)
-
-    def dilated(x: jax.Array, k: jax.Array) -> jax.Array:
-        cfg = [(0, 0, 0)] * x.ndim
-        for (lo, hi), d, ax in zip(p["padding"], p["lhs_dilation"], p["dimension_numbers"].lhs_spec[2:]):
-            cfg[ax] = (lo, hi, d - 1)
-        xp = lax.pad(x, jnp.zeros((), x.dtype), cfg)
-        params = dict(p, padding=tuple((0, 0) for _ in p["padding"]), lhs_dilation=(1,) * len(p["lhs_dilation"]))
-        return lax.conv_general_dilated_p.bind(xp, k, **params)
-
-    @jax.custom_vjp
-    def conv(x: jax.Array, k: jax.Array) -> jax.Array:
-        return original(x, k)
-
-    def fwd(x: jax.Array, k: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        return original(x, k), (x, k)
-
-    def bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x, k = res
-        dx = jax.vjp(lambda x_: original(x_, k), x)[1](g)[0]
-        dk = jax.vjp(lambda k_: dilated(x, k_), k)[1](g)[0]
-        return dx, dk
-
-    conv.defvjp(fwd, bwd)
-    return conv(*invals)
 
 
 _TRAINING_RULES = {**FAST_GRADIENT_RULES, "conv_general_dilated": _conv_transpose_rule}

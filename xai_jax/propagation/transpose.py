@@ -30,7 +30,7 @@ from ..core import InputError, Inputs, NonNegativeFloat, OptionContext, Problem,
 from ..trace.gradients import LayerName
 from ..trace.graph import Step, default_handle, run
 from ..trace.layers import layer_info
-from ..trace.pooling import window_slices
+from ..trace.xla_cpu import window_slices
 from .engine import initial_relevance, linear_layer, trace_model
 from .rules import Stabilizer, ZBox, broadcast_bound, freeze_bound
 
@@ -83,7 +83,7 @@ def transpose_relevance(
 
     for atom, r in zip(plan.graph.outputs, jax.tree_util.tree_leaves(initial_relevance(problem, outputs, indices))):
         give(atom, r)
-    first = min((s.index for s in plan.layers()), default=None)
+    first = min((s.index for s in plan.layers() if s.index is not None), default=None)
     for step in reversed(plan.steps):
         if step.kind == "constant" or not any(step.dependent):
             continue
@@ -112,7 +112,7 @@ def transpose_relevance(
             for atom, v, sign in zip(step.inputs, invals, step.signs):
                 give(atom, sign * v * s)
         elif step.kind in ("activation", "affine"):
-            give(step.inputs[step._x_position], r)
+            give(step.inputs[step.x_position], r)
         elif step.kind == "maxpool":
             give(step.inputs[0], _unpool(step, invals[0], r))
         else:  # structural: the transposed (inverse-shaped) operation
