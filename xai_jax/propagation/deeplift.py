@@ -25,12 +25,11 @@ backward pass is one ``jax.vjp`` with the multiplier rules as ``jax.custom_vjp``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..core import Baseline, Choice, Inputs, NonNegativeFloat, Problem, method
 from ..trace.graph import SIGN_KEEPING, Plan, Step, Var

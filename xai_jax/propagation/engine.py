@@ -255,15 +255,6 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
     return handle
 
 
-def check_options(composite: Any, max_pool: str) -> None:
-    if not isinstance(composite, Composite):
-        raise InputError(
-            f"composite must be a Composite (e.g. xj.propagation.composites.EpsilonPlusFlat()); got {type(composite).__name__}."
-        )
-    if max_pool not in MAX_POOL_MODES:
-        raise InputError(f"max_pool must be one of {MAX_POOL_MODES}; got {max_pool!r}.")
-
-
 def lrp_relevance(
     problem: Problem,
     inputs: Inputs,

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import jax
-import jax.numpy as jnp
 
 from ..core import Baseline, Choice, InputError, Inputs, Option, OptionContext, Problem, method
 from ..trace.gradients import target_gradient

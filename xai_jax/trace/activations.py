@@ -40,6 +40,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..core import compat
 from .walker import Dataflow, Eqn, Graph, Rule, Var, flatten, is_literal, is_zero_literal
 
 # ---------------------------------------------------------------------------------------------------
@@ -79,10 +80,9 @@ def named_activation(eqn: Any) -> str | None:
     ``silu``...), else ``None``."""
     name = eqn.primitive.name
     if name == "custom_jvp_call":
-        debug = getattr(eqn.params["call_jaxpr"].jaxpr, "debug_info", None)
-        fn = getattr(debug, "func_name", None)
+        fn = compat.custom_jvp_function_name(eqn)
         return fn if fn in ACTIVATION_NAMES else None
-    if name in ("jit", "pjit"):
+    if name in compat.JIT_PRIMITIVES:
         fn = eqn.params.get("name")
         return fn if fn in ACTIVATION_NAMES else None
     return None
@@ -152,7 +152,7 @@ def _is_square(e: Eqn | None) -> bool:
     if p == "integer_pow":
         return e.params.get("y") == 2
     if p == "pow":
-        return is_literal(e.inputs[1]) and float(e.inputs[1].val) == 2.0
+        return is_literal(e.inputs[1]) and float(compat.literal_value(e.inputs[1])) == 2.0
     return p == "mul" and isinstance(e.inputs[0], Var) and e.inputs[0] is e.inputs[1]
 
 
@@ -193,7 +193,7 @@ def _is_scale(e: Eqn, value: Var) -> bool:
     if p == "integer_pow":
         return e.params.get("y", 0) < 0
     if p == "pow":
-        return e.inputs[0] is value and is_literal(e.inputs[1]) and float(e.inputs[1].val) < 0
+        return e.inputs[0] is value and is_literal(e.inputs[1]) and float(compat.literal_value(e.inputs[1])) < 0
     return False
 
 

@@ -44,6 +44,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..core import compat
 from ..core.errors import UnsupportedError
 from .activations import (  # noqa: F401  (ACTIVATION_* and activation_name are re-exported for callers)
     ACTIVATION_NAMES,
@@ -486,7 +487,7 @@ def output_nonnegative(step: Step, nonneg: set[int]) -> bool:
             return all(_nonnegative(a, nonneg) for a in step.inputs)
         if prim == "pad":
             pad_value = step.inputs[1]
-            return _nonnegative(x_in, nonneg) and is_literal(pad_value) and float(pad_value.val) >= 0
+            return _nonnegative(x_in, nonneg) and is_literal(pad_value) and float(compat.literal_value(pad_value)) >= 0
         if prim in SIGN_KEEPING:
             return _nonnegative(x_in, nonneg)
     return False
@@ -560,7 +561,7 @@ def run(
     env: dict[int, Any] = {} if record is None else record
 
     def read(a: Atom) -> Any:
-        return a.val if is_literal(a) else env[a.id]
+        return compat.literal_value(a) if is_literal(a) else env[a.id]
 
     for var, value in plan.graph.consts:
         env[var.id] = value

@@ -27,7 +27,7 @@ import jax
 
 from ..core.errors import UnsupportedError
 from .activations import Activation, traced_graph
-from .walker import CLOSED_CALLS, OPAQUE_HIGHER_ORDER, OPEN_CALLS, Eqn, Rule, bind_original, evaluate_graph
+from .walker import INLINABLE_CALLS, OPAQUE_HIGHER_ORDER, Eqn, Rule, bind_original, evaluate_graph
 
 #: A rule table: primitive name or :class:`~xai_jax.trace.activations.Activation` -> rule.
 Rules = Mapping[Any, Rule]
@@ -47,7 +47,7 @@ def rule_resolver(rules: Rules, *, strict: bool = False) -> Callable[[Eqn], Rule
         if rule is None and strict and e.primitive in OPAQUE_HIGHER_ORDER:
             raise UnsupportedError(
                 f"the model contains a {e.primitive!r} operation, which this method cannot see inside; "
-                f"supported nested calls are {sorted(CLOSED_CALLS | OPEN_CALLS)}."
+                f"supported nested calls are {sorted(INLINABLE_CALLS)}."
             )
         return rule
 

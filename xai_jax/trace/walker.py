@@ -8,8 +8,8 @@ activations (:mod:`xai_jax.trace.activations` annotates them once, on this graph
 
 Flattening inlines nested calls so that rules and analyses apply inside them:
 
-* ``jit``/``pjit``, ``closed_call``, ``core_call`` (:data:`CLOSED_CALLS`) and ``remat``/``checkpoint``
-  (:data:`OPEN_CALLS`) are always inlined;
+* ``jit``/``pjit``, ``closed_call``, ``core_call`` and ``remat``/``checkpoint`` (:data:`INLINABLE_CALLS`)
+  are always inlined;
 * the *primal* of ``custom_jvp``/``custom_vjp`` calls (:data:`CUSTOM_DERIVATIVE_CALLS`) only with
   ``inline_custom=True``.  Relevance propagation needs it (it replaces every backward pass anyway);
   gradient methods must not (the custom derivative is the function's gradient: ``nn.relu``'s is
@@ -29,51 +29,42 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jax.extend import core as jcore
+from ..core import compat
 
 # rule(eqn, invals) -> outvals (a list when eqn.primitive.multiple_results, else one value); ``eqn``
 # is the original jaxpr equation (primitive, params, context).
 Rule = Callable[[Any, Sequence[Any]], Any]
 
-#: Calls whose body is a closed jaxpr, always inlined.
-CLOSED_CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
-#: Rematerialisation wrappers (``nn.remat``, ``jax.checkpoint``), always inlined.
-OPEN_CALLS = frozenset({"remat", "remat2", "checkpoint"})
+#: Calls always inlined: jit/pjit, closed_call, and rematerialisation wrappers (``nn.remat``).
+INLINABLE_CALLS = compat.INLINABLE_CALLS
 #: Functions with a custom derivative: their primal is inlined only with ``inline_custom=True``.
-CUSTOM_DERIVATIVE_CALLS = frozenset({"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"})
+CUSTOM_DERIVATIVE_CALLS = compat.CUSTOM_DERIVATIVE_CALLS
 #: Higher-order primitives a walk cannot see inside (bound unchanged by gradient methods).
 OPAQUE_HIGHER_ORDER = frozenset({"scan", "while", "cond", "custom_vjp_call", "custom_vjp_call_jaxpr", "shard_map", "xla_pmap"})
 
 
 def bind_original(eqn: Any, invals: Sequence[Any]) -> Any:
     """Apply ``eqn``'s own primitive to ``invals`` (what a rule does for equations it leaves alone)."""
-    with eqn.ctx.manager:
-        return eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+    return compat.bind_equation(eqn, invals)
 
 
 def inner_jaxpr(eqn: Any, *, inline_custom: bool) -> tuple[Any, Sequence[Any]] | None:
     """``(jaxpr, consts)`` of the body that flattening inlines in place of ``eqn``, or ``None``."""
-    name = eqn.primitive.name
-    if name in CLOSED_CALLS:
-        closed = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
-        return closed.jaxpr, closed.consts
-    if name in OPEN_CALLS or (inline_custom and name in CUSTOM_DERIVATIVE_CALLS):
-        inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr", eqn.params.get("fun_jaxpr")))
-        if inner is None:
-            return None
-        return (inner.jaxpr, inner.consts) if hasattr(inner, "consts") else (inner, ())
-    return None
+    body = compat.call_body(eqn)
+    if body is None and inline_custom:
+        body = compat.custom_call_primal(eqn)
+    return body
 
 
 def is_literal(atom: Any) -> bool:
-    return isinstance(atom, jcore.Literal)
+    return compat.is_literal(atom)
 
 
 def is_zero_literal(atom: Any) -> bool:
     """A scalar literal equal to zero (``0``, ``0.0``, ``-0.0``), as in ``jnp.maximum(x, 0)``."""
     if not is_literal(atom):
         return False
-    value = atom.val
+    value = compat.literal_value(atom)
     return getattr(value, "ndim", 0) == 0 and float(value) == 0.0
 
 
@@ -100,7 +91,7 @@ class Var:
         return f"v{self.id}{list(self.shape)}"
 
 
-Atom = Any  # Var | jcore.Literal
+Atom = Any  # Var | a jaxpr literal
 
 
 @dataclasses.dataclass(eq=False)
@@ -204,7 +195,7 @@ def flatten(
             env[v] = a
         for eqn in inner.eqns:
             ins = [read(v) for v in eqn.invars]
-            here = join_scope(scope, str(eqn.source_info.name_stack))
+            here = join_scope(scope, compat.name_stack(eqn))
             body = None if keep_whole(eqn) else inner_jaxpr(eqn, inline_custom=inline_custom)
             if body is not None:
                 outs = inline(body[0], const_vars(body[0], body[1]), ins, here, depth + 1)
@@ -212,7 +203,7 @@ def flatten(
                 outs = [Var(next(counter), v.aval) for v in eqn.outvars]
                 eqns.append(Eqn(eqn, ins, outs, here, depth))
             for v, a in zip(eqn.outvars, outs):
-                if not isinstance(v, jcore.DropVar):
+                if not compat.is_drop_var(v):
                     env[v] = a
         return [read(v) for v in inner.outvars]
 
@@ -228,7 +219,7 @@ def evaluate_graph(graph: Graph, args: Sequence[Any], rule_for: Callable[[Eqn], 
     env: dict[int, Any] = {}
 
     def read(atom: Atom) -> Any:
-        return atom.val if is_literal(atom) else env[atom.id]
+        return compat.literal_value(atom) if is_literal(atom) else env[atom.id]
 
     for var, value in graph.consts:
         env[var.id] = value
