@@ -11,7 +11,7 @@ Rows:
 * xai_jax, 10 classes at once: one call, one jitted ``lax.scan`` vmapped over the targets;
 * xai_jax, one class at a time: 10 calls (compiled once, for one target);
 * xai_jax without the loop-friendly conv gradient (``fast_gradients=False``): JAX's own conv
-  transpose inside the scan (XLA:CPU's slow path, see ``xai_jax/featureviz/loop_rules.py``);
+  transpose inside the scan (XLA:CPU's slow path, see ``xai_jax/trace/xla_cpu.py``);
 * PyTorch, the seed's approach: a Python loop with ``torch.optim.Adam`` per class, batch of one, on
   the PyTorch twin of the same weights; and the same loop with the 10 classes in one batch.
 The final images of JAX (all at once) and of the PyTorch loop are compared: same model, same

@@ -18,8 +18,8 @@ from .attribution import (  # noqa: E402
 )
 from .core import METHODS, Method, method  # noqa: E402
 from .core.errors import (  # noqa: E402
-    CheckpointError, DataError, InputError, LayerNotFoundError, ResourceExhaustedError, TargetError, UnknownNameError,
-    UnsupportedError, XaiJaxError,
+    CheckpointError, DataError, InputError, LayerNotFoundError, OutputError, ResourceExhaustedError, TargetError,
+    UnknownNameError, UnsupportedError, XaiJaxError,
 )
 from .trace import capture, layer_gradient, layers  # noqa: E402
 from . import propagation  # noqa: E402
@@ -35,7 +35,7 @@ from . import uncertainty  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "Method", "ResourceExhaustedError",
+    "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "Method", "OutputError", "ResourceExhaustedError",
     "TargetError", "UnknownNameError", "UnsupportedError", "XaiJaxError", "activation_maximization",
     "activation_maximization_codespace", "cam", "cam_method", "capture", "composites", "core", "data",
     "deconvnet", "deconvnet_per_filter", "deep_dream", "deep_taylor", "deeplift", "featureviz", "grad_cam",

@@ -159,3 +159,32 @@ def test_cam_family_on_rectified_maps(twin, monkeypatch):
         with cls(model=tmodel, target_layers=[tlayer]) as reference_cam:
             expected = reference_cam(input_tensor=twins.to_torch(x, requires_grad=True), targets=[ClassifierOutputTarget(int(c)) for c in TARGETS])
         assert_matches(method(model, variables, x, TARGETS, layer=layer), expected)
+
+
+def test_occlusion_with_per_sample_baselines(twin):
+    """Captum's per-example baselines (one reference image per sample, x's shape)."""
+    _, model, variables, tmodel, x = twin
+    channels = x.shape[-1]
+    baselines = np.random.default_rng(5).uniform(-1, 1, size=x.shape).astype(np.float32)
+    ours = xj.occlusion(model, variables, x, TARGETS, window=(3, 3), strides=(2, 2), baseline=baselines)
+    reference = captum_attr.Occlusion(tmodel).attribute(
+        twins.to_torch(x), sliding_window_shapes=(channels, 3, 3), strides=(channels, 2, 2),
+        baselines=twins.to_torch(baselines), target=torch.as_tensor(TARGETS), perturbations_per_eval=16)
+    assert_matches(ours, nchw(reference))
+
+
+@pytest.mark.parametrize("quadrature", ["riemann_left", "gausslegendre"])
+def test_noise_tunnel_over_integrated_gradients_with_its_quadrature(twin, quadrature):
+    """NoiseTunnel(IntegratedGradients) with the quadrature set: the wrapped method's options travel in
+    the method value, so IG's ``method=`` and SmoothGrad's ``method=`` do not clash."""
+    import functools
+
+    import jax
+
+    _, model, variables, tmodel, x = twin
+    t = torch.as_tensor(TARGETS)
+    reference = captum_attr.NoiseTunnel(captum_attr.IntegratedGradients(tmodel)).attribute(
+        twins.to_torch(x), nt_type="smoothgrad", nt_samples=3, stdevs=0.0, target=t, n_steps=8, method=quadrature)
+    ig = functools.partial(xj.integrated_gradients, steps=8, method=quadrature)
+    ours = xj.smoothgrad(model, variables, x, TARGETS, key=jax.random.key(0), method=ig, samples=3, stdev=0.0)
+    assert_matches(ours, nchw(reference))

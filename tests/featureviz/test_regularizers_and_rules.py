@@ -9,7 +9,7 @@ from xai_jax.featureviz import (
     L2, AlphaNorm, Blur, ClassMeanDistance, Clip, HighFrequencyPenalty, Jitter, TotalVariation, class_means,
     gaussian_blur, total_variation,
 )
-from xai_jax.featureviz.loop_rules import LOOP_GRADIENT_RULES
+from xai_jax.trace.xla_cpu import LOOP_GRADIENT_RULES
 from xai_jax.trace import rewrite
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xai_jax.core.errors import CheckpointError, UnknownNameError
+from xai_jax.core.errors import CheckpointError, OutputError, UnknownNameError
 from xai_jax.models import checkpoint as ckpt
 from xai_jax.models import mnist, zoo
 from xai_jax.models.checkpoint import load_checkpoint, save_checkpoint
@@ -208,3 +208,66 @@ def test_copied_shipped_file_outside_manifest(tmp_path):
     _, shipped = zoo.load("mnist_cnn")
     _same(variables, shipped)
     assert all(isinstance(a, jnp.ndarray) for a in jax.tree.leaves(variables))
+
+
+def test_unknown_manifest_kwargs_named(tmp_path, monkeypatch, cnn_vars):
+    """A manifest entry written for another version of the model: a CheckpointError naming the key,
+    not a raw TypeError from the constructor."""
+    _manifest_dir(tmp_path, "mnist_cnn", mnist.MnistCNN(), cnn_vars)
+    monkeypatch.setenv(ckpt.CHECKPOINTS_ENV, str(tmp_path))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["models"]["mnist_cnn"]["kwargs"] = {"num_classes": 10, "widht": 64}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"'widht' are not arguments of MnistCNN \(it takes num_classes"):
+        zoo.load("mnist_cnn")
+    manifest["models"]["mnist_cnn"]["kwargs"] = [10]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="'kwargs' must be a mapping"):
+        zoo.load("mnist_cnn")
+
+
+def test_directory_as_path(tmp_path, cnn_vars):
+    save_checkpoint(tmp_path / "mine.msgpack", cnn_vars)
+    with pytest.raises(CheckpointError, match=r"is a directory; give the .msgpack file inside it \(it holds mine"):
+        zoo.load("mnist_cnn", path=tmp_path)
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_checkpoint(tmp_path, mnist.MnistCNN())
+
+
+def test_failed_manifest_write_keeps_the_old_one(tmp_path, monkeypatch):
+    ckpt.update_manifest(tmp_path, "a", {"file": "a.msgpack"})
+    before = (tmp_path / "manifest.json").read_bytes()
+
+    def interrupted(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "replace", interrupted)
+    with pytest.raises(OSError, match="No space left"):
+        ckpt.update_manifest(tmp_path, "b", {"file": "b.msgpack"})
+    assert (tmp_path / "manifest.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # no temporary file left behind
+
+
+def test_checkpoint_dir_checked_before_writing(tmp_path):
+    ckpt.check_checkpoint_dir(tmp_path / "new" / "folder", ["m.msgpack"])  # creatable: fine, and nothing created
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        ckpt.check_checkpoint_dir(tmp_path / "file")
+    (tmp_path / "m.msgpack").mkdir()
+    with pytest.raises(OutputError, match="is a folder"):
+        ckpt.check_checkpoint_dir(tmp_path, ["m.msgpack"])
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(OutputError, match="not a readable xai_jax checkpoint manifest"):
+        ckpt.check_checkpoint_dir(tmp_path)
+
+
+def test_backup_entry_is_a_loadable_checkpoint_folder(tmp_path, cnn_vars):
+    file = _manifest_dir(tmp_path, "mnist_cnn", mnist.MnistCNN(), cnn_vars)
+    backup = ckpt.backup_entry(tmp_path, "mnist_cnn")
+    assert backup.parent == tmp_path / ckpt.BACKUPS_DIR
+    assert (backup / file.name).read_bytes() == file.read_bytes()
+    assert ckpt.read_manifest(backup)["models"]["mnist_cnn"] == ckpt.read_manifest(tmp_path)["models"]["mnist_cnn"]
+    _same(zoo.load("mnist_cnn", path=backup / file.name)[1], cnn_vars)
+    assert ckpt.backup_entry(tmp_path, "cam_cnn") is None  # nothing to keep
+    assert ckpt.new_backup_dir(tmp_path) != backup  # a second backup in the same second gets its own folder

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import xai_jax as xj
+from xai_jax.core.errors import OutputError
+from xai_jax.viz import report as report_module
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +100,104 @@ def test_report_rejects_mismatched_lengths(tmp_path):
     with pytest.raises(xj.InputError, match="map 'a'"):
         xj.viz.write_report(tmp_path, images=np.zeros((2, 8, 8)), labels=None, predictions=np.zeros(2, int),
                             probabilities=np.ones(2), maps={"a": np.zeros((1, 8, 8))})
+
+
+# ------------------------------------------------------------------------------- output folder
+
+
+def _small_report(out, maps=("a",), count=2, **kwargs):
+    rng = np.random.default_rng(1)
+    return xj.viz.write_report(
+        out, images=rng.uniform(size=(count, 8, 8)), labels=None, predictions=np.zeros(count, int),
+        probabilities=np.ones(count), maps={m: rng.normal(size=(count, 8, 8)) for m in maps}, **kwargs)
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_report_refuses_a_folder_that_is_not_a_report(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"models": {}}')  # another tool's file of the same name
+    (out / "data.csv").write_text("1,2")
+    before = _files(out)
+    with pytest.raises(OutputError, match="not an xai_jax report.*data.csv"):
+        _small_report(out)
+    with pytest.raises(OutputError, match="manifest.json.*never deleted"):
+        _small_report(out, overwrite=True)
+    assert _files(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no temporary folder left beside it
+    file = tmp_path / "file.txt"
+    file.write_text("x")
+    with pytest.raises(OutputError, match="not a folder"):
+        _small_report(file)
+    with pytest.raises(OutputError, match="is a file"):
+        _small_report(file / "sub")
+    assert isinstance(OutputError("x"), xj.XaiJaxError)
+
+
+def test_report_replaces_an_earlier_report_as_a_whole(tmp_path):
+    out = tmp_path / "r"
+    _small_report(out, maps=("a", "b"), count=3)
+    _small_report(out, maps=("c",), count=1)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert set(_files(out)) == set(manifest["files"])  # none of the first report's files stayed
+    assert {m["name"] for m in manifest["methods"]} == {"c"} and not (out / "maps" / "input_2.png").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_report_overwrite_keeps_files_it_did_not_write(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    _small_report(out, maps=("a", "b"), overwrite=True)
+    with pytest.raises(OutputError, match="notes.txt"):
+        _small_report(out, maps=("c",))
+    _small_report(out, maps=("c",), overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not (out / "arrays" / "a.npy").exists() and (out / "arrays" / "c.npy").exists()
+    (out / "maps" / "mine.png").write_bytes(b"png")  # inside the report's own folder: never deleted
+    with pytest.raises(OutputError, match="maps/mine.png"):
+        _small_report(out, overwrite=True)
+
+
+def test_report_failure_keeps_the_earlier_report(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    _small_report(out)
+    before = _files(out)
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report_module, "method_grid", broken)
+    with pytest.raises(OutputError, match="No space left"):
+        _small_report(out, maps=("b",))
+    assert _files(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_report_of_an_older_version_is_replaced(tmp_path):
+    """Reports written before the format marker (no "format"/"files" keys) are recognised from their
+    manifest, so the default folder of an earlier install does not block `xai-jax explain`."""
+    out = tmp_path / "r"
+    _small_report(out, maps=("a", "b"))
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["format"], manifest["files"]
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    _small_report(out, maps=("c",))
+    assert not (out / "arrays" / "a.npy").exists() and (out / "arrays" / "c.npy").exists()
+
+
+def test_tampered_manifest_cannot_reach_other_files(tmp_path):
+    out = tmp_path / "r"
+    _small_report(out)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest["files"] += ["../victim.txt", "notes.txt"]
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (tmp_path / "victim.txt").write_text("keep")
+    (out / "notes.txt").write_text("keep")
+    with pytest.raises(OutputError, match="notes.txt"):
+        _small_report(out)
+    _small_report(out, overwrite=True)
+    assert (tmp_path / "victim.txt").read_text() == "keep" and (out / "notes.txt").read_text() == "keep"

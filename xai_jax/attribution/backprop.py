@@ -5,8 +5,9 @@ ReLU passes the positive part of the incoming signal, ``R_in = max(g, 0)``, what
 Springenberg et al. (2015), "Striving for Simplicity: The All Convolutional Net" (guided
 backpropagation): the ReLU passes ``g · [x > 0] · [g > 0]``.
 Both equal Captum's ``Deconvolution`` and ``GuidedBackprop``.  Every ReLU the trace engine
-recognises gets the rule (``nn.relu``, ``jax.nn.relu``, ``jnp.maximum(x, 0)``, shared or inline);
-everything else (max pooling, linear layers) keeps its gradient.  A model with no recognisable
+recognises gets the rule (``nn.relu``, ``jax.nn.relu``, ``jnp.maximum(x, 0)``, shared or inline;
+:mod:`xai_jax.trace.activations`); everything else (max pooling, linear layers, the variance clamp
+``max(0, var)`` inside LayerNorm, GroupNorm and batch-statistics BatchNorm) keeps its gradient.  A model with no recognisable
 ReLU raises :class:`UnsupportedError`: the result would silently be the plain gradient.
 """
 
@@ -43,7 +44,8 @@ def modified_relu_gradient(problem: Problem, inputs: Inputs, x: jax.Array, indic
     if count_relus(problem.forward, *as_struct((inputs.variables, x, dict(inputs.kwargs)))) == 0:
         raise UnsupportedError(
             f"{rule}: the model has no ReLU the trace engine recognises (nn.relu, jax.nn.relu, "
-            "jnp.maximum(x, 0)), so the result would be the plain gradient; use xj.gradient."
+            "jnp.maximum(x, 0); a normaliser's variance clamp is not one), so the result would be the plain "
+            "gradient; use xj.gradient."
         )
     return target_gradient(problem, inputs, x, indices, {**FAST_GRADIENT_RULES, **relu_rules(RELU_BACKWARDS[rule])})
 

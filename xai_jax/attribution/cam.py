@@ -133,7 +133,7 @@ def gradient_cam(
       ``(B, h, w)`` maps at the layer's resolution; ``xj.upsample(maps, x.shape)`` resizes them.
 
     Example:
-      >>> hires = xj.gradient_cam(model, variables, x, layer="conv2", weighting=lambda a, g: g)
+      >>> hires = xj.gradient_cam(model, variables, x, layer="conv4+relu", weighting=lambda a, g: g)
       >>> hires.shape
       (4, 14, 14)
     """
@@ -158,7 +158,7 @@ def cam_method(name: str, weighting: Weighting, summary: str, *, register: bool 
       ``(B, h, w)`` maps at the layer's resolution; ``xj.upsample(maps, x.shape)`` resizes them.
 
     Example:
-      >>> maps = xj.{name}(model, variables, x, layer="conv2")
+      >>> maps = xj.{name}(model, variables, x, layer="conv4+relu")
       >>> maps.shape
       (4, 14, 14)
     """
@@ -232,7 +232,7 @@ def score_cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer, batch_si
       batch_size: channels (masked forward passes) evaluated at once (``"auto"``: memory budget).
 
     Example:
-      >>> xj.score_cam(model, variables, x, layer="conv2").shape
+      >>> xj.score_cam(model, variables, x, layer="conv4+relu").shape
       (4, 14, 14)
     """
     info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
@@ -257,7 +257,7 @@ def guided_grad_cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer) ->
     Returns an input-resolution map (Captum's ``GuidedGradCam``).
 
     Example:
-      >>> xj.guided_grad_cam(model, variables, x, layer="conv2").shape == x.shape
+      >>> xj.guided_grad_cam(model, variables, x, layer="conv4+relu").shape == x.shape
       True
     """
     activation, gradient = layer_activation_and_gradient(problem, inputs, layer)

@@ -24,7 +24,7 @@ import numpy as np
 from ..core import Baseline, Choice, ChunkSize, Flag, InputError, Inputs, OptionContext, PositiveInt, Problem, chunked_sum, method
 from ..core.batching import ChunkSize as ChunkSizeValue
 from ..core.batching import resolve_chunk_size
-from ..featureviz.loop_rules import LOOP_GRADIENT_RULES
+from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 from ..trace.gradients import target_gradient
 
 QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")

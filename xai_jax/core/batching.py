@@ -50,6 +50,13 @@ def _jaxprs(params: Any) -> Iterator[Any]:
                 yield item
 
 
+def _itemsize(dtype: Any) -> int:
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:  # PRNG key arrays and other extended dtypes: count a key's raw data
+        return 8
+
+
 def _intermediate_bytes(jaxpr: Any, scale: int = 1) -> int:
     total = 0
     for eqn in jaxpr.eqns:
@@ -57,7 +64,7 @@ def _intermediate_bytes(jaxpr: Any, scale: int = 1) -> int:
             aval = getattr(var, "aval", None)
             shape, dtype = getattr(aval, "shape", None), getattr(aval, "dtype", None)
             if shape is not None and dtype is not None:
-                total += int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize * scale
+                total += int(np.prod(shape, dtype=np.int64)) * _itemsize(dtype) * scale
         for inner in _jaxprs(eqn.params):
             total += _intermediate_bytes(inner, scale)
     return total

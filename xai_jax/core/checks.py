@@ -17,12 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import compat
 from .errors import InputError
 
 
 def is_traced(value: Any) -> bool:
     """True if any leaf of ``value`` is a tracer (inside a caller's ``jit``/``grad``/``vmap``)."""
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value))
+    return compat.any_tracer(value)
 
 
 def is_array(value: Any) -> bool:
@@ -179,7 +180,9 @@ def check_callable(name: str, value: Any, *, allow_none: bool = False) -> Callab
 def check_int_tuple(name: str, value: Any, length: int | None = None, *, minimum: int = 1) -> tuple[int, ...]:
     """A tuple of integers ``>= minimum`` (from an int, a list or a tuple); floats are refused."""
     values = (value,) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
-    if not isinstance(values, (tuple, list)):
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = values.tolist()
+    if not isinstance(values, (tuple, list, range)):
         raise InputError(f"{name} must be an integer or a tuple of integers; got {value!r}.")
     out = tuple(check_int(f"{name} entry", v, minimum=minimum) for v in values)  # type: ignore[misc]
     if length is not None and len(out) != length:

@@ -42,6 +42,11 @@ class CheckpointError(XaiJaxError, ValueError):
     """A checkpoint file is missing, corrupt, or belongs to another model."""
 
 
+class OutputError(XaiJaxError, OSError):
+    """An output location cannot be written without destroying files xai_jax did not write there
+    (a foreign folder, a file where a folder is needed, the shipped checkpoints), or is not writable."""
+
+
 class DataError(XaiJaxError, ValueError):
     """A data source is missing or malformed."""
 

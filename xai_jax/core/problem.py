@@ -156,7 +156,10 @@ def model_error(forward: Forward, x: Any, err: Exception, variables: Any = None,
             f"x has shape {tuple(x.shape)}, one example of this model's input: the batch "
             f"axis is missing. Pass x[None] (shape {(1, *x.shape)})."
         )
-    return InputError(f"the model failed on x of shape {tuple(x.shape)} ({x.dtype}): {type(err).__name__}: {err}")
+    return InputError(
+        f"the model failed on x of shape {tuple(x.shape)} ({x.dtype}): {type(err).__name__}: {err} "
+        "(methods pass x to the model as given: a batch with the batch axis first, in the model's layout)"
+    )
 
 
 def prepare(

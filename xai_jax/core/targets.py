@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import compat
 from .errors import TargetError
 from .model import structural_key
 
@@ -110,7 +111,7 @@ def resolve_target(target: Target, batch: int, output_shape: tuple[int, ...] | N
         if tuple(arr.shape) != (batch,):
             raise TargetError(f"target array must have shape ({batch},) to match the batch; got {tuple(arr.shape)}.")
         indices = jnp.asarray(arr, jnp.int32)
-        values = None if isinstance(arr, jax.core.Tracer) else np.asarray(arr)
+        values = None if compat.is_tracer(arr) else np.asarray(arr)
     if values is not None and values.size and (values.min() < 0 or values.max() >= num_classes):
         bad = values[(values < 0) | (values >= num_classes)]
         raise TargetError(

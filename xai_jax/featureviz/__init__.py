@@ -22,7 +22,6 @@ from .activation_maximization import Visualization, activation_maximization
 from .codespace import activation_maximization_codespace
 from .deep_dream import deep_dream, octave_sizes
 from .inversion import Inversion, default_priors, invert_features
-from .loop_rules import LOOP_GRADIENT_RULES
 from .options import Optimization
 from .regularizers import (
     L2, AlphaNorm, Blur, ClassMeanDistance, Clip, HighFrequencyPenalty, Jitter, Regularizer, TotalVariation, class_means,
@@ -30,7 +29,7 @@ from .regularizers import (
 )
 
 __all__ = [
-    "L2", "LOOP_GRADIENT_RULES", "AlphaNorm", "Blur", "ClassMeanDistance", "Clip", "HighFrequencyPenalty", "Inversion",
+    "L2", "AlphaNorm", "Blur", "ClassMeanDistance", "Clip", "HighFrequencyPenalty", "Inversion",
     "Jitter", "Optimization", "Regularizer", "TotalVariation", "Visualization", "activation_maximization",
     "activation_maximization_codespace", "class_means", "deep_dream", "default_priors", "gaussian_blur",
     "invert_features", "octave_sizes", "total_variation",

@@ -36,7 +36,7 @@ from ..core.problem import check_input
 from ..trace import rewrite
 from ..trace.layers import layer_info
 from . import engine
-from .loop_rules import LOOP_GRADIENT_RULES
+from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 
 __all__ = ["deep_dream", "octave_sizes"]
 

@@ -40,12 +40,13 @@ import numpy as np
 import optax
 
 from ..core import checks
+from ..core import compat
 from ..core.errors import InputError
 from ..core.model import Forward
 from ..core.numerics import guarded_jit
 from ..trace import rewrite
 from ..trace.layers import PARAMETER_FREE_ACTIVATIONS, intercept_outputs, probed_forward, split_activation
-from .loop_rules import LOOP_GRADIENT_RULES
+from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 from .regularizers import Regularizer
 
 KINDS = ("class", "channel", "callable", "features")
@@ -383,7 +384,7 @@ def optimize(spec: Spec, data: Data, params: jax.Array, steps: int, *, progress:
             traces.append(trace)
             if bar is not None:
                 bar.update(min(spec.chunk, steps - c * spec.chunk))
-            if spec.use_threshold and c + 1 < chunks and not isinstance(state.done, jax.core.Tracer) and bool(jnp.all(state.done)):
+            if spec.use_threshold and c + 1 < chunks and not compat.is_tracer(state.done) and bool(jnp.all(state.done)):
                 if bar is not None:
                     bar.set_postfix_str("every target reached the threshold")
                 break

@@ -10,7 +10,7 @@ with :func:`flax.serialization.to_bytes`.  A folder of checkpoints carries a ``m
 :func:`load_checkpoint` checks, in order, and raises :class:`~xai_jax.core.errors.CheckpointError`
 naming the problem:
 
-1. the file exists;
+1. the file exists (a directory is named as one, with the ``.msgpack`` files in it);
 2. its sha256 matches the manifest beside it, when that manifest lists the file (or the digest the
    caller passes) -- otherwise the file is corrupt or was replaced;
 3. the bytes parse as a Flax msgpack tree (a truncated file does not);
@@ -19,15 +19,25 @@ naming the problem:
    unexpected entries.
 
 Any file works, in the manifest or not; step 2 is skipped for files no manifest lists (a
-``manifest.json`` of another tool, without our ``format`` or ``models`` keys, is ignored).
+``manifest.json`` of another tool, without our ``format`` or ``models`` keys, is ignored).  Constructor
+``kwargs`` in a manifest entry that the model class does not take are a ``CheckpointError`` naming them.
+
+Writing: checkpoint files and manifests are each replaced in one atomic rename of a uniquely named,
+fsynced temporary file, so a crash leaves the old file or the new one.  :func:`check_checkpoint_dir`
+checks an output folder before any work; :func:`backup_entry` keeps a checkpoint and its manifest
+entry in ``backups/<UTC time>/`` (itself a checkpoint folder) before training replaces them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import secrets
+import shutil
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +47,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, OutputError
 
 __all__ = [
-    "CHECKPOINTS_ENV", "MANIFEST_FORMAT", "MANIFEST_NAME", "checkpoints_dir", "expected_structure",
-    "file_sha256", "load_checkpoint", "manifest_entry_for", "read_manifest", "save_checkpoint",
-    "update_manifest",
+    "BACKUPS_DIR", "CHECKPOINTS_ENV", "MANIFEST_FORMAT", "MANIFEST_NAME", "backup_entry", "check_checkpoint_dir",
+    "checkpoints_dir", "construct", "expected_structure", "file_sha256", "load_checkpoint", "manifest_entry_for",
+    "new_backup_dir", "read_manifest", "require_file", "save_checkpoint", "update_manifest",
 ]
 
 CHECKPOINTS_ENV = "XAI_JAX_CHECKPOINTS"
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "xai_jax-checkpoints/1"
+BACKUPS_DIR = "backups"
 _LIST_LIMIT = 8
 
 
@@ -102,10 +113,90 @@ def update_manifest(directory: str | os.PathLike, name: str, entry: Mapping[str,
     manifest["format"] = MANIFEST_FORMAT
     manifest["models"][name] = dict(entry)
     path = directory / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    _atomic_write(path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
     return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` in one rename: a reader, or a crash, sees the old file or the new
+    one, never half of one.  The temporary name is unique, so two writers never share it."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like a plain open()
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename makes it visible
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------- output folders
+
+
+def check_checkpoint_dir(directory: str | os.PathLike, files: Iterable[str] = ()) -> None:
+    """Raise :class:`~xai_jax.core.errors.OutputError` unless checkpoint ``files`` and their manifest
+    entries can be written into ``directory``: it is (or can be created as) a writable folder, any
+    ``manifest.json`` in it is ours and readable, and no ``files`` name is taken by a folder.
+    Creates nothing: training calls it before the first step, not after an hour."""
+    directory = Path(directory)
+    if os.path.lexists(directory):
+        if not directory.is_dir():
+            raise OutputError(f"{directory} is a file, not a folder: give a folder for the checkpoints "
+                              "(it is created if missing).")
+        writable = directory
+    else:
+        writable = directory.parent
+        while not os.path.lexists(writable):
+            writable = writable.parent
+        if not writable.is_dir():
+            raise OutputError(f"cannot create the checkpoint folder {directory}: {writable} is a file, not a folder.")
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write checkpoints to {directory}: {writable} is not writable; "
+                          "choose another folder.")
+    manifest = directory / MANIFEST_NAME
+    if os.path.lexists(manifest):
+        try:
+            read_manifest(directory)
+        except CheckpointError as err:
+            raise OutputError(f"{manifest} is not a readable xai_jax checkpoint manifest, and writing "
+                              f"checkpoints there would replace it ({err}); choose another folder.") from err
+    for file in files:
+        if (directory / file).is_dir():
+            raise OutputError(f"{directory / file} is a folder; a checkpoint cannot be written there.")
+
+
+def new_backup_dir(directory: str | os.PathLike) -> Path:
+    """A not yet existing ``directory/backups/<UTC time>[-k]/`` (created by :func:`backup_entry` when it
+    has something to keep)."""
+    base = Path(directory) / BACKUPS_DIR / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    candidate, k = base, 2
+    while os.path.lexists(candidate):
+        candidate, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return candidate
+
+
+def backup_entry(directory: str | os.PathLike, name: str, backup: str | os.PathLike | None = None) -> Path | None:
+    """Copy ``name``'s checkpoint in ``directory`` and its manifest entry into ``backup`` (default:
+    :func:`new_backup_dir`), itself a checkpoint folder: the old file loads from there, hash verified.
+    Returns ``backup``, or ``None`` when there is nothing to keep.  Call it before replacing the checkpoint."""
+    directory = Path(directory)
+    entry = read_manifest(directory)["models"].get(name)
+    files = {f"{name}.msgpack"}
+    if isinstance(entry, Mapping) and isinstance(entry.get("file"), str):
+        files.add(Path(entry["file"]).name)
+    existing = sorted(f for f in files if (directory / f).is_file())
+    if entry is None and not existing:
+        return None
+    backup = Path(backup) if backup is not None else new_backup_dir(directory)
+    backup.mkdir(parents=True, exist_ok=True)
+    for file in existing:
+        shutil.copy2(directory / file, backup / file)
+    if entry is not None:
+        update_manifest(backup, name, entry)
+    return backup
 
 
 def manifest_entry_for(path: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
@@ -135,9 +226,7 @@ def save_checkpoint(path: str | os.PathLike, variables: Mapping[str, Any]) -> st
     path.parent.mkdir(parents=True, exist_ok=True)
     host = jax.tree.map(np.asarray, jax.device_get(dict(variables)))
     data = serialization.to_bytes(host)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    _atomic_write(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -208,6 +297,35 @@ def _reorder(template: Any, tree: Any) -> Any:
     return tree
 
 
+def require_file(path: Path) -> None:
+    """:class:`CheckpointError` unless ``path`` is a file, saying what it is instead."""
+    if path.is_file():
+        return
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.msgpack"))[:_LIST_LIMIT]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise CheckpointError(f"checkpoint path {path} is a directory; give the .msgpack file inside it{hint}")
+    missing_folder = "" if path.parent.exists() else f" (no folder {path.parent})"
+    raise CheckpointError(f"checkpoint file {path} does not exist{missing_folder}")
+
+
+def construct(cls: type[nn.Module], kwargs: Any, where: str) -> nn.Module:
+    """``cls(**kwargs)`` for constructor kwargs read from a manifest, or a :class:`CheckpointError`
+    naming the keys ``cls`` does not take (a manifest written for another version of the model)."""
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise CheckpointError(f"{where}: 'kwargs' must be a mapping of argument names, got {kwargs!r}")
+    fields = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")]
+    unknown = sorted(set(kwargs) - set(fields))
+    if unknown:
+        raise CheckpointError(f"{where}: kwargs {', '.join(map(repr, unknown))} are not arguments of {cls.__name__} "
+                              f"(it takes {', '.join(fields) or 'none'}); the manifest was written for another "
+                              "version of the model: fix or remove the entry")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: {cls.__name__}(**{dict(kwargs)!r}) failed: {err}") from err
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     model: nn.Module | None = None,
@@ -238,8 +356,7 @@ def load_checkpoint(
         CheckpointError: missing file, sha256 mismatch, unparsable bytes, or a tree of another model.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} does not exist" + ("" if path.parent.exists() else f" (no folder {path.parent})"))
+    require_file(path)
     source = "the caller"
     if sha256 is None:
         listed = manifest_entry_for(path)

@@ -2,6 +2,10 @@
 
 ``train("mnist_cnn")`` (CLI: ``xai-jax train mnist_cnn``) trains one zoo model on MNIST, writes
 ``<out_dir>/<name>.msgpack`` and its entry in ``<out_dir>/manifest.json``, and returns that entry.
+``out_dir`` defaults to ``./xai_jax_checkpoints``, never the shipped checkpoints: replacing one of
+those takes ``replace_shipped=True`` (``--replace-shipped``).  The output folder is checked before the
+first step; a checkpoint that is replaced (anywhere) is first copied, with its manifest entry, into
+``<out_dir>/backups/<UTC time>/``; file and manifest are each replaced in one atomic rename.
 
 Protocol (the same for every classifier):
 
@@ -48,17 +52,27 @@ import optax
 from jax import lax
 from tqdm.auto import tqdm
 
+from ..core.errors import InputError, OutputError
 from ..data import DEFAULT_NPZ, ENV_VAR
 from ..data import mnist as mnist_data
-from ..trace.interpreter import bind_original, rewrite
-from ..trace.pooling import FAST_GRADIENT_RULES
+from ..trace.interpreter import rewrite
+from ..trace.xla_cpu import FAST_GRADIENT_RULES
+from ..trace.xla_cpu import conv_transpose_kernel_rule as _conv_transpose_rule
 from . import zoo
-from .checkpoint import checkpoints_dir, file_sha256, load_checkpoint, save_checkpoint, update_manifest
+from .checkpoint import (
+    backup_entry, check_checkpoint_dir, checkpoints_dir, file_sha256, load_checkpoint, new_backup_dir, save_checkpoint,
+    update_manifest,
+)
 from .losses import annealing_weight, evidential_mse_loss
 from .mnist import LATENT_DIM, NUM_CLASSES, example_input
 
-__all__ = ["SETTINGS", "TrainSettings", "evaluate_accuracy", "make_classifier_step", "make_gan_step", "train"]
+__all__ = [
+    "DEFAULT_OUT_DIR", "SETTINGS", "TrainSettings", "evaluate_accuracy", "make_classifier_step", "make_gan_step",
+    "output_dir", "train",
+]
 
+#: Where :func:`train` writes unless told otherwise: relative to the working directory.
+DEFAULT_OUT_DIR = Path("xai_jax_checkpoints")
 
 
 @dataclass(frozen=True)
@@ -183,41 +197,6 @@ def load_mnist_splits(data_path: str | os.PathLike | None = None) -> tuple[dict[
 
 
 # ------------------------------------------------------------------------- fast training gradients
-
-
-def _conv_transpose_rule(eqn: Any, invals: Any) -> Any:
-    """``conv_general_dilated`` with ``lhs_dilation`` (``nn.ConvTranspose``): same value and input
-    gradient, kernel gradient computed on the explicitly zero-dilated input (a plain convolution)."""
-    p = eqn.params
-    if all(d == 1 for d in p["lhs_dilation"]):
-        return bind_original(eqn, invals)
-
-    def original(x: jax.Array, k: jax.Array) -> jax.Array:
-        return lax.conv_general_dilated_p.bind(x, k, **p)
-
-    def dilated(x: jax.Array, k: jax.Array) -> jax.Array:
-        cfg = [(0, 0, 0)] * x.ndim
-        for (lo, hi), d, ax in zip(p["padding"], p["lhs_dilation"], p["dimension_numbers"].lhs_spec[2:]):
-            cfg[ax] = (lo, hi, d - 1)
-        xp = lax.pad(x, jnp.zeros((), x.dtype), cfg)
-        params = dict(p, padding=tuple((0, 0) for _ in p["padding"]), lhs_dilation=(1,) * len(p["lhs_dilation"]))
-        return lax.conv_general_dilated_p.bind(xp, k, **params)
-
-    @jax.custom_vjp
-    def conv(x: jax.Array, k: jax.Array) -> jax.Array:
-        return original(x, k)
-
-    def fwd(x: jax.Array, k: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        return original(x, k), (x, k)
-
-    def bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x, k = res
-        dx = jax.vjp(lambda x_: original(x_, k), x)[1](g)[0]
-        dk = jax.vjp(lambda k_: dilated(x, k_), k)[1](g)[0]
-        return dx, dk
-
-    conv.defvjp(fwd, bwd)
-    return conv(*invals)
 
 
 _TRAINING_RULES = {**FAST_GRADIENT_RULES, "conv_general_dilated": _conv_transpose_rule}
@@ -561,6 +540,26 @@ def _train_gan(s: TrainSettings, splits: Mapping[str, Any], epochs: int, key: ja
 # ------------------------------------------------------------------------------------ entry point
 
 
+def output_dir(out_dir: str | os.PathLike | None = None, *, replace_shipped: bool = False) -> Path:
+    """The folder :func:`train` writes to: ``out_dir``, else :data:`DEFAULT_OUT_DIR`; the checkpoints
+    folder that :func:`xai_jax.models.load` reads only with ``replace_shipped=True``."""
+    shipped = checkpoints_dir()
+    if out_dir is None:
+        return shipped if replace_shipped else DEFAULT_OUT_DIR
+    out = Path(out_dir)
+    is_shipped = os.path.realpath(out) == os.path.realpath(shipped)
+    if is_shipped and not replace_shipped:
+        raise OutputError(
+            f"{out} is the checkpoints folder xj.models.load reads ({shipped}): training into it replaces a shipped "
+            "checkpoint and its manifest entry. Pass replace_shipped=True (CLI: --replace-shipped; the old file and "
+            f"entry are backed up), or leave the output folder out (default ./{DEFAULT_OUT_DIR})."
+        )
+    if replace_shipped and not is_shipped:
+        raise InputError(f"replace_shipped=True writes into the checkpoints folder {shipped}, but the output folder "
+                         f"is {out}: give one or the other.")
+    return out
+
+
 def train(
     name: str,
     *,
@@ -568,6 +567,7 @@ def train(
     epochs: int | None = None,
     seed: int = 0,
     out_dir: str | os.PathLike | None = None,
+    replace_shipped: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train zoo model ``name`` on MNIST and write its checkpoint and manifest entry.
@@ -580,19 +580,28 @@ def train(
         epochs: default from :data:`SETTINGS`.
         seed: seeds every random number (init, shuffling, dropout, GAN noise) via ``jax.random``.
         out_dir: where to write ``<name>.msgpack`` and ``manifest.json`` (other entries are kept);
-            default the checkpoints folder (:func:`xai_jax.models.checkpoint.checkpoints_dir`),
-            i.e. retraining replaces the shipped checkpoint.
+            default :data:`DEFAULT_OUT_DIR` (``./xai_jax_checkpoints``).  The checkpoints folder
+            that :func:`xai_jax.models.load` reads is refused unless ``replace_shipped``.
+        replace_shipped: write into that checkpoints folder, replacing the shipped checkpoint; the
+            old file and manifest entry are kept in its ``backups/<UTC time>/``.
         progress: show tqdm progress bars and one line per epoch.
 
     Returns:
         The manifest entry written for ``name``.
+
+    Raises:
+        OutputError: the output folder cannot take the checkpoint (a file, not writable, a foreign
+            ``manifest.json``, the shipped folder without ``replace_shipped``): raised before training.
     """
     zoo._entry(name)  # UnknownNameError listing the names
     s = SETTINGS[name]
-    epochs = s.epochs if epochs is None else int(epochs)
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    out = Path(out_dir) if out_dir is not None else checkpoints_dir()
+    epochs = s.epochs if epochs is None else epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise InputError(f"epochs must be a positive integer; got {epochs!r}.")
+    epochs = int(epochs)
+    out = output_dir(out_dir, replace_shipped=replace_shipped)
+    written = list(s.pair) if s.pair else [name]
+    check_checkpoint_dir(out, [f"{n}.msgpack" for n in written])  # before the data and an hour of training
     splits, data_desc = load_mnist_splits(data_path)
     key = jax.random.key(seed)
     start = time.perf_counter()
@@ -618,9 +627,13 @@ def train(
         results = {g_name: (gen, g_vars, {"sample_quality": quality}), d_name: (*trained[d_name], {"trained_with": g_name})}
         results[g_name][2]["trained_with"] = d_name
     entries = {}
+    backup_dir = new_backup_dir(out)  # one per run: a GAN pair's two old checkpoints stay together
     for n, (model, variables, extra) in results.items():
         zoo_entry = zoo.ZOO[n]
         file = f"{n}.msgpack"
+        backup = backup_entry(out, n, backup_dir) if out.is_dir() else None
+        if backup is not None and progress:
+            tqdm.write(f"{n}: the previous checkpoint and manifest entry are kept in {backup}")
         digest = save_checkpoint(out / file, variables)
         entry = {
             "file": file, "class": type(model).__name__, "module": type(model).__module__,

@@ -13,6 +13,7 @@ Every load is verified (see :mod:`xai_jax.models.checkpoint`).  Retrain any of t
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,10 @@ import flax.linen as nn
 
 from ..core.errors import CheckpointError, UnknownNameError, unknown_name_message
 from . import mnist
-from .checkpoint import CHECKPOINTS_ENV, MANIFEST_NAME, checkpoints_dir, load_checkpoint, manifest_entry_for, read_manifest
+from .checkpoint import (
+    CHECKPOINTS_ENV, MANIFEST_NAME, checkpoints_dir, construct, load_checkpoint, manifest_entry_for, read_manifest,
+    require_file,
+)
 
 __all__ = ["ZOO", "ZooEntry", "available", "build", "info", "load", "names"]
 
@@ -101,24 +105,34 @@ def load(name: str, path: str | os.PathLike | None = None) -> tuple[nn.Module, d
     entry = _entry(name)
     directory = checkpoints_dir()
     listed = read_manifest(directory)["models"].get(name)
+    where = f"manifest {directory / MANIFEST_NAME}, entry {name!r}"
     kwargs = dict(entry.kwargs)
     if listed is not None:
+        if not isinstance(listed, Mapping):
+            raise CheckpointError(f"{where}: expected a mapping (file, class, kwargs, sha256...), "
+                                  f"got {type(listed).__name__}")
         if listed.get("class", entry.cls.__name__) != entry.cls.__name__:
             raise CheckpointError(
                 f"manifest entry {name!r} names class {listed.get('class')!r}, but the zoo's {name!r} is {entry.cls.__name__}"
             )
-        kwargs.update(listed.get("kwargs") or {})
-    model = entry.cls(**kwargs)
+        stored = listed.get("kwargs") or {}
+        if not isinstance(stored, Mapping):
+            raise CheckpointError(f"{where}: 'kwargs' must be a mapping of argument names, got {stored!r}")
+        kwargs.update(stored)
+    model = construct(entry.cls, kwargs, where)
     if path is None:
         file = (listed or {}).get("file", f"{name}.msgpack")
         path = directory / file
         if not Path(path).is_file():
             raise CheckpointError(
                 f"no checkpoint for {name!r}: {path} does not exist. Shipped: {', '.join(available()) or '(none)'}; "
-                f"train it with `xai-jax train {name}` or point ${CHECKPOINTS_ENV} at a folder that has it"
+                f"train it with `xai-jax train {name}` (writes ./xai_jax_checkpoints/{name}.msgpack) and load it with "
+                f"path=..., or point ${CHECKPOINTS_ENV} at a folder that has it"
             )
     else:
-        _check_listed_as(name, Path(path))
+        path = Path(path)
+        require_file(path)  # before reading the manifest beside it: a directory's "beside" is its parent
+        _check_listed_as(name, path)
     variables = load_checkpoint(path, model)
     return model, variables
 

@@ -25,16 +25,15 @@ backward pass is one ``jax.vjp`` with the multiplier rules as ``jax.custom_vjp``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..core import Baseline, Choice, Inputs, NonNegativeFloat, Problem, method
-from ..trace.graph import SIGN_KEEPING, Plan, Step
-from ..trace.pooling import max_pool_first_max_gradient
+from ..trace.graph import SIGN_KEEPING, Plan, Step, Var
+from ..trace.xla_cpu import max_pool_first_max_gradient
 from .engine import linear_layer, trace_model, with_backward
 
 Array = jax.Array
@@ -75,62 +74,69 @@ def _collapse(g: Array, delta: Array) -> Array:
     return jnp.where(delta > 0, g[0], jnp.where(delta < 0, g[1], 0.5 * (g[0] + g[1])))
 
 
-def deeplift_handle(plan: Plan, rule: str, eps: float) -> Callable[[Step, list[Any]], list[Any]]:
-    """Step handler evaluating ``plan`` on (input, reference) pairs with DeepLIFT's multipliers.
+class DeepLiftPropagator:
+    """Step handler evaluating a plan on (input, reference) pairs with DeepLIFT's multipliers.
 
     ``rescale``: cotangents live in the input half (the reference half carries zeros).
     ``reveal_cancel``: a cotangent pair ``(g⁺, g⁻)`` holds the multipliers of a value's positive and
     negative difference parts; it is ``(g, g)`` wherever the parts are not tracked separately.
-    """
-    aux: dict[int, tuple[Array, Array]] = {}  # value id -> (Δ⁺, Δ⁻) from the linear layer that made it
-    reveal = rule == "reveal_cancel"
 
-    def activation(step: Step, invals: list[Any]) -> list[Any]:
-        pos = step._x_position
-        src = step.inputs[pos]
-        parts = aux.get(getattr(src, "id", -1)) if reveal else None
+    The one piece of state is :attr:`parts`: for RevealCancel, the ``(Δ⁺, Δ⁻)`` of each value made by
+    a linear layer (carried through sign-keeping structural steps), read by the non-linearity that
+    follows.  It is filled during the forward evaluation of the plan, in step order.
+    """
+
+    def __init__(self, rule: str, eps: float) -> None:
+        self.reveal = rule == "reveal_cancel"
+        self.eps = eps
+        self.parts: dict[int, tuple[Array, Array]] = {}  # value id -> (Δ⁺, Δ⁻) from the linear layer that made it
+
+    def __call__(self, step: Step, invals: list[Any]) -> list[Any]:
+        if not any(step.dependent):
+            return step.forward(invals)
+        if step.kind == "activation":
+            return self.activation(step, invals)
+        if step.kind == "maxpool":
+            return self.max_pool(step, invals)
+        if step.kind in ("conv", "dense", "avgpool"):
+            return self.reveal_linear(step, invals) if self.reveal else self.rescale_linear(step, invals)
+        outs = _vmapped(step, invals)
+        if self.reveal and step.kind == "structural":
+            self.carry_parts(step, invals)
+        return outs
+
+    def parts_of(self, atom: Any) -> tuple[Array, Array] | None:
+        return self.parts.get(atom.id) if isinstance(atom, Var) else None
+
+    # ---- element-wise non-linearities: Rescale / RevealCancel ------------------------------------
+    def activation(self, step: Step, invals: list[Any]) -> list[Any]:
+        pos, n, eps = step.x_position, len(invals), self.eps
+        parts = self.parts_of(step.inputs[pos]) if self.reveal else None
 
         def forward(*a: Any) -> Array:
             return jax.vmap(lambda v: step.forward(_replace(a, pos, v))[0])(a[pos])
-
-        n = len(invals)
 
         def f_at(a: Sequence[Any], v: Array) -> Array:
             return step.forward(_replace(a[:n], pos, v))[0]
 
         def backward(args: Sequence[Any], y: Array, g: Array) -> list[Array]:
-            xin = args[pos]
-            x, x0 = xin[0], xin[1]
-            dx, dy = x - x0, y[0] - y[1]
+            x, x0 = args[pos][0], args[pos][1]
             grad = jax.vjp(lambda v: f_at(args, v), x)[1](jnp.ones_like(x))[0]  # f'(x), element-wise
-            if not reveal:
-                small, m = _safe_ratio(dy, dx, eps)
-                m = jnp.where(small, grad, m)
-                return [jnp.stack([g[0] * m, jnp.zeros_like(m)])]
-            gy = _collapse(g, dy)
-            if parts is None:
-                dpos, dneg = jnp.maximum(dx, 0), jnp.minimum(dx, 0)
-            else:
-                dpos, dneg = args[-2], args[-1]
+            if not self.reveal:
+                return [_rescale_multiplier(x - x0, y[0] - y[1], grad, g, eps)]
             f = lambda v: f_at(args, v)  # noqa: E731
-            up = 0.5 * (f(x0 + dpos) - f(x0)) + 0.5 * (f(x0 + dneg + dpos) - f(x0 + dneg))
-            down = 0.5 * (f(x0 + dneg) - f(x0)) + 0.5 * (f(x0 + dpos + dneg) - f(x0 + dpos))
-            small_p, mp = _safe_ratio(up, dpos, eps)
-            small_n, mn = _safe_ratio(down, dneg, eps)
-            mp, mn = jnp.where(small_p, grad, mp), jnp.where(small_n, grad, mn)
-            if parts is None:
-                m = jnp.where(dx > 0, mp, jnp.where(dx < 0, mn, grad)) * gy
-                return [jnp.stack([m, m])]
-            return [jnp.stack([gy * mp, gy * mn])]
+            return [_reveal_cancel_multiplier(f, x, x0, y, grad, g, None if parts is None else (args[-2], args[-1]), eps)]
 
         primals = list(invals) + (list(parts) if parts is not None else [])
         mask = [i == pos for i in range(len(primals))]
-        return [with_backward(lambda *a: forward(*a[: len(invals)]), backward, primals, mask)]
+        return [with_backward(lambda *a: forward(*a[:n]), backward, primals, mask)]
 
-    def max_pool(step: Step, invals: list[Any]) -> list[Any]:
+    # ---- max pooling: Captum's rule ----------------------------------------------------------------
+    def max_pool(self, step: Step, invals: list[Any]) -> list[Any]:
+        reveal, eps = self.reveal, self.eps
+
         def backward(args: Sequence[Any], y: Array, g: Array) -> list[Array]:
-            xin = args[0]
-            x, x0 = xin[0], xin[1]
+            x, x0 = args[0][0], args[0][1]
             out, out0 = y[0], y[1]
             gx = _collapse(g, out - out0) if reveal else g[0]
             top = jnp.maximum(out, out0)
@@ -141,8 +147,10 @@ def deeplift_handle(plan: Plan, rule: str, eps: float) -> Callable[[Step, list[A
 
         return [with_backward(lambda *a: _vmapped(step, a)[0], backward, invals, [True] + [False] * (len(invals) - 1))]
 
-    def linear(step: Step, invals: list[Any]) -> list[Any]:
-        """RevealCancel's linear rule (positive and negative terms kept apart)."""
+    # ---- linear layers -------------------------------------------------------------------------------
+    def reveal_linear(self, step: Step, invals: list[Any]) -> list[Any]:
+        """RevealCancel's linear rule (positive and negative terms kept apart); records the output's
+        ``(Δ⁺, Δ⁻)`` in :attr:`parts`."""
         xin, rest = invals[0], invals[1:]
         z = _vmapped(step, invals)[0]
         da = jax.lax.stop_gradient(xin[0] - xin[1])
@@ -150,7 +158,7 @@ def deeplift_handle(plan: Plan, rule: str, eps: float) -> Callable[[Step, list[A
         dpos, dneg = jnp.maximum(da, 0), jnp.minimum(da, 0)
         zp = layer.forward(dpos, "pos") + layer.forward(dneg, "neg")
         zn = layer.forward(dpos, "neg") + layer.forward(dneg, "pos")
-        aux[step.outputs[0].id] = (jax.lax.stop_gradient(zp), jax.lax.stop_gradient(zn))
+        self.parts[step.outputs[0].id] = (jax.lax.stop_gradient(zp), jax.lax.stop_gradient(zn))
 
         def backward(args: Sequence[Any], out: Array, g: Array) -> list[Array]:
             a = args[0]
@@ -165,7 +173,7 @@ def deeplift_handle(plan: Plan, rule: str, eps: float) -> Callable[[Step, list[A
 
         return [with_backward(lambda *a: _vmapped(step, a)[0], backward, invals, [True] + [False] * len(rest))]
 
-    def input_half_only(step: Step, invals: list[Any]) -> list[Any]:
+    def rescale_linear(self, step: Step, invals: list[Any]) -> list[Any]:
         """Rescale's Linear rule (the gradient), transposing only the input half: the reference
         half's cotangent is zero by construction, so its transposed convolution is skipped."""
 
@@ -176,27 +184,50 @@ def deeplift_handle(plan: Plan, rule: str, eps: float) -> Callable[[Step, list[A
 
         return [with_backward(lambda *a: _vmapped(step, a)[0], backward, invals, [True] + [False] * (len(invals) - 1))]
 
-    def handle(step: Step, invals: list[Any]) -> list[Any]:
-        if not any(step.dependent):
-            return step.forward(invals)
-        if step.kind == "activation":
-            return activation(step, invals)
-        if step.kind == "maxpool":
-            return max_pool(step, invals)
-        if reveal and step.kind in ("conv", "dense", "avgpool"):
-            return linear(step, invals)
-        if not reveal and step.kind in ("conv", "dense", "avgpool"):
-            return input_half_only(step, invals)
-        outs = _vmapped(step, invals)
-        if reveal and step.kind == "structural" and step.anchor.primitive in SIGN_KEEPING and step.anchor.primitive != "concatenate":
-            src = step.inputs[0]
-            parts = aux.get(getattr(src, "id", -1))
-            if parts is not None and step.dependent[0]:
-                moved = _vmapped(step, _replace(invals, 0, jnp.stack(parts)))[0]
-                aux[step.outputs[0].id] = (moved[0], moved[1])
-        return outs
+    # ---- structural steps ------------------------------------------------------------------------
+    def carry_parts(self, step: Step, invals: list[Any]) -> None:
+        """Move a value's ``(Δ⁺, Δ⁻)`` through a sign-keeping structural step (reshape, slice...)."""
+        prim = step.anchor.primitive
+        if prim not in SIGN_KEEPING or prim == "concatenate" or not step.dependent[0]:
+            return
+        parts = self.parts_of(step.inputs[0])
+        if parts is not None:
+            moved = _vmapped(step, _replace(invals, 0, jnp.stack(parts)))[0]
+            self.parts[step.outputs[0].id] = (moved[0], moved[1])
 
-    return handle
+
+def _rescale_multiplier(dx: Array, dy: Array, grad: Array, g: Array, eps: float) -> Array:
+    """Rescale: ``m = Δy/Δx`` (the gradient where ``|Δx| < eps``), in the input half."""
+    small, m = _safe_ratio(dy, dx, eps)
+    m = jnp.where(small, grad, m)
+    return jnp.stack([g[0] * m, jnp.zeros_like(m)])
+
+
+def _reveal_cancel_multiplier(
+    f: Callable[[Array], Array], x: Array, x0: Array, y: Array, grad: Array, g: Array,
+    parts: tuple[Array, Array] | None, eps: float,
+) -> Array:
+    """RevealCancel (Shrikumar et al. 2017, Sec. 3.5.3): ``m⁺ = Δy⁺/Δx⁺``, ``m⁻ = Δy⁻/Δx⁻`` with
+    ``Δy⁺ = ½[f(x₀+Δx⁺) − f(x₀)] + ½[f(x₀+Δx⁻+Δx⁺) − f(x₀+Δx⁻)]`` (``Δy⁻`` symmetrically).  Without
+    the linear layer's ``parts``, ``Δx⁺``/``Δx⁻`` are the positive/negative part of ``Δx`` and one
+    multiplier is returned for both halves."""
+    dx, dy = x - x0, y[0] - y[1]
+    gy = _collapse(g, dy)
+    dpos, dneg = (jnp.maximum(dx, 0), jnp.minimum(dx, 0)) if parts is None else parts
+    up = 0.5 * (f(x0 + dpos) - f(x0)) + 0.5 * (f(x0 + dneg + dpos) - f(x0 + dneg))
+    down = 0.5 * (f(x0 + dneg) - f(x0)) + 0.5 * (f(x0 + dpos + dneg) - f(x0 + dpos))
+    small_p, mp = _safe_ratio(up, dpos, eps)
+    small_n, mn = _safe_ratio(down, dneg, eps)
+    mp, mn = jnp.where(small_p, grad, mp), jnp.where(small_n, grad, mn)
+    if parts is None:
+        m = jnp.where(dx > 0, mp, jnp.where(dx < 0, mn, grad)) * gy
+        return jnp.stack([m, m])
+    return jnp.stack([gy * mp, gy * mn])
+
+
+def deeplift_handle(plan: Plan, rule: str, eps: float) -> Callable[[Step, list[Any]], list[Any]]:
+    """The step handler of :class:`DeepLiftPropagator` for ``plan`` (a fresh one per evaluation)."""
+    return DeepLiftPropagator(rule, eps)
 
 
 def deeplift_multipliers(problem: Problem, inputs: Inputs, x: Array, ref: Array, indices: Array | None, rule: str, eps: float) -> Array:

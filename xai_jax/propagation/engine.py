@@ -21,8 +21,8 @@ from jax import lax
 from ..core.errors import InputError, UnsupportedError
 from ..core.problem import Inputs, Problem
 from ..trace.graph import Plan, Step, run, trace_plan
-from ..trace.layers import list_layers, layer_info, probed_forward
-from ..trace.pooling import max_pool_first_max_gradient
+from ..trace.layers import layer_info, list_layers, probed_forward
+from ..trace.xla_cpu import max_pool_first_max_gradient
 from .composites import Composite, LayerContext
 from .layer import LinearLayer
 from .rules import Rule
@@ -66,22 +66,22 @@ def trace_model(
 ) -> Traced:
     """Trace ``problem``'s model at ``x`` into a :class:`Traced` plan (``layer``: add a probe there)."""
     root, types = _module_types(problem, inputs, x)
-    options = dict(root=root, module_types=types, merge_affine=merge_affine)
     if layer is None:
-        fn = problem.forward
         args: tuple[Any, ...] = (inputs.variables, x, inputs.kwargs)
-        plan, treedef, flat = trace_plan(fn, args, 1, **options)
+        plan, treedef, flat = trace_plan(problem.forward, args, 1, root=root, module_types=types, merge_affine=merge_affine)
         probe_shape = None
     else:
         info = layer_info(problem.forward, inputs.variables, x, inputs.kwargs, layer)
         run_probe = probed_forward(problem.forward, layer)
 
-        def fn(variables: Any, x: Array, kwargs: Any, probe: Array) -> Any:
+        def probed(variables: Any, x: Array, kwargs: Any, probe: Array) -> Any:
             return run_probe(variables, x, kwargs, probe)[0]
 
         probe = jnp.zeros(info.shape, info.dtype)
         args = (inputs.variables, x, inputs.kwargs, probe)
-        plan, treedef, flat = trace_plan(fn, args, 1, probe_argnum=3, **options)
+        plan, treedef, flat = trace_plan(
+            probed, args, 1, probe_argnum=3, root=root, module_types=types, merge_affine=merge_affine
+        )
         if plan.tap is None:
             raise InputError(f"layer {layer!r}: its output does not reach the model's output, so it has no relevance.")
         probe_shape = tuple(plan.tap.shape)
@@ -226,7 +226,7 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
                 lambda args, out, R: [rule.linear(pooling_as_average(step, args[0]), R)],
                 invals, [True],
             )]
-        rule = composite.resolve(context(step))
+        rule = composite.resolve(context(step, None))
         if rule is None:
             return step.forward(invals)
         if kind in ("conv", "dense", "avgpool"):
@@ -243,7 +243,7 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
                 invals, [True, True],
             )]
         if kind in ("activation", "affine"):
-            pos = step._x_position
+            pos = step.x_position
             mask = [i == pos for i in range(len(invals))]
             return [with_backward(
                 lambda *a: step.forward(list(a))[0],
@@ -253,15 +253,6 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
         raise UnsupportedError(f"no relevance handling for {step.describe()}")  # pragma: no cover
 
     return handle
-
-
-def check_options(composite: Any, max_pool: str) -> None:
-    if not isinstance(composite, Composite):
-        raise InputError(
-            f"composite must be a Composite (e.g. xj.propagation.composites.EpsilonPlusFlat()); got {type(composite).__name__}."
-        )
-    if max_pool not in MAX_POOL_MODES:
-        raise InputError(f"max_pool must be one of {MAX_POOL_MODES}; got {max_pool!r}.")
 
 
 def lrp_relevance(
@@ -277,7 +268,8 @@ def lrp_relevance(
     """Relevance at the input (or at ``layer``) of the target outputs of ``problem`` at ``x``."""
     traced = trace_model(problem, inputs, x, layer=layer, merge_affine=composite.merge_batch_norm)
     if composite.activations is not None:
-        others = sorted({s.activation for s in traced.plan.steps if s.kind == "activation"} - composite.activations)
+        found = {s.activation for s in traced.plan.steps if s.kind == "activation" and s.activation is not None}
+        others = sorted(found - composite.activations)
         if others:
             raise InputError(
                 f"{composite!r}: its rules are derived for networks with {sorted(composite.activations)} activations; this "

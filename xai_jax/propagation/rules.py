@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core import compat
 from ..core.errors import InputError, UnsupportedError
 from .layer import LinearLayer
 
@@ -119,7 +120,7 @@ class _FrozenArray:
     """A concrete array that can sit in a hashable (jit-static) rule."""
 
     def __init__(self, value: Any) -> None:
-        if isinstance(value, jax.core.Tracer):
+        if compat.is_tracer(value):
             raise InputError("ZBox bounds must be concrete numbers or arrays, not traced values.")
         self.value = np.asarray(value, np.float32)
         self._key = (self.value.shape, self.value.tobytes())

@@ -19,18 +19,15 @@ uses the z^B rule (the seed's ``lrp_pixel``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ..core import InputError, Inputs, NonNegativeFloat, OptionContext, Problem, method
+from ..core import InputError, Inputs, NonNegativeFloat, OptionContext, Problem, compat, method
 from ..trace.gradients import LayerName
 from ..trace.graph import Step, default_handle, run
-from ..trace.layers import layer_info
-from ..trace.pooling import window_slices
+from ..trace.xla_cpu import window_slices
 from .engine import initial_relevance, linear_layer, trace_model
 from .rules import Stabilizer, ZBox, broadcast_bound, freeze_bound
 
@@ -79,11 +76,11 @@ def transpose_relevance(
             relevance[atom.id] = relevance[atom.id] + r if atom.id in relevance else r
 
     def read(a: Any) -> Any:
-        return a.val if not hasattr(a, "id") else env[a.id]
+        return compat.literal_value(a) if compat.is_literal(a) else env[a.id]
 
     for atom, r in zip(plan.graph.outputs, jax.tree_util.tree_leaves(initial_relevance(problem, outputs, indices))):
         give(atom, r)
-    first = min((s.index for s in plan.layers()), default=None)
+    first = min((s.index for s in plan.layers() if s.index is not None), default=None)
     for step in reversed(plan.steps):
         if step.kind == "constant" or not any(step.dependent):
             continue
@@ -112,7 +109,7 @@ def transpose_relevance(
             for atom, v, sign in zip(step.inputs, invals, step.signs):
                 give(atom, sign * v * s)
         elif step.kind in ("activation", "affine"):
-            give(step.inputs[step._x_position], r)
+            give(step.inputs[step.x_position], r)
         elif step.kind == "maxpool":
             give(step.inputs[0], _unpool(step, invals[0], r))
         else:  # structural: the transposed (inverse-shaped) operation

@@ -1,55 +1,302 @@
-"""Finding ReLUs in a traced model and giving them another backward pass.
+"""The one activation detector, and rules that target an activation kind.
 
-A ReLU reaches the jaxpr in two forms, neither of them a module:
+An *activation* is an element-wise function applied to a value the model computed (a layer's
+output, a residual sum, a pooled map).  It reaches the jaxpr in three forms, none of them a module:
 
-* ``nn.relu`` / ``jax.nn.relu``: a ``custom_jvp_call`` whose wrapped function is named ``relu``
-  (``call_jaxpr.jaxpr.debug_info.func_name``).  Other ``custom_jvp_call``s (``gelu``, ``softplus``,
-  a user's own) are left as they are.
-* ``jnp.maximum(x, 0)`` / ``jnp.maximum(0, x)``: a ``max`` with a literal scalar zero.
+* a named call: ``nn.relu``/``jax.nn.relu`` (and ``relu6``) trace to a ``custom_jvp_call`` named
+  after the function; ``jax.nn.silu``, ``leaky_relu``, ``elu``, ``softplus``... to a ``jit`` with
+  that name.  Such a call is one unit (:func:`traced_graph` keeps it whole), so the ``max(x, 0)``
+  inside ``jax.nn.celu`` or the ``max`` inside ``softplus`` is never taken for a ReLU;
+* an element-wise primitive: ``tanh``, ``logistic`` (kind ``"sigmoid"``);
+* ``jnp.maximum(x, 0)`` / ``jnp.maximum(0, x)``: a ``max`` with a scalar literal zero (kind ``"relu"``).
 
-:func:`relu_rules` returns interpreter rules replacing both forms by one ``jax.custom_vjp``
-function whose forward is ``max(x, 0)`` and whose backward is the caller's.  A ReLU shared between
-several places, an inline ``nn.relu`` and a ``jnp.maximum(x, 0)`` therefore get the same rule.
+**Not an activation: a normaliser's statistic.**  Flax's and Equinox's LayerNorm and GroupNorm, and
+BatchNorm with batch statistics, clamp the variance, ``var = max(0, mean(x²) - mean(x)²)``: the same
+``max`` with a literal zero.  :func:`is_normaliser_statistic` recognises it by what it is -- a clamp
+of a value computed from a reduction (``reduce_sum``) of squares, whose result then scales a value
+(it reaches ``rsqrt``/``sqrt``, a divisor, or a negative power) -- and :func:`annotate` does not mark
+it.  Known limits: a statistic built from ``dot_general`` instead of ``reduce_sum`` (an ``einsum``
+mean), or whose use as a scale is more than a few broadcasts/additions away from the clamp, is not
+recognised and would still count as a ReLU; a genuine ReLU of a mean square that then divides
+something would not count.
+
+Every reader of a traced model gets its activations from :func:`annotate`, on the flat graph of
+:mod:`xai_jax.trace.walker`: the gradient interpreter (so rules such as the guided ReLU apply to
+exactly these), the relevance propagation graph and the layer listing (``"conv4+relu"``).
+
+**Rules by activation kind.**  An interpreter rule table (:func:`xai_jax.trace.rewrite`) is keyed by
+primitive name or by :class:`Activation`: ``{Activation("relu"): rule}`` gives every ReLU, in every
+form, the rule (called with the original equation and its input values; :func:`activation_input`
+tells which input is the activation's).  :func:`relu_rules` builds such a table from a backward
+function.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.extend import core as jcore
 
-from .interpreter import Rule, bind_original, rewrite
+from ..core import compat
+from .walker import Dataflow, Eqn, Graph, Rule, Var, flatten, is_literal, is_zero_literal
 
-# backward(x, g) -> the cotangent passed to x, given the ReLU's input x and incoming cotangent g.
+# ---------------------------------------------------------------------------------------------------
+# Vocabulary
+# ---------------------------------------------------------------------------------------------------
+
+#: Named activation functions (a ``custom_jvp_call`` or ``jit`` with this name), kept whole.
+ACTIVATION_NAMES = frozenset({
+    "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "silu", "swish", "sigmoid", "hard_sigmoid",
+    "hard_silu", "hard_swish", "hard_tanh", "softplus", "soft_sign", "log_sigmoid", "mish", "tanh",
+    "squareplus", "sparse_plus",
+})
+#: Activations whose output is never negative (used to skip terms of sign-split rules).
+NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus", "squareplus", "sparse_plus"})
+#: Element-wise primitives that are activations, and their kind.
+ACTIVATION_PRIMITIVES = {"tanh": "tanh", "logistic": "sigmoid"}
+
+# ReLU's gradient for a modified ReLU rule: backward(x, g) -> the cotangent passed to x, given the
+# ReLU's input x and incoming cotangent g.
 ReluBackward = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """Key of an interpreter rule that applies to every activation of this kind (``"relu"``...),
+    whatever its form (named call, primitive, ``jnp.maximum(x, 0)``)."""
+
+    kind: str
+
+
+# ---------------------------------------------------------------------------------------------------
+# Recognition by form (one equation)
+# ---------------------------------------------------------------------------------------------------
+
+def named_activation(eqn: Any) -> str | None:
+    """The name of a named activation call (``custom_jvp_call`` named ``relu``, ``jit`` named
+    ``silu``...), else ``None``."""
+    name = eqn.primitive.name
+    if name == "custom_jvp_call":
+        fn = compat.custom_jvp_function_name(eqn)
+        return fn if fn in ACTIVATION_NAMES else None
+    if name in compat.JIT_PRIMITIVES:
+        fn = eqn.params.get("name")
+        return fn if fn in ACTIVATION_NAMES else None
+    return None
+
+
+def activation_form(eqn: Any) -> str | None:
+    """The activation kind ``eqn`` has by its form alone (a named call, ``tanh``/``logistic``, a
+    ``max`` with exactly one scalar zero literal), else ``None``.  :func:`annotate` adds the
+    exclusion of normaliser statistics, which needs the equation's neighbours."""
+    named = named_activation(eqn)
+    if named is not None:
+        return named
+    name = eqn.primitive.name
+    if name in ACTIVATION_PRIMITIVES:
+        return ACTIVATION_PRIMITIVES[name]
+    if name == "max" and len(eqn.invars) == 2 and is_zero_literal(eqn.invars[0]) != is_zero_literal(eqn.invars[1]):
+        return "relu"
+    return None
+
+
+def activation_input(eqn: Any) -> int:
+    """Position of the activation's input among ``eqn.invars`` (the operand that is not the literal
+    zero of ``max(x, 0)``; the first non-literal input of a named call)."""
+    if eqn.primitive.name == "max":
+        return 1 if is_zero_literal(eqn.invars[0]) else 0
+    return next((i for i, v in enumerate(eqn.invars) if not is_literal(v)), 0)
 
 
 def is_relu_call(eqn: Any) -> bool:
     """True for the ``custom_jvp_call`` that ``nn.relu``/``jax.nn.relu`` trace to."""
-    if eqn.primitive.name != "custom_jvp_call":
-        return False
-    debug = getattr(eqn.params["call_jaxpr"].jaxpr, "debug_info", None)
-    return getattr(debug, "func_name", None) == "relu"
-
-
-def _is_zero_literal(var: Any) -> bool:
-    return isinstance(var, jcore.Literal) and jnp.ndim(var.val) == 0 and float(var.val) == 0.0
+    return eqn.primitive.name == "custom_jvp_call" and named_activation(eqn) == "relu"
 
 
 def relu_input(eqn: Any) -> int | None:
-    """Index of the ReLU's input among ``eqn.invars``, or ``None`` if ``eqn`` is not a ReLU."""
-    if is_relu_call(eqn):
-        return 0
-    if eqn.primitive.name == "max" and len(eqn.invars) == 2:
-        if _is_zero_literal(eqn.invars[1]) and not _is_zero_literal(eqn.invars[0]):
-            return 0
-        if _is_zero_literal(eqn.invars[0]):
-            return 1
-    return None
+    """Index of the ReLU's input among ``eqn.invars`` if ``eqn`` has a ReLU's form, else ``None``
+    (by form only: whether it is a normaliser's statistic is decided on the graph, :func:`annotate`)."""
+    return activation_input(eqn) if activation_form(eqn) == "relu" else None
 
+
+# ---------------------------------------------------------------------------------------------------
+# Normaliser statistics
+# ---------------------------------------------------------------------------------------------------
+
+#: What a statistic passes through between its reduction and its clamp: the division by the count,
+#: ``mean(x²) - mean(x)²``, broadcasts, casts, a cross-device sum, the ``where`` Equinox's
+#: ``jnp.var`` puts around an empty reduction.
+_STATISTIC_ARITHMETIC = frozenset({
+    "add", "sub", "mul", "div", "neg", "broadcast_in_dim", "reshape", "squeeze", "expand_dims",
+    "convert_element_type", "copy", "transpose", "select_n", "psum", "reduce_precision",
+})
+#: What the clamped statistic passes through before it scales a value (``var + eps``, broadcasts).
+_SCALE_PASSTHROUGH = frozenset({
+    "add", "mul", "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "convert_element_type", "copy",
+    "transpose", "reduce_precision",
+})
+_SHAPE_ONLY = frozenset({"reshape", "transpose", "convert_element_type", "copy", "broadcast_in_dim", "reduce_precision"})
+_SEARCH_DEPTH = 8  # equations between the reduction and the clamp, or between the clamp and the scale
+
+
+def _is_square(e: Eqn | None) -> bool:
+    """``square(v)``, ``v ** 2`` (``integer_pow``/``pow``) or ``v * v``."""
+    if e is None:
+        return False
+    p = e.primitive
+    if p == "square":
+        return True
+    if p == "integer_pow":
+        return e.params.get("y") == 2
+    if p == "pow":
+        return is_literal(e.inputs[1]) and float(compat.literal_value(e.inputs[1])) == 2.0
+    return p == "mul" and isinstance(e.inputs[0], Var) and e.inputs[0] is e.inputs[1]
+
+
+def _reduces_squares(e: Eqn, flow: Dataflow) -> bool:
+    """``e`` is a ``reduce_sum`` of squares (through reshapes and casts)."""
+    if e.primitive != "reduce_sum":
+        return False
+    source = flow.producer_of(e.inputs[0])
+    while source is not None and source.primitive in _SHAPE_ONLY:
+        source = flow.producer_of(source.inputs[0])
+    return _is_square(source)
+
+
+def _computed_from_mean_square(atom: Any, flow: Dataflow) -> bool:
+    """``atom`` is computed, through statistic arithmetic only, from a reduction of squares."""
+    frontier, seen = [atom], set()
+    for _ in range(_SEARCH_DEPTH):
+        following = []
+        for value in frontier:
+            e = flow.producer_of(value)
+            if e is None or id(e) in seen:
+                continue
+            seen.add(id(e))
+            if _reduces_squares(e, flow):
+                return True
+            if e.primitive in _STATISTIC_ARITHMETIC:
+                following.extend(a for a in e.inputs if isinstance(a, Var))
+        frontier = following
+    return False
+
+
+def _is_scale(e: Eqn, value: Var) -> bool:
+    p = e.primitive
+    if p in ("rsqrt", "sqrt"):
+        return True
+    if p == "div":
+        return e.inputs[1] is value
+    if p == "integer_pow":
+        return e.params.get("y", 0) < 0
+    if p == "pow":
+        return e.inputs[0] is value and is_literal(e.inputs[1]) and float(compat.literal_value(e.inputs[1])) < 0
+    return False
+
+
+def _scales_a_value(atom: Var, flow: Dataflow) -> bool:
+    """``atom`` goes on (through ``+ eps``, broadcasts, casts) to ``rsqrt``/``sqrt``, a divisor or a
+    negative power: it is used to scale something."""
+    frontier, seen = [atom], set()
+    for _ in range(_SEARCH_DEPTH):
+        following = []
+        for value in frontier:
+            for e in flow.consumers_of(value):
+                if id(e) in seen:
+                    continue
+                seen.add(id(e))
+                if _is_scale(e, value):
+                    return True
+                if e.primitive in _SCALE_PASSTHROUGH:
+                    following.extend(e.outputs)
+        frontier = following
+    return False
+
+
+def is_normaliser_statistic(e: Eqn, flow: Dataflow) -> bool:
+    """``e`` (a ReLU by its form) clamps a normaliser's statistic: its input is computed from a
+    reduction of squares and its output scales a value -- the variance clamp of LayerNorm, GroupNorm
+    and batch-statistics BatchNorm in Flax and Equinox, ``max(0, mean(x²) - mean(x)²)``."""
+    source = e.inputs[activation_input(e.eqn)]
+    return (
+        isinstance(source, Var) and len(e.outputs) == 1
+        and _computed_from_mean_square(source, flow) and _scales_a_value(e.outputs[0], flow)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The detector on a flat graph
+# ---------------------------------------------------------------------------------------------------
+
+#: A recogniser: ``(equation, dataflow) -> (kind, position of the activation's input)`` or ``None``.
+Recogniser = Callable[[Eqn, Dataflow], tuple[str, int] | None]
+#: An exclusion: ``(equation, kind, dataflow) -> True`` when a match is not an activation after all.
+Exclusion = Callable[[Eqn, str, Dataflow], bool]
+
+
+def by_form(e: Eqn, flow: Dataflow) -> tuple[str, int] | None:
+    """Named calls, ``tanh``/``logistic`` and ``max(x, 0)`` (:func:`activation_form`)."""
+    kind = activation_form(e.eqn)
+    return None if kind is None else (kind, activation_input(e.eqn))
+
+
+def normaliser_statistic(e: Eqn, kind: str, flow: Dataflow) -> bool:
+    """A ReLU-shaped clamp of a normaliser's variance (:func:`is_normaliser_statistic`)."""
+    return kind == "relu" and is_normaliser_statistic(e, flow)
+
+
+#: How activations are recognised, in order (the first match wins).  A new form -- an activation
+#: spread over several equations, such as the exact GELU ``x * Φ(x)`` -- is one more recogniser.
+RECOGNISERS: tuple[Recogniser, ...] = (by_form,)
+#: What is never an activation, whatever its form.
+EXCLUSIONS: tuple[Exclusion, ...] = (normaliser_statistic,)
+
+
+def annotate(graph: Graph) -> Graph:
+    """Mark every activation of ``graph`` (``Eqn.activation``: its kind, ``Eqn.activation_input``:
+    the position of its input) by :data:`RECOGNISERS`, minus :data:`EXCLUSIONS` (normaliser
+    statistics).  Returns ``graph``."""
+    flow = graph.dataflow()
+    for e in graph.eqns:
+        match = next((m for m in (recognise(e, flow) for recognise in RECOGNISERS) if m is not None), None)
+        if match is None or any(exclude(e, match[0], flow) for exclude in EXCLUSIONS):
+            continue
+        e.activation, e.activation_input = match
+    return graph
+
+
+def traced_graph(
+    jaxpr: Any, consts: Sequence[Any], *, inline_custom: bool, keep_whole: Callable[[Any], bool] | None = None
+) -> Graph:
+    """``jaxpr`` flattened (:func:`xai_jax.trace.walker.flatten`, named activation calls kept whole,
+    and any equation ``keep_whole`` selects) with its activations marked (:func:`annotate`).
+    The one way the interpreter, the propagation graph and the layer listing read a model."""
+
+    def whole(eqn: Any) -> bool:
+        return named_activation(eqn) is not None or (keep_whole is not None and keep_whole(eqn))
+
+    return annotate(flatten(jaxpr, consts, inline_custom=inline_custom, keep_whole=whole))
+
+
+def find_activations(fn: Callable[..., Any], *args: Any, inline_custom: bool = False) -> list[Eqn]:
+    """The activation equations of ``fn(*args)`` (arrays or ``jax.ShapeDtypeStruct``s), in order, as
+    the gradient interpreter sees them (``inline_custom=True``: as relevance propagation does)."""
+    closed = jax.make_jaxpr(fn)(*args)
+    graph = traced_graph(closed.jaxpr, closed.consts, inline_custom=inline_custom)
+    return [e for e in graph.eqns if e.activation is not None]
+
+
+def count_relus(fn: Callable[..., Any], *args: Any) -> int:
+    """Number of ReLUs the interpreter recognises in ``fn(*args)``, nested calls included."""
+    return sum(e.activation == "relu" for e in find_activations(fn, *args))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Modified ReLU backward passes
+# ---------------------------------------------------------------------------------------------------
 
 def relu_with_backward(backward: ReluBackward) -> Callable[[jax.Array], jax.Array]:
     """``max(x, 0)`` whose vector-Jacobian product is ``backward(x, g)``."""
@@ -62,28 +309,38 @@ def relu_with_backward(backward: ReluBackward) -> Callable[[jax.Array], jax.Arra
     return relu
 
 
-def relu_rules(backward: ReluBackward) -> dict[str, Rule]:
-    """Interpreter rules giving every ReLU of a model the backward pass ``backward``."""
+def relu_rules(backward: ReluBackward) -> dict[Any, Rule]:
+    """Interpreter rules giving every ReLU of a model the backward pass ``backward``: one
+    ``jax.custom_vjp`` function whose forward is ``max(x, 0)``, so a shared ``nn.relu``, an inline
+    ``jax.nn.relu`` and a ``jnp.maximum(x, 0)`` get the same rule."""
     relu = relu_with_backward(backward)
 
     def rule(eqn: Any, invals: Sequence[Any]) -> Any:
-        position = relu_input(eqn)
-        if position is None:
-            return bind_original(eqn, invals)
-        out = relu(invals[position])
+        out = relu(invals[activation_input(eqn)])
         return [out] if eqn.primitive.multiple_results else out
 
-    return {"custom_jvp_call": rule, "max": rule}
+    return {Activation("relu"): rule}
 
 
-def count_relus(fn: Callable[..., Any], *args: Any) -> int:
-    """Number of ReLUs the interpreter recognises in ``fn(*args)``, nested calls included."""
-    found = 0
-
-    def spy(eqn: Any, invals: Sequence[Any]) -> Any:
-        nonlocal found
-        found += relu_input(eqn) is not None
-        return bind_original(eqn, invals)
-
-    jax.eval_shape(rewrite(fn, {"custom_jvp_call": spy, "max": spy}), *args)
-    return found
+__all__ = [
+    "ACTIVATION_NAMES",
+    "ACTIVATION_PRIMITIVES",
+    "EXCLUSIONS",
+    "NONNEGATIVE_ACTIVATIONS",
+    "RECOGNISERS",
+    "Activation",
+    "activation_form",
+    "activation_input",
+    "annotate",
+    "by_form",
+    "count_relus",
+    "find_activations",
+    "is_normaliser_statistic",
+    "is_relu_call",
+    "named_activation",
+    "normaliser_statistic",
+    "relu_input",
+    "relu_rules",
+    "relu_with_backward",
+    "traced_graph",
+]

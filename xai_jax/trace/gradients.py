@@ -8,21 +8,20 @@ bit-identical or equal to float32 precision to ``jax.grad`` of the model (tested
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
 
-from ..core.method import Option, OptionContext
+from ..core.methods import Option, OptionContext
 from ..core.problem import Inputs, Problem
-from .interpreter import Rule, rewrite
+from .interpreter import Rules, rewrite
 from .layers import layer_info, probed_forward
-from .pooling import FAST_GRADIENT_RULES
+from .xla_cpu import FAST_GRADIENT_RULES
 
 
 def target_gradient(
-    problem: Problem, inputs: Inputs, x: jax.Array, indices: jax.Array | None, rules: Mapping[str, Rule] | None = None
+    problem: Problem, inputs: Inputs, x: jax.Array, indices: jax.Array | None, rules: Rules | None = None
 ) -> jax.Array:
     """``∂ f_target(x) / ∂x`` for every sample of ``x``.
 

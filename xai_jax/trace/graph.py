@@ -5,13 +5,14 @@ Relevance methods (LRP, DeepLIFT, Taylor) need more than a rule per primitive: t
 step -- and they need to know which values depend on the input.  This module turns
 ``jax.make_jaxpr(fn)`` into a :class:`Plan`:
 
-1. **Flatten.**  Nested calls (``jit``/``pjit``, ``closed_call``, ``remat``, the primal of
-   ``custom_jvp``/``custom_vjp`` functions) are inlined, so a model wrapped in ``nn.remat`` or an
-   already-jitted ``apply`` looks like any other.  Named activation functions are kept whole
-   (``nn.relu``/``jax.nn.relu`` trace to a ``custom_jvp_call`` named ``relu``; ``jax.nn.silu``,
-   ``leaky_relu``, ``elu``... to a ``jit`` with that name), as are ``tanh``/``logistic`` and
-   ``jnp.maximum(x, 0)``.  Each equation keeps its Flax module path from
-   ``eqn.source_info.name_stack`` (nested stacks are relative; they are joined).
+1. **Flatten.**  The model is read as one flat graph by the walker shared with the gradient
+   interpreter and the layer listing (:func:`xai_jax.trace.activations.traced_graph`): nested calls
+   (``jit``/``pjit``, ``closed_call``, ``remat``, and here also the primal of ``custom_jvp``/
+   ``custom_vjp`` functions) are inlined, so a model wrapped in ``nn.remat`` or an already-jitted
+   ``apply`` looks like any other.  Activations are those the one detector marks: named activation
+   functions kept whole (``nn.relu``, ``jax.nn.silu``...), ``tanh``/``logistic`` and
+   ``jnp.maximum(x, 0)`` -- never a normaliser's variance clamp.  Each equation keeps its Flax
+   module path from ``eqn.source_info.name_stack`` (nested stacks are relative; they are joined).
 2. **Input dependence.**  A value depends on ``x`` if any operand of its equation does.  Parameters,
    running statistics and everything computed from them alone are *constants*.
 3. **Layers.**  A ``conv_general_dilated`` or ``dot_general`` with one input-dependent operand is a
@@ -42,29 +43,21 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.extend import core as jcore
 
+from ..core import compat
 from ..core.errors import UnsupportedError
-from .interpreter import bind_original
+from .activations import (  # noqa: F401  (ACTIVATION_* and activation_name are re-exported for callers)
+    ACTIVATION_NAMES,
+    ACTIVATION_PRIMITIVES,
+    NONNEGATIVE_ACTIVATIONS,
+    activation_form,
+    traced_graph,
+)
+from .walker import Atom, Eqn, Graph, Var, is_literal
 
 # ---------------------------------------------------------------------------------------------------
 # Vocabulary
 # ---------------------------------------------------------------------------------------------------
-
-#: Named activation functions kept whole (a ``custom_jvp_call`` or ``jit`` with this name).
-ACTIVATION_NAMES = frozenset({
-    "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "silu", "swish", "sigmoid", "hard_sigmoid",
-    "hard_silu", "hard_swish", "hard_tanh", "softplus", "soft_sign", "log_sigmoid", "mish", "tanh",
-    "squareplus", "sparse_plus",
-})
-#: Activations whose output is never negative (used to skip terms of sign-split rules).
-NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus", "squareplus", "sparse_plus"})
-#: Element-wise primitives treated as activations.
-ACTIVATION_PRIMITIVES = frozenset({"tanh", "logistic"})
-
-_INLINE_CLOSED = frozenset({"jit", "pjit", "closed_call", "core_call"})
-_INLINE_OPEN = frozenset({"remat", "remat2", "checkpoint"})
-_INLINE_PRIMAL = frozenset({"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"})
 
 LINEAR_ANCHORS = frozenset({"conv_general_dilated", "dot_general"})
 SUM_ANCHORS = frozenset({"reduce_sum", "reduce_window_sum"})
@@ -95,141 +88,17 @@ def supported_summary() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Flattening
+# Flattening (the shared walker)
 # ---------------------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(eq=False)
-class Var:
-    """A value of the flattened graph (identity-compared)."""
-
-    id: int
-    aval: Any
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.aval.shape)
-
-    def __repr__(self) -> str:
-        return f"v{self.id}{list(self.shape)}"
-
-
-Atom = Any  # Var | jcore.Literal
-
-
-@dataclasses.dataclass(eq=False)
-class Eqn:
-    """One equation of the flattened graph."""
-
-    eqn: Any  # the original jaxpr equation (primitive, params, context)
-    inputs: list[Atom]
-    outputs: list[Var]
-    scope: str  # joined name stack, e.g. "Model/block/conv1"
-    activation: str | None = None  # the activation's name when this equation is one
-
-    @property
-    def primitive(self) -> str:
-        return self.eqn.primitive.name
-
-    def bind(self, invals: Sequence[Any]) -> list[Any]:
-        out = bind_original(self.eqn, invals)
-        return list(out) if self.eqn.primitive.multiple_results else [out]
-
-
-@dataclasses.dataclass
-class Graph:
-    inputs: list[Var]
-    consts: list[tuple[Var, Any]]
-    eqns: list[Eqn]
-    outputs: list[Atom]
-
-
-def _is_literal(a: Any) -> bool:
-    return isinstance(a, jcore.Literal)
-
-
-def _is_zero_literal(a: Any) -> bool:
-    return _is_literal(a) and jnp.ndim(a.val) == 0 and float(a.val) == 0.0
-
-
-def _join(outer: str, inner: str) -> str:
-    return "/".join(p for p in (outer, inner) if p)
-
-
-def activation_name(eqn: Any) -> str | None:
-    name = eqn.primitive.name
-    if name == "custom_jvp_call":
-        debug = getattr(eqn.params["call_jaxpr"].jaxpr, "debug_info", None)
-        fn = getattr(debug, "func_name", None)
-        return fn if fn in ACTIVATION_NAMES else None
-    if name in ("jit", "pjit") and eqn.params.get("name") in ACTIVATION_NAMES:
-        return eqn.params["name"]
-    if name in ACTIVATION_PRIMITIVES:
-        return {"logistic": "sigmoid"}.get(name, name)
-    if name == "max" and len(eqn.invars) == 2 and (_is_zero_literal(eqn.invars[0]) != _is_zero_literal(eqn.invars[1])):
-        return "relu"
-    return None
-
-
-def _inner(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
-    name = eqn.primitive.name
-    if name in _INLINE_CLOSED:
-        closed = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
-        return closed.jaxpr, closed.consts
-    if name in _INLINE_OPEN:
-        inner = eqn.params["jaxpr"]
-        return (inner.jaxpr, inner.consts) if hasattr(inner, "consts") else (inner, ())
-    if name in _INLINE_PRIMAL:
-        closed = eqn.params.get("call_jaxpr", eqn.params.get("fun_jaxpr"))
-        if closed is None:
-            return None
-        return (closed.jaxpr, closed.consts) if hasattr(closed, "consts") else (closed, ())
-    return None
+#: The activation kind of one equation by its form (kept under its former name).
+activation_name = activation_form
 
 
 def flatten(closed: Any) -> Graph:
-    """Inline every nested call of ``closed`` (a ``ClosedJaxpr``) into one flat :class:`Graph`."""
-    counter = itertools.count()
-    eqns: list[Eqn] = []
-    consts: list[tuple[Var, Any]] = []
-
-    def const_vars(jaxpr: Any, values: Sequence[Any]) -> list[Var]:
-        made = []
-        for constvar, value in zip(jaxpr.constvars, values):
-            var = Var(next(counter), constvar.aval)
-            consts.append((var, value))
-            made.append(var)
-        return made
-
-    def inline(jaxpr: Any, const_atoms: Sequence[Atom], arg_atoms: Sequence[Atom], scope: str) -> list[Atom]:
-        env: dict[Any, Atom] = {}
-
-        def read(v: Any) -> Atom:
-            return v if _is_literal(v) else env[v]
-
-        for v, a in zip(jaxpr.constvars, const_atoms):
-            env[v] = a
-        for v, a in zip(jaxpr.invars, arg_atoms):
-            env[v] = a
-        for eqn in jaxpr.eqns:
-            ins = [read(v) for v in eqn.invars]
-            here = _join(scope, str(eqn.source_info.name_stack))
-            activation = activation_name(eqn)
-            inner = None if activation else _inner(eqn)
-            if inner is not None:
-                outs = inline(inner[0], const_vars(inner[0], inner[1]), ins, here)
-                for v, a in zip(eqn.outvars, outs):
-                    env[v] = a
-                continue
-            outs = [Var(next(counter), v.aval) for v in eqn.outvars]
-            eqns.append(Eqn(eqn, ins, outs, here, activation))
-            for v, o in zip(eqn.outvars, outs):
-                env[v] = o
-        return [read(v) for v in jaxpr.outvars]
-
-    top_consts = const_vars(closed.jaxpr, closed.consts)
-    inputs = [Var(next(counter), v.aval) for v in closed.jaxpr.invars]
-    outputs = inline(closed.jaxpr, top_consts, inputs, "")
-    return Graph(inputs, consts, eqns, outputs)
+    """``closed`` (a ``ClosedJaxpr``) as one flat :class:`Graph` with the primal of custom-derivative
+    functions inlined and its activations marked (:func:`xai_jax.trace.activations.traced_graph`)."""
+    return traced_graph(closed.jaxpr, closed.consts, inline_custom=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -257,8 +126,8 @@ class Step:
     activation: str | None = None
     signs: tuple[float, ...] = ()  # for sums: +1/-1 per operand
     has_weight: bool = False
-    _x_position: int = 0  # position of x among the anchor's operands
-    _chain_slots: tuple[tuple[int, int], ...] = ()  # per chain eqn: (position of the running value, input index of the const or -1)
+    x_position: int = 0  # where x is: among the anchor's operands (layers), among the inputs (activation, affine)
+    chain_slots: tuple[tuple[int, int], ...] = ()  # per chain eqn: (position of the running value, input index of the const or -1)
 
     # ---- evaluation -------------------------------------------------------------------------------
     @property
@@ -279,15 +148,15 @@ class Step:
         if not self.has_weight:
             return self.anchor.bind([x])[0]
         operands = [None, None]
-        operands[self._x_position] = x
-        operands[1 - self._x_position] = weight
+        operands[self.x_position] = x
+        operands[1 - self.x_position] = weight
         return self.anchor.bind(operands)[0]
 
     def chain(self, value: Any, consts: Sequence[Any], *, bias: bool = True) -> Any:
         """Apply the absorbed chain to the anchor's output ``value``; ``bias=False`` drops the
         additive constants, so ``chain(ones, bias=False)`` is the layer's output scale ``c`` and
         ``chain(zeros)`` its bias ``b`` (``z = c ⊙ A_W(x) + b``)."""
-        for eqn, (pos, k) in zip(self.eqns[1:], self._chain_slots):
+        for eqn, (pos, k) in zip(self.eqns[1:], self.chain_slots):
             prim = eqn.primitive
             if prim == "neg":
                 value = eqn.bind([value])[0]
@@ -319,10 +188,10 @@ class Step:
         else:  # dot_general with x as lhs and one free weight axis, mapped to the last output axis
             (_, rhs_contract), (_, rhs_batch) = params["dimension_numbers"]
             free = [a for a in range(weight.ndim) if a not in rhs_contract and a not in rhs_batch]
-            if self._x_position != 0 or rhs_batch or len(free) != 1:
+            if self.x_position != 0 or rhs_batch or len(free) != 1:
                 return None
             out_axis, w_axis = out_ndim - 1, free[0]
-        for eqn, (pos, k) in zip(self.eqns[1:], self._chain_slots):
+        for eqn, (pos, k) in zip(self.eqns[1:], self.chain_slots):
             if eqn.primitive in ("mul", "div"):  # (const − value and neg scale by −1 everywhere)
                 shape = jnp.shape(consts[k])
                 if len(shape) not in (0, out_ndim) or any(n != 1 for i, n in enumerate(shape) if i != out_axis):
@@ -340,7 +209,7 @@ class Step:
 
     @property
     def has_scale(self) -> bool:
-        return any(e.primitive in ("mul", "div", "neg") or (e.primitive == "sub" and p == 1) for e, (p, _) in zip(self.eqns[1:], self._chain_slots))
+        return any(e.primitive in ("mul", "div", "neg") or (e.primitive == "sub" and p == 1) for e, (p, _) in zip(self.eqns[1:], self.chain_slots))
 
     @property
     def has_bias(self) -> bool:
@@ -399,172 +268,238 @@ def analyse(
     plan's ``tap`` (moved to the end of the layer it falls inside).  ``merge_affine=False`` keeps
     constant ``add``/``mul`` chains from other modules (BatchNorm) out of the layer before them (no
     BatchNorm merging; they become ``affine`` steps).
+
+    The steps: remove the probe, compute input dependence and liveness (:class:`Flow`), group
+    layers with their constant chains (:func:`find_layers`), emit every step in execution order
+    with its name, index and sign information (:func:`order_steps`), move the tap to its layer's end.
     """
     x = graph.inputs[x_index]
     probe = graph.inputs[probe_index] if probe_index is not None else None
-    module_types = dict(module_types or {})
+    graph, tap = remove_probe(graph, probe)
+    flow = Flow.of(graph, x, tap)
 
-    # --- the probe: remove `out + probe`, remember `out` --------------------------------------------
+    def name_of(e: Eqn) -> str:
+        return layer_name(e.scope, root)
+
+    layers = find_layers(graph.eqns, flow, name_of, merge_affine=merge_affine)
+    steps = order_steps(graph.eqns, layers, flow, name_of, dict(module_types or {}))
+    return Plan(graph, steps, x, tap_at_layer_end(steps, tap), probe, frozenset(flow.depends))
+
+
+def remove_probe(graph: Graph, probe: Var | None) -> tuple[Graph, Var | None]:
+    """``graph`` without the ``out + probe`` equations (``out`` takes their place), and the first such
+    ``out`` (the tap), or ``None``."""
     tap: Var | None = None
     alias: dict[int, Atom] = {}
     eqns: list[Eqn] = []
     for e in graph.eqns:
         e.inputs = [alias.get(a.id, a) if isinstance(a, Var) else a for a in e.inputs]
         if probe is not None and e.primitive in ("add", "add_any") and any(a is probe for a in e.inputs):
-            other = [a for a in e.inputs if a is not probe][0]
+            other = next(a for a in e.inputs if a is not probe)
             alias[e.outputs[0].id] = other
             if tap is None:
                 tap = other
             continue
         eqns.append(e)
     outputs = [alias.get(a.id, a) if isinstance(a, Var) else a for a in graph.outputs]
-    graph = Graph(graph.inputs, graph.consts, eqns, outputs)
+    return Graph(graph.inputs, graph.consts, eqns, outputs), tap
 
-    # --- input dependence and liveness -----------------------------------------------------------------
-    depends: set[int] = {x.id}
+
+@dataclasses.dataclass
+class Flow:
+    """Which values depend on the input, which reach an output (or the tap), and who reads them."""
+
+    depends: set[int]  # ids of values that depend on x
+    live: set[int]  # ids of values that reach an output or the tap
+    consumers: dict[int, list[Eqn]]  # value id -> the live equations reading it
+    output_ids: set[int]
+
+    @classmethod
+    def of(cls, graph: Graph, x: Var, tap: Var | None) -> Flow:
+        depends: set[int] = {x.id}
+        for e in graph.eqns:
+            if any(isinstance(a, Var) and a.id in depends for a in e.inputs):
+                depends.update(o.id for o in e.outputs)
+        output_ids = {a.id for a in graph.outputs if isinstance(a, Var)}
+        live = set(output_ids) | ({tap.id} if tap is not None else set())
+        for e in reversed(graph.eqns):
+            if any(o.id in live for o in e.outputs):
+                live.update(a.id for a in e.inputs if isinstance(a, Var))
+        consumers: dict[int, list[Eqn]] = {}
+        for e in graph.eqns:
+            if any(o.id in live for o in e.outputs):
+                for a in e.inputs:
+                    if isinstance(a, Var):
+                        consumers.setdefault(a.id, []).append(e)
+        return cls(depends, live, consumers, output_ids)
+
+    def dep(self, a: Atom) -> bool:
+        """``a`` depends on the input."""
+        return isinstance(a, Var) and a.id in self.depends
+
+    def is_live(self, e: Eqn) -> bool:
+        return any(o.id in self.live for o in e.outputs)
+
+
+@dataclasses.dataclass
+class Layers:
+    """The layer steps of a graph: each anchor equation with its absorbed constant chain."""
+
+    by_anchor: dict[int, Step] = dataclasses.field(default_factory=dict)  # id(anchor eqn) -> step
+    by_last: dict[int, Step] = dataclasses.field(default_factory=dict)  # id(last eqn of its chain) -> step
+    absorbed: set[int] = dataclasses.field(default_factory=set)  # id of every chain eqn
+
+    def add(self, step: Step) -> None:
+        self.by_anchor[id(step.anchor)] = step
+        self.by_last[id(step.eqns[-1])] = step
+        self.absorbed.update(id(c) for c in step.eqns[1:])
+
+    def covers(self, e: Eqn) -> bool:
+        return id(e) in self.by_anchor or id(e) in self.absorbed
+
+
+def find_layers(eqns: Sequence[Eqn], flow: Flow, name_of: Callable[[Eqn], str], *, merge_affine: bool) -> Layers:
+    """Every linear layer (conv/dense, sum/average pooling) with the constant affine chain after it."""
+    layers = Layers()
     for e in eqns:
-        if any(isinstance(a, Var) and a.id in depends for a in e.inputs):
-            depends.update(o.id for o in e.outputs)
-    live: set[int] = {a.id for a in outputs if isinstance(a, Var)}
-    if tap is not None:
-        live.add(tap.id)
-    for e in reversed(eqns):
-        if any(o.id in live for o in e.outputs):
-            live.update(a.id for a in e.inputs if isinstance(a, Var))
-    consumers: dict[int, list[Eqn]] = {}
-    for e in eqns:
-        if any(o.id in live for o in e.outputs):
-            for a in e.inputs:
-                if isinstance(a, Var):
-                    consumers.setdefault(a.id, []).append(e)
-    output_ids = {a.id for a in outputs if isinstance(a, Var)}
-
-    def dep(a: Atom) -> bool:
-        return isinstance(a, Var) and a.id in depends
-
-    def name_of(e: Eqn) -> str:
-        return layer_name(e.scope, root)
-
-    # --- chains --------------------------------------------------------------------------------------
-    absorbed: dict[int, Step] = {}  # id(eqn) -> the layer step it belongs to
-    layer_steps: dict[int, Step] = {}  # id(anchor) -> step
-
-    def affine_slot(e: Eqn, value: Var) -> tuple[int, Atom | None] | None:
-        """(position of value, the constant operand) if ``e`` is value (op) constant."""
-        if e.primitive not in AFFINE:
-            return None
-        if e.primitive == "neg":
-            return (0, None) if e.inputs[0] is value else None
-        a, b = e.inputs
-        if a is value and not dep(b):
-            pos, const = 0, b
-        elif b is value and not dep(a) and e.primitive != "div":
-            pos, const = 1, a
-        else:
-            return None
-        # the constant must broadcast into the value's shape (no change of output shape)
-        if tuple(e.outputs[0].shape) != tuple(value.shape):
-            return None
-        return pos, const
-
-    for e in eqns:
-        if not any(o.id in live for o in e.outputs) or not any(dep(a) for a in e.inputs):
+        if not flow.is_live(e) or not any(flow.dep(a) for a in e.inputs):
             continue
-        prim = e.primitive
-        if prim in LINEAR_ANCHORS:
-            dep_pos = [i for i, a in enumerate(e.inputs) if dep(a)]
-            if len(dep_pos) != 1:
-                raise UnsupportedError(
-                    f"{prim} in {name_of(e) or 'the model'!r} multiplies two input-dependent values "
-                    "(attention, bilinear layers): relevance propagation through it is not defined here. "
-                    f"Supported: {supported_summary()}."
-                )
-            kind = "conv" if prim == "conv_general_dilated" else "dense"
-            step = Step(kind, [e], [e.inputs[dep_pos[0]], e.inputs[1 - dep_pos[0]]], [], has_weight=True, _x_position=dep_pos[0])
-        elif prim in SUM_ANCHORS and len(e.inputs) == 1:
-            step = Step("avgpool", [e], [e.inputs[0]], [])
-        else:
-            continue
-        # absorb the constant affine chain that follows
-        value = e.outputs[0]
-        slots: list[tuple[int, int]] = []
-        while True:
-            users = consumers.get(value.id, [])
-            if value.id in output_ids or len(users) != 1:
-                break
-            nxt = users[0]
-            slot = affine_slot(nxt, value)
-            if slot is None:
-                break
-            if not merge_affine and name_of(nxt) != name_of(e):
-                break
-            if step.kind == "avgpool" and nxt.primitive in ("add", "add_any", "sub"):
-                break  # a pooled value plus a constant is not pooling; keep it separate
-            pos, const = slot
-            if const is None:
-                slots.append((pos, -1))
-            else:
-                step.inputs.append(const)
-                slots.append((pos, len(step.inputs) - (3 if step.has_weight else 2)))
-            step.eqns.append(nxt)
-            value = nxt.outputs[0]
-        step._chain_slots = tuple(slots)
-        step.outputs = [value]
-        layer_steps[id(e)] = step
-        for c in step.eqns[1:]:
-            absorbed[id(c)] = step
+        step = layer_anchor(e, flow, name_of)
+        if step is not None:
+            absorb_chain(step, flow, name_of, merge_affine=merge_affine)
+            layers.add(step)
+    return layers
 
-    # --- steps in order -------------------------------------------------------------------------------
+
+def layer_anchor(e: Eqn, flow: Flow, name_of: Callable[[Eqn], str]) -> Step | None:
+    """The (chain-less) layer step ``e`` starts, or ``None`` if ``e`` starts no layer."""
+    prim = e.primitive
+    if prim in LINEAR_ANCHORS:
+        dep_pos = [i for i, a in enumerate(e.inputs) if flow.dep(a)]
+        if len(dep_pos) != 1:
+            raise UnsupportedError(
+                f"{prim} in {name_of(e) or 'the model'!r} multiplies two input-dependent values "
+                "(attention, bilinear layers): relevance propagation through it is not defined here. "
+                f"Supported: {supported_summary()}."
+            )
+        kind = "conv" if prim == "conv_general_dilated" else "dense"
+        position = dep_pos[0]
+        return Step(kind, [e], [e.inputs[position], e.inputs[1 - position]], [], has_weight=True, x_position=position)
+    if prim in SUM_ANCHORS and len(e.inputs) == 1:
+        return Step("avgpool", [e], [e.inputs[0]], [])
+    return None
+
+
+def affine_slot(e: Eqn, value: Var, flow: Flow) -> tuple[int, Atom | None] | None:
+    """(position of ``value``, the constant operand) if ``e`` is ``value (op) constant`` keeping the
+    value's shape; ``None`` otherwise."""
+    if e.primitive not in AFFINE:
+        return None
+    if e.primitive == "neg":
+        return (0, None) if e.inputs[0] is value else None
+    a, b = e.inputs
+    if a is value and not flow.dep(b):
+        pos, const = 0, b
+    elif b is value and not flow.dep(a) and e.primitive != "div":
+        pos, const = 1, a
+    else:
+        return None
+    if tuple(e.outputs[0].shape) != tuple(value.shape):  # the constant must broadcast into the value
+        return None
+    return pos, const
+
+
+def absorb_chain(step: Step, flow: Flow, name_of: Callable[[Eqn], str], *, merge_affine: bool) -> None:
+    """Extend ``step`` by the chain of constant ``add``/``sub``/``mul``/``div``/``neg`` that follows its
+    anchor (the bias, an inference BatchNorm, a constant scale), and set its output."""
+    anchor = step.anchor
+    value = anchor.outputs[0]
+    slots: list[tuple[int, int]] = []
+    while True:
+        users = flow.consumers.get(value.id, [])
+        if value.id in flow.output_ids or len(users) != 1:
+            break
+        nxt = users[0]
+        slot = affine_slot(nxt, value, flow)
+        if slot is None:
+            break
+        if not merge_affine and name_of(nxt) != name_of(anchor):
+            break
+        if step.kind == "avgpool" and nxt.primitive in ("add", "add_any", "sub"):
+            break  # a pooled value plus a constant is not pooling; keep it separate
+        pos, const = slot
+        if const is None:
+            slots.append((pos, -1))
+        else:
+            step.inputs.append(const)
+            slots.append((pos, len(step.inputs) - (3 if step.has_weight else 2)))
+        step.eqns.append(nxt)
+        value = nxt.outputs[0]
+    step.chain_slots = tuple(slots)
+    step.outputs = [value]
+
+
+def order_steps(
+    eqns: Sequence[Eqn], layers: Layers, flow: Flow, name_of: Callable[[Eqn], str], module_types: Mapping[str, str]
+) -> list[Step]:
+    """Every step in execution order (a layer where its chain ends), named, indexed, and with its
+    input's non-negativity (a layer after a ReLU) worked out along the way."""
     steps: list[Step] = []
-    pending: dict[int, Step] = {}  # id(last eqn of a chain) -> step (emitted there)
-    for step in layer_steps.values():
-        pending[id(step.eqns[-1])] = step
     nonneg: set[int] = set()
     linear_index = 0
     for e in eqns:
-        if id(e) in pending:
-            step = pending[id(e)]
-        elif id(e) in layer_steps or id(e) in absorbed:
+        if id(e) in layers.by_last:
+            step = layers.by_last[id(e)]
+        elif layers.covers(e):
             continue
         else:
-            step = _classify(e, dep, live, name_of)
+            step = _classify(e, flow.dep, flow.live, name_of)
             if step is None:
                 continue
         step.name = name_of(step.anchor)
         step.module_type = module_types.get(step.name)
-        step.dependent = tuple(dep(a) for a in step.inputs)
+        step.dependent = tuple(flow.dep(a) for a in step.inputs)
         if step.kind in ("conv", "dense"):
             step.index = linear_index
             linear_index += 1
-        x_in = step.inputs[0] if step.inputs else None
         if step.kind in ("conv", "dense", "avgpool"):
-            step.x_nonnegative = isinstance(x_in, Var) and x_in.id in nonneg
-        # non-negativity of the outputs
-        out_nonneg = False
-        if step.kind == "activation":
-            out_nonneg = step.activation in NONNEGATIVE_ACTIVATIONS
-        elif step.kind == "maxpool" or (step.kind == "avgpool" and not step.has_scale and not step.has_bias):
-            out_nonneg = isinstance(x_in, Var) and x_in.id in nonneg
-        elif step.kind == "structural":
-            prim = step.anchor.primitive
-            if prim == "concatenate":
-                out_nonneg = all(isinstance(a, Var) and a.id in nonneg for a in step.inputs)
-            elif prim == "pad":
-                pad_value = step.inputs[1]
-                out_nonneg = (isinstance(x_in, Var) and x_in.id in nonneg and _is_literal(pad_value) and float(pad_value.val) >= 0)
-            elif prim in SIGN_KEEPING:
-                out_nonneg = isinstance(x_in, Var) and x_in.id in nonneg
-        if out_nonneg:
+            step.x_nonnegative = _nonnegative(step.inputs[0] if step.inputs else None, nonneg)
+        if output_nonnegative(step, nonneg):
             nonneg.update(o.id for o in step.outputs)
         steps.append(step)
+    return steps
 
-    # --- the tap: move it to the end of the layer it falls inside ---------------------------------------
+
+def _nonnegative(a: Atom | None, nonneg: set[int]) -> bool:
+    return isinstance(a, Var) and a.id in nonneg
+
+
+def output_nonnegative(step: Step, nonneg: set[int]) -> bool:
+    """The step's output is provably ``>= 0``, given the ids of values already known to be."""
+    x_in = step.inputs[0] if step.inputs else None
+    if step.kind == "activation":
+        return step.activation in NONNEGATIVE_ACTIVATIONS
+    if step.kind == "maxpool" or (step.kind == "avgpool" and not step.has_scale and not step.has_bias):
+        return _nonnegative(x_in, nonneg)
+    if step.kind == "structural":
+        prim = step.anchor.primitive
+        if prim == "concatenate":
+            return all(_nonnegative(a, nonneg) for a in step.inputs)
+        if prim == "pad":
+            pad_value = step.inputs[1]
+            return _nonnegative(x_in, nonneg) and is_literal(pad_value) and float(compat.literal_value(pad_value)) >= 0
+        if prim in SIGN_KEEPING:
+            return _nonnegative(x_in, nonneg)
+    return False
+
+
+def tap_at_layer_end(steps: Sequence[Step], tap: Var | None) -> Var | None:
+    """The tap, moved to the output of the layer whose equations produce it (after its BatchNorm)."""
     if tap is not None:
         for step in steps:
             if step.kind in ("conv", "dense", "avgpool") and any(tap is o for e in step.eqns for o in e.outputs):
-                tap = step.outputs[0]
-                break
-    return Plan(graph, steps, x, tap, probe, frozenset(depends))
+                return step.outputs[0]
+    return tap
 
 
 def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Callable[[Eqn], str]) -> Step | None:
@@ -581,7 +516,7 @@ def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Call
         if len(positions) != 1 or outs[0].shape != e.inputs[positions[0]].shape or len(outs) != 1:
             raise UnsupportedError(f"activation {e.activation!r} in {name_of(e)!r} is not element-wise on one input.")
         step = Step("activation", [e], list(e.inputs), outs, activation=e.activation)
-        step._x_position = positions[0]
+        step.x_position = positions[0]
         return step
     if prim in MAX_POOLS:
         return Step("maxpool", [e], list(e.inputs), outs)
@@ -597,7 +532,7 @@ def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Call
     if elementwise_affine:  # a constant shift/scale not absorbed into a layer (e.g. input normalisation)
         position = dependent.index(True)
         step = Step("affine", [e], list(e.inputs), outs)
-        step._x_position = position
+        step.x_position = position
         if e.inputs[position].shape != outs[0].shape:
             step.kind = "structural"  # broadcasting: the gradient distributes it
         return step
@@ -626,7 +561,7 @@ def run(
     env: dict[int, Any] = {} if record is None else record
 
     def read(a: Atom) -> Any:
-        return a.val if _is_literal(a) else env[a.id]
+        return compat.literal_value(a) if is_literal(a) else env[a.id]
 
     for var, value in plan.graph.consts:
         env[var.id] = value

@@ -32,8 +32,8 @@ from ..core.errors import InputError, LayerNotFoundError, unknown_name_message
 from ..core.model import Forward, Model, make_forward
 from ..core.problem import Inputs, Problem, as_struct, cached_trace, check_input, compiled, prepare
 from ..core.targets import Target
-from .graph import ACTIVATION_NAMES, activation_name
-from .interpreter import bind_original, evaluate
+from .activations import ACTIVATION_NAMES, traced_graph
+from .walker import Eqn, Graph, Var, bind_original, evaluate_graph, is_literal
 
 #: Joins a layer's name and the activation applied to its output: ``"conv4+relu"``.
 ACTIVATION_JOIN = "+"
@@ -136,8 +136,8 @@ def list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, A
             with intercept_outputs(record):
                 forward(variables, x, kwargs)
 
-        jaxpr = jax.make_jaxpr(run)(variables, x, kwargs).jaxpr
-        after = _activations_after_marks(jaxpr)
+        closed = jax.make_jaxpr(run)(variables, x, kwargs)
+        after = _activations_after_marks(traced_graph(closed.jaxpr, closed.consts, inline_custom=False))
         modules = {info.name for info in found}
         listed = LayerList()
         for info in found:
@@ -155,28 +155,31 @@ def list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, A
 _MARK = "xai_jax.layer:"
 
 
-def _activation_consumers(jaxpr: Any) -> dict[Any, Any]:
-    """Each top-level value -> the first element-wise activation equation taking it as its only
-    (non-literal) input and returning one value of its shape."""
-    first: dict[Any, Any] = {}
-    for eqn in jaxpr.eqns:
-        if activation_name(eqn) is None or len(eqn.outvars) != 1:
+def _activation_consumers(graph: Graph) -> dict[int, Eqn]:
+    """Each value (by id) -> the first element-wise activation equation of the traced function's own
+    (top-level) equations taking it as its only (non-literal) input and returning one value of its
+    shape.  Top level only: a layer output captured inside a lifted transform (``nn.remat``,
+    ``nn.jit``) cannot be returned from it, so it could not be probed."""
+    first: dict[int, Eqn] = {}
+    for e in graph.eqns:
+        if e.depth != 0 or e.activation is None or len(e.outputs) != 1:
             continue
-        inputs = [v for v in eqn.invars if not hasattr(v, "val")]  # drop literals (max(x, 0.0))
-        if len(inputs) == 1 and tuple(eqn.outvars[0].aval.shape) == tuple(inputs[0].aval.shape):
-            first.setdefault(inputs[0], eqn)
+        inputs = [a for a in e.inputs if not is_literal(a)]  # drop literals (max(x, 0.0))
+        if len(inputs) == 1 and isinstance(inputs[0], Var) and e.outputs[0].shape == inputs[0].shape:
+            first.setdefault(inputs[0].id, e)
     return first
 
 
-def _activations_after_marks(jaxpr: Any) -> dict[str, str]:
-    """Layer name -> the activation applied directly to its marked output (top level only: values
-    inside a lifted transform such as ``nn.remat`` are not reached)."""
-    consumers = _activation_consumers(jaxpr)
+def _activations_after_marks(graph: Graph) -> dict[str, str]:
+    """Layer name -> the activation applied directly to its marked output (top level only, as
+    :func:`_activation_consumers`)."""
+    consumers = _activation_consumers(graph)
     found: dict[str, str] = {}
-    for eqn in jaxpr.eqns:
-        mark = eqn.params.get("name") if eqn.primitive.name == "name" else None
-        if isinstance(mark, str) and mark.startswith(_MARK) and eqn.outvars[0] in consumers:
-            found[mark[len(_MARK):]] = activation_name(consumers[eqn.outvars[0]])
+    for e in graph.eqns:
+        mark = e.params.get("name") if e.primitive == "name" else None
+        consumer = consumers.get(e.outputs[0].id)
+        if isinstance(mark, str) and mark.startswith(_MARK) and consumer is not None and consumer.activation is not None:
+            found[mark[len(_MARK):]] = consumer.activation
     return found
 
 
@@ -230,20 +233,20 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
             return run_module(variables, x, kwargs, probe)
         base_args = (variables, x, kwargs, jnp.zeros_like(probe))  # the probe goes after the activation only
         closed, shapes = jax.make_jaxpr(probed_forward(forward, base), return_shape=True)(*base_args)
-        target = _activation_consumers(closed.jaxpr).get(closed.jaxpr.outvars[-1])
-        if target is None or activation_name(target) != activation:
+        graph = traced_graph(closed.jaxpr, closed.consts, inline_custom=False)
+        layer_output = graph.outputs[-1]
+        target = _activation_consumers(graph).get(layer_output.id) if isinstance(layer_output, Var) else None
+        if target is None or target.activation != activation:
             raise InputError(f"layer {layer!r}: no {activation!r} is applied directly to {base!r}'s output.")
         captured: list[jax.Array] = []
 
         def add_probe(eqn: Any, invals: Any) -> Any:
             out = bind_original(eqn, invals)
-            if eqn is not target:
-                return out
             value = (out[0] if eqn.primitive.multiple_results else out) + probe  # one output (see _activation_consumers)
             captured.append(value)
             return [value] if eqn.primitive.multiple_results else value
 
-        flat = evaluate(closed.jaxpr, closed.consts, jax.tree_util.tree_leaves(base_args), {target.primitive.name: add_probe})
+        flat = evaluate_graph(graph, jax.tree_util.tree_leaves(base_args), lambda e: add_probe if e is target else None)
         outputs, _ = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), flat)
         return outputs, captured[0]
 

@@ -9,9 +9,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ..core import InputError, Inputs, Problem, Target, prepare
+from ..core import InputError, Inputs, Problem, Target, compat, prepare
 from ..core.model import Model
 from ..core.problem import as_struct, cached_trace
 
@@ -99,13 +98,11 @@ def output_depends_on_rng(problem: Problem, inputs: Inputs, rng_collection: str)
 
 
 def _depends_on_first_input(jaxpr: Any) -> bool:
-    from jax.extend.core import Var
-
     dependent = {id(jaxpr.invars[0])}
     for eqn in jaxpr.eqns:
-        if any(isinstance(v, Var) and id(v) in dependent for v in eqn.invars):
+        if any(compat.is_jaxpr_var(v) and id(v) in dependent for v in eqn.invars):
             dependent.update(id(v) for v in eqn.outvars)
-    return any(isinstance(v, Var) and id(v) in dependent for v in jaxpr.outvars)
+    return any(compat.is_jaxpr_var(v) and id(v) in dependent for v in jaxpr.outvars)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..core import compat
 from ..core import InputError, check_input, make_forward
 from ..core.model import Model
 from ..core.numerics import guarded_jit
@@ -60,7 +61,7 @@ class ReliabilityBins(NamedTuple):
 
 
 def _check_labels(labels: Any, n: int, num_classes: int) -> jax.Array:
-    if isinstance(labels, jax.core.Tracer):
+    if compat.is_tracer(labels):
         return labels.astype(jnp.int32)
     arr = np.asarray(labels)
     if not np.issubdtype(arr.dtype, np.integer):
@@ -74,7 +75,7 @@ def _check_labels(labels: Any, n: int, num_classes: int) -> jax.Array:
 
 
 def _check_scores(values: Any, name: str) -> jax.Array:
-    if isinstance(values, jax.core.Tracer):
+    if compat.is_tracer(values):
         return values
     arr = jnp.asarray(values)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] < 2:
@@ -88,7 +89,7 @@ def _check_scores(values: Any, name: str) -> jax.Array:
 
 def _check_probabilities(probabilities: Any) -> jax.Array:
     p = _check_scores(probabilities, "probabilities")
-    if not isinstance(p, jax.core.Tracer):
+    if not compat.is_tracer(p):
         if bool(jnp.any(p < 0)) or bool(jnp.any(p > 1)) or not bool(jnp.all(jnp.abs(jnp.sum(p, -1) - 1) < 1e-3)):
             raise InputError("probabilities must lie in [0, 1] and sum to 1 over classes (pass softmax(logits), not logits).")
     return p
@@ -150,7 +151,7 @@ def negative_log_likelihood(logits: Any, labels: Any) -> jax.Array:
 
 def temperature_scale(logits: Any, temperature: float | jax.Array) -> jax.Array:
     """``logits / T`` (``T > 0``); ``softmax(logits / T)`` are the calibrated probabilities."""
-    if not isinstance(temperature, jax.core.Tracer) and not float(temperature) > 0:
+    if not compat.is_tracer(temperature) and not float(temperature) > 0:
         raise InputError(f"temperature must be > 0; got {temperature}.")
     return jnp.asarray(logits) / temperature
 

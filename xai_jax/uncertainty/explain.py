@@ -32,7 +32,7 @@ from ..core import (
 )
 from ..core.batching import ChunkSize
 from ..core.checks import check_bool, check_choice, check_chunk_size, check_float, check_key, check_positive_int
-from ..core.method import MethodLike
+from ..core.methods import MethodLike
 from ..core.model import Model
 from ..core.numerics import guarded_jit
 from ._common import output_depends_on_rng, prepare_stochastic, product_dropout, with_rng

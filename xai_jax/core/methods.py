@@ -556,7 +556,9 @@ def method(
 
     Args:
       name: registry name.
-      family, signed, resolution: what callers need to know to show the result.
+      family: the method family (``"gradient"``, ``"path"``, ``"cam"``...).
+      signed: whether maps have a meaningful sign (diverging colormap) or are magnitudes.
+      resolution: ``"input"`` (maps of ``x``'s shape) or ``"layer"`` (``(B, h, w)`` at a layer).
       report_options: options a report (``xai-jax explain``) uses when the user gives none.
       validate: ``validate(ctx) -> extra options``: eager checks across options (``ctx.options`` are
         the options checked one by one); may return normalised options.
