@@ -18,7 +18,13 @@ import pytest
 from tests.featureviz.conftest import numpy_init
 from xai_jax.core.errors import InputError
 from xai_jax.featureviz import (
-    L2, Clip, Jitter, TotalVariation, activation_maximization, activation_maximization_codespace, deep_dream,
+    L2,
+    Clip,
+    Jitter,
+    TotalVariation,
+    activation_maximization,
+    activation_maximization_codespace,
+    deep_dream,
     invert_features,
 )
 
@@ -53,8 +59,9 @@ def _am(tiny, **kw):
 def _code(tiny, gen, **kw):
     model, variables = tiny
     generator, gen_variables = gen
-    return activation_maximization_codespace(model, variables, generator, gen_variables, [0, 2],
-                                             **{"latent_shape": 4, "key": KEY, **_steps(kw), **kw})
+    return activation_maximization_codespace(
+        model, variables, generator, gen_variables, [0, 2], **{"latent_shape": 4, "key": KEY, **_steps(kw), **kw}
+    )
 
 
 def _invert(tiny, **kw):
@@ -66,6 +73,7 @@ def _invert(tiny, **kw):
 # ----------------------------------------------------------------------------------------------------
 # Non-finite settings are refused (they gave all-NaN images before)
 # ----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("value", NONFINITE)
 @pytest.mark.parametrize("run", [_am, _invert])
@@ -109,13 +117,15 @@ def test_threshold_outside_the_probabilities(tiny, value):
         _am(tiny, threshold=value)
 
 
-@pytest.mark.parametrize("regularizer", [L2(math.nan), TotalVariation(math.inf), Clip(math.nan, 1.0), Clip(0.0, math.inf)])
+@pytest.mark.parametrize(
+    "regularizer", [L2(math.nan), TotalVariation(math.inf), Clip(math.nan, 1.0), Clip(0.0, math.inf)]
+)
 def test_nonfinite_regularizer_fields(tiny, gen, regularizer):
     with pytest.raises(InputError, match=f"{type(regularizer).__name__}.*NaN or infinite"):
         _am(tiny, regularizers=[regularizer])
     with pytest.raises(InputError, match="NaN or infinite"):
         _invert(tiny, regularizers=[regularizer])
-    with pytest.raises(InputError, match="code_regularizers.*NaN or infinite"):
+    with pytest.raises(InputError, match=r"code_regularizers.*NaN or infinite"):
         _code(tiny, gen, code_regularizers=[regularizer])
 
 
@@ -148,6 +158,7 @@ def test_checked_settings_still_run_and_stay_finite(tiny, gen):
 # The record
 # ----------------------------------------------------------------------------------------------------
 
+
 def test_record_is_checked_when_made():
     from xai_jax.featureviz import Optimization
 
@@ -159,7 +170,7 @@ def test_record_is_checked_when_made():
         Optimization(num_images=1.5)
     with pytest.raises(InputError, match="'noise'"):  # the close name
         Optimization(init="nosie")
-    with pytest.raises(InputError, match="optax.GradientTransformation"):
+    with pytest.raises(InputError, match=r"optax.GradientTransformation"):
         Optimization(optimizer="adam")
     with pytest.raises(InputError, match="regularizers"):
         Optimization(regularizers=[lambda x: x])
@@ -172,8 +183,9 @@ def test_record_is_checked_when_made():
 def test_record_and_keywords_give_the_same_result(tiny):
     from xai_jax.featureviz import Optimization
 
-    settings = dict(steps=4, learning_rate=0.1, regularizers=(TotalVariation(1e-2), Jitter(1), Clip(-1.0, 1.0)),
-                    init_scale=0.5)
+    settings = dict(
+        steps=4, learning_rate=0.1, regularizers=(TotalVariation(1e-2), Jitter(1), Clip(-1.0, 1.0)), init_scale=0.5
+    )
     by_keywords = _am(tiny, **settings)
     by_record = _am(tiny, optimization=Optimization(**settings))
     np.testing.assert_array_equal(by_record.images, by_keywords.images)
@@ -202,15 +214,15 @@ def test_optimizer_replaces_adam(tiny):
 def test_unknown_and_inapplicable_settings_are_refused(tiny, gen):
     from xai_jax.featureviz import Optimization
 
-    with pytest.raises(InputError, match="Unknown activation_maximization option 'learning_rte'.*'learning_rate'"):
+    with pytest.raises(InputError, match=r"Unknown activation_maximization option 'learning_rte'.*'learning_rate'"):
         _am(tiny, learning_rte=0.1)
-    with pytest.raises(InputError, match="Unknown activation_maximization_codespace option 'treshold'.*'threshold'"):
+    with pytest.raises(InputError, match=r"Unknown activation_maximization_codespace option 'treshold'.*'threshold'"):
         _code(tiny, gen, treshold=0.9)
     with pytest.raises(InputError, match="threshold does not apply to invert_features"):
         _invert(tiny, threshold=0.9)
     with pytest.raises(InputError, match="num_images does not apply to invert_features"):
         _invert(tiny, optimization=Optimization(num_images=2))
-    with pytest.raises(InputError, match="optimization must be an xai_jax.featureviz.Optimization"):
+    with pytest.raises(InputError, match=r"optimization must be an xai_jax.featureviz.Optimization"):
         _am(tiny, optimization={"steps": 3})
 
 
@@ -225,8 +237,17 @@ def test_fields_left_unset_take_each_entry_points_default(tiny, gen):
     generator, gen_variables = gen
     run = Optimization(steps=2)
     _, _, pixels = pixel_problem(model, variables, list(range(5)), shape=(8, 8, 1), optimization=run, key=KEY)
-    _, _, codes = codespace_problem(model, variables, generator, gen_variables, lambda logits: logits[:, 0],
-                                    latent_shape=4, optimization=run, num_images=500, key=KEY)
+    _, _, codes = codespace_problem(
+        model,
+        variables,
+        generator,
+        gen_variables,
+        lambda logits: logits[:, 0],
+        latent_shape=4,
+        optimization=run,
+        num_images=500,
+        key=KEY,
+    )
     assert 0.09 < float(jnp.std(pixels)) < 0.11 and 0.95 < float(jnp.std(codes)) < 1.05
     same = _code(tiny, gen, optimization=run)
     explicit = _code(tiny, gen, steps=2, init_scale=1.0, learning_rate=0.05)

@@ -72,7 +72,12 @@ class TargetPlan(NamedTuple):
 
 
 def plan_targets(
-    forward: Forward, variables: Any, kwargs: Mapping[str, Any], example: jax.Array, target: Any, layer: str | None,
+    forward: Forward,
+    variables: Any,
+    kwargs: Mapping[str, Any],
+    example: jax.Array,
+    target: Any,
+    layer: str | None,
     num_images: int,
 ) -> TargetPlan:
     """Validate ``target`` (and ``layer``) against the model on a batch of one example image."""
@@ -91,7 +96,10 @@ def plan_targets(
         try:
             value = jax.eval_shape(target, argument)
         except Exception as err:
-            raise TargetError(f"the callable target failed on the {'layer activation' if layer else 'model outputs'} ({type(err).__name__}: {err}).") from err
+            raise TargetError(
+                f"the callable target failed on the {'layer activation' if layer else 'model outputs'} "
+                f"({type(err).__name__}: {err})."
+            ) from err
         if not hasattr(value, "shape") or tuple(value.shape) != (num_images,):
             raise TargetError(
                 f"a callable target must return one scalar per image, shape (B,) (here B = num_images = {num_images}); "
@@ -109,7 +117,8 @@ def plan_targets(
     if layer is None:
         if not hasattr(out, "shape") or len(out.shape) != 2:
             raise TargetError(
-                f"class targets need model outputs of shape (B, classes); got {getattr(out, 'shape', type(out).__name__)}. "
+                f"class targets need model outputs of shape (B, classes); "
+                f"got {getattr(out, 'shape', type(out).__name__)}. "
                 "Pass a callable target, or layer= with channel indices."
             )
         size, what, kind = int(out.shape[1]), "classes", "class"
@@ -132,7 +141,9 @@ def _image_shape(model: Model, shape: Sequence[int] | None, init: Any, count: in
         init_shape = tuple(np.shape(init))
         shape = init_shape[1:] if len(init_shape) >= 2 and init_shape[0] == count else init_shape
     else:
-        raise InputError("pass shape=(H, W, C): the shape of one input image (this model does not declare input_shape).")
+        raise InputError(
+            "pass shape=(H, W, C): the shape of one input image (this model does not declare input_shape)."
+        )
     if not shape or any(s < 1 for s in shape):
         raise InputError(f"shape must be the shape of one input without the batch axis, e.g. (28, 28, 1); got {shape}.")
     return shape
@@ -143,13 +154,21 @@ def _target_count(target: Any, num_images: int) -> int:
         return int(num_images)
     try:
         return int(np.atleast_1d(np.asarray(target)).size)
-    except Exception:  # noqa: BLE001 - plan_targets reports malformed targets
+    except Exception:
         return 1
 
 
 #: The defaults of :func:`activation_maximization` (fields of an ``Optimization`` left at ``None``).
-DEFAULTS = Optimization(steps=200, learning_rate=0.05, regularizers=(), init="noise", init_scale=0.1,
-                        class_score="log_softmax", num_images=1, progress=False)
+DEFAULTS = Optimization(
+    steps=200,
+    learning_rate=0.05,
+    regularizers=(),
+    init="noise",
+    init_scale=0.1,
+    class_score="log_softmax",
+    num_images=1,
+    progress=False,
+)
 
 
 def activation_maximization(
@@ -237,9 +256,16 @@ def pixel_problem(
     return _pixel_problem(run, model, variables, target, shape, layer, key, model_kwargs)
 
 
-def _pixel_problem(run: Run, model: Model, variables: Any, target: FeatureTarget, shape: Sequence[int] | None,
-                   layer: str | None, key: jax.Array | None, model_kwargs: Mapping[str, Any] | None,
-                   ) -> tuple[engine.Spec, engine.Data, jax.Array]:
+def _pixel_problem(
+    run: Run,
+    model: Model,
+    variables: Any,
+    target: FeatureTarget,
+    shape: Sequence[int] | None,
+    layer: str | None,
+    key: jax.Array | None,
+    model_kwargs: Mapping[str, Any] | None,
+) -> tuple[engine.Spec, engine.Data, jax.Array]:
     forward, kwargs = make_forward(model, model_kwargs)
     image_shape = _image_shape(model, shape, run.init, _target_count(target, run.num_images))
     example = jnp.zeros((1, *image_shape), jnp.float32)
@@ -247,15 +273,24 @@ def _pixel_problem(run: Run, model: Model, variables: Any, target: FeatureTarget
     if any(r.needs_index for r in run.regularizers) and plan.kind not in ("class", "channel"):
         raise InputError("ClassMeanDistance needs class targets (it picks the mean image of each target's class).")
     random_init = isinstance(run.init, str) and run.init == "noise"
-    key = engine.check_key(key, random_init or any(r.has_transform for r in run.regularizers),
-                           "init='noise' or a transform regularizer")
+    key = engine.check_key(
+        key, random_init or any(r.has_transform for r in run.regularizers), "init='noise' or a transform regularizer"
+    )
     init_key, step_key = jax.random.split(key)
     params = engine.initial_params(run.init, image_shape, plan.count, init_key, run.init_scale, "pixel-space AM")
     spec = problem_spec(run, plan, forward=forward, layer=layer)
     data = engine.Data(
-        variables=variables, kwargs=kwargs, gen_variables=None, gen_kwargs=None, indices=plan.indices, reference=None,
-        regularizers=run.regularizers, code_regularizers=(), key=step_key,
-        threshold=engine.threshold_setting(run.threshold, plan.kind)[1], steps=jnp.asarray(run.steps, jnp.int32),
+        variables=variables,
+        kwargs=kwargs,
+        gen_variables=None,
+        gen_kwargs=None,
+        indices=plan.indices,
+        reference=None,
+        regularizers=run.regularizers,
+        code_regularizers=(),
+        key=step_key,
+        threshold=engine.threshold_setting(run.threshold, plan.kind)[1],
+        steps=jnp.asarray(run.steps, jnp.int32),
     )
     return spec, data, params
 
@@ -265,9 +300,15 @@ def problem_spec(run: Run, plan: TargetPlan, **fields: Any) -> engine.Spec:
     ``fields`` are the remaining :class:`~xai_jax.featureviz.engine.Spec` fields (forward, generator...)."""
     use_threshold, _ = engine.threshold_setting(run.threshold, plan.kind)
     return engine.Spec(
-        kind=plan.kind, probe=plan.probe, truncate=fields.get("layer") is not None, target_fn=plan.target_fn,
-        class_score=run.class_score, optimizer=run.optimizer, use_threshold=use_threshold,
-        chunk=engine.chunk_size(run.chunk, run.steps, run.progress), **fields,
+        kind=plan.kind,
+        probe=plan.probe,
+        truncate=fields.get("layer") is not None,
+        target_fn=plan.target_fn,
+        class_score=run.class_score,
+        optimizer=run.optimizer,
+        use_threshold=use_threshold,
+        chunk=engine.chunk_size(run.chunk, run.steps, run.progress),
+        **fields,
     )
 
 

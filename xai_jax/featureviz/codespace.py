@@ -52,17 +52,23 @@ _BATCH_STATS_HINT = (
 def _latent_shape(generator: Model, latent_shape: Sequence[int] | int | None, init: Any) -> tuple[int, ...]:
     """One code's shape: ``latent_shape``, else ``init``'s last axis, else what the generator declares."""
     if latent_shape is not None:
-        shape = (int(latent_shape),) if isinstance(latent_shape, (int, np.integer)) else tuple(int(s) for s in latent_shape)
+        shape = (
+            (int(latent_shape),) if isinstance(latent_shape, (int, np.integer)) else tuple(int(s) for s in latent_shape)
+        )
     elif not isinstance(init, str):
         shape = tuple(np.shape(init))[-1:]
     elif getattr(type(generator), "input_shape", None) is not None:
-        shape = tuple(getattr(type(generator), "input_shape"))
+        shape = tuple(type(generator).input_shape)
     elif getattr(generator, "latent_dim", None) is not None:
-        shape = (int(getattr(generator, "latent_dim")),)
+        shape = (int(generator.latent_dim),)
     else:
-        raise InputError("pass latent_shape=(d,): the generator does not declare its latent size (input_shape or latent_dim).")
+        raise InputError(
+            "pass latent_shape=(d,): the generator does not declare its latent size (input_shape or latent_dim)."
+        )
     if not shape or any(s < 1 for s in shape):
-        raise InputError(f"latent_shape must be the shape of one code without the batch axis, e.g. (100,); got {shape}.")
+        raise InputError(
+            f"latent_shape must be the shape of one code without the batch axis, e.g. (100,); got {shape}."
+        )
     return shape
 
 
@@ -73,26 +79,38 @@ def _check_range(name: str, value: Sequence[float] | None) -> tuple[float, float
         low, high = value
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a pair (low, high); got {value!r}.") from None
-    low, high = cast(float, checks.check_float(f"{name} low", low)), cast(float, checks.check_float(f"{name} high", high))
+    low, high = (
+        cast(float, checks.check_float(f"{name} low", low)),
+        cast(float, checks.check_float(f"{name} high", high)),
+    )
     if not high > low:
         raise InputError(f"{name} must be (low, high) with high > low; got {value}.")
     return low, high
 
 
-def range_map(generator_range: Sequence[float] | None, classifier_range: Sequence[float] | None,
-              ) -> tuple[float, float, float, float] | None:
+def range_map(
+    generator_range: Sequence[float] | None,
+    classifier_range: Sequence[float] | None,
+) -> tuple[float, float, float, float] | None:
     """``(gen_low, gen_high, clf_low, clf_high)``: the affine map ``m`` from the generator's output
     range to the classifier's input range, or ``None`` (identity) when neither is given."""
-    g_range, c_range = _check_range("generator_range", generator_range), _check_range("classifier_range", classifier_range)
+    g_range, c_range = (
+        _check_range("generator_range", generator_range),
+        _check_range("classifier_range", classifier_range),
+    )
     if (g_range is None) != (c_range is None):
-        raise InputError("give both generator_range and classifier_range (the generator's output range and the "
-                         "classifier's input range), or neither.")
+        raise InputError(
+            "give both generator_range and classifier_range (the generator's output range and the "
+            "classifier's input range), or neither."
+        )
     if g_range is None or c_range is None:
         return None
     return (*g_range, *c_range)
 
 
-def generated_example(gen_forward: Forward, gen_variables: Any, gen_kwargs: Any, code_shape: tuple[int, ...]) -> jax.Array:
+def generated_example(
+    gen_forward: Forward, gen_variables: Any, gen_kwargs: Any, code_shape: tuple[int, ...]
+) -> jax.Array:
     """A zero image of the generator's output shape for a batch of one code (nothing is run: shapes
     only), or an error saying why the generator cannot serve code-space AM."""
     codes = jax.ShapeDtypeStruct((1, *code_shape), jnp.float32)
@@ -123,8 +141,11 @@ def check_classifier_takes(forward: Forward, variables: Any, kwargs: Any, exampl
         ) from err
 
 
-def code_space_regularizers(regularizers: tuple[Regularizer, ...], code_regularizers: Any, kind: str,
-                            ) -> tuple[Regularizer, ...]:
+def code_space_regularizers(
+    regularizers: tuple[Regularizer, ...],
+    code_regularizers: Any,
+    kind: str,
+) -> tuple[Regularizer, ...]:
     """The checked code regularizers; image regularizers may penalise or transform the generated
     image but not project it (the image is not the optimised variable)."""
     if any(r.has_projection for r in regularizers):
@@ -171,10 +192,12 @@ def activation_maximization_codespace(
                                                    key=jax.random.key(0))
 
     Args:
-      model, variables: the classifier (Linen module or ``f(variables, x)``) and its variables.
-      generator, gen_variables: the generator (codes ``(B, *latent_shape)`` → images) and its
-        variables; it runs in inference mode (``generator_kwargs`` are passed to its ``__call__``;
-        the shipped DCGAN's default ``train=False`` is inference mode).
+      model: the classifier (Linen module or ``f(variables, x)``).
+      variables: the classifier's variables.
+      generator: the generator (codes ``(B, *latent_shape)`` → images); it runs in inference mode
+        (``generator_kwargs`` are passed to its ``__call__``; the shipped DCGAN's default
+        ``train=False`` is inference mode).
+      gen_variables: the generator's variables.
       target: class index / indices (one image each), channel indices with ``layer=``, or a callable
         (see :func:`xai_jax.featureviz.activation_maximization`).
       layer: a classifier layer for channel targets.
@@ -185,11 +208,13 @@ def activation_maximization_codespace(
         and ``init`` is ``"noise"`` (``init_scale · N(0, I)`` with ``init_scale`` 1, the generator's
         prior), ``"zeros"``, or codes ``(d,)`` / ``(T, d)``.
       code_regularizers: act on the code: ``L2(weight)`` (Gaussian prior), ``Clip(-c, c)``.
-      generator_range, classifier_range: the generator's output range and the classifier's input
-        range, e.g. ``(-1, 1)`` and ``(0, 1)`` for a tanh generator; the images are mapped affinely
-        from one to the other.  Both or neither (the shipped generators already output [0, 1]).
+      generator_range: the generator's output range ``(low, high)``, e.g. ``(-1, 1)`` for a tanh
+        generator; the images are mapped affinely from it to ``classifier_range``.  Give both
+        ranges or neither (the shipped generators already output [0, 1]).
+      classifier_range: the classifier's input range ``(low, high)``, e.g. ``(0, 1)``.
       key: PRNG key (initial codes, transforms).
-      model_kwargs, generator_kwargs: extra keyword arguments of the two models.
+      model_kwargs: extra keyword arguments of the classifier.
+      generator_kwargs: extra keyword arguments of the generator.
       **settings: any field of :class:`~xai_jax.featureviz.Optimization` as a keyword, applied on top
         of ``optimization``.
 
@@ -201,13 +226,25 @@ def activation_maximization_codespace(
       InputError: generator output the classifier cannot take, a generator that needs training-mode
         state, an unknown or invalid setting (``steps < 1``, non-finite numbers), an image-space
         projection, a missing key.
-      LayerNotFoundError, TargetError: as in pixel-space AM.
+      LayerNotFoundError: an unknown ``layer``, as in pixel-space AM.
+      TargetError: targets out of range or of the wrong kind, as in pixel-space AM.
     """
     run = resolve(optimization, settings, DEFAULTS, "activation_maximization_codespace")
     spec, data, params = _codespace_problem(
-        run, model, variables, generator, gen_variables, target, layer=layer, latent_shape=latent_shape,
-        code_regularizers=code_regularizers, generator_range=generator_range, classifier_range=classifier_range,
-        key=key, model_kwargs=model_kwargs, generator_kwargs=generator_kwargs,
+        run,
+        model,
+        variables,
+        generator,
+        gen_variables,
+        target,
+        layer=layer,
+        latent_shape=latent_shape,
+        code_regularizers=code_regularizers,
+        generator_range=generator_range,
+        classifier_range=classifier_range,
+        key=key,
+        model_kwargs=model_kwargs,
+        generator_kwargs=generator_kwargs,
     )
     result = engine.optimize(spec, data, params, run.steps, progress=run.progress)
     return to_visualization(result, spec.kind, codes=True)
@@ -237,17 +274,39 @@ def codespace_problem(
     :func:`activation_maximization_codespace`."""
     run = resolve(optimization, settings, DEFAULTS, "activation_maximization_codespace")
     return _codespace_problem(
-        run, model, variables, generator, gen_variables, target, layer=layer, latent_shape=latent_shape,
-        code_regularizers=code_regularizers, generator_range=generator_range, classifier_range=classifier_range,
-        key=key, model_kwargs=model_kwargs, generator_kwargs=generator_kwargs,
+        run,
+        model,
+        variables,
+        generator,
+        gen_variables,
+        target,
+        layer=layer,
+        latent_shape=latent_shape,
+        code_regularizers=code_regularizers,
+        generator_range=generator_range,
+        classifier_range=classifier_range,
+        key=key,
+        model_kwargs=model_kwargs,
+        generator_kwargs=generator_kwargs,
     )
 
 
 def _codespace_problem(
-    run: Run, model: Model, variables: Any, generator: Model, gen_variables: Any, target: FeatureTarget, *,
-    layer: str | None, latent_shape: Sequence[int] | int | None, code_regularizers: Any,
-    generator_range: Sequence[float] | None, classifier_range: Sequence[float] | None, key: jax.Array | None,
-    model_kwargs: Mapping[str, Any] | None, generator_kwargs: Mapping[str, Any] | None,
+    run: Run,
+    model: Model,
+    variables: Any,
+    generator: Model,
+    gen_variables: Any,
+    target: FeatureTarget,
+    *,
+    layer: str | None,
+    latent_shape: Sequence[int] | int | None,
+    code_regularizers: Any,
+    generator_range: Sequence[float] | None,
+    classifier_range: Sequence[float] | None,
+    key: jax.Array | None,
+    model_kwargs: Mapping[str, Any] | None,
+    generator_kwargs: Mapping[str, Any] | None,
 ) -> tuple[engine.Spec, engine.Data, jax.Array]:
     forward, kwargs = make_forward(model, model_kwargs)
     gen_forward, gen_kwargs = make_forward(generator, generator_kwargs)
@@ -257,14 +316,25 @@ def _codespace_problem(
     check_classifier_takes(forward, variables, kwargs, example)
     plan = plan_targets(forward, variables, kwargs, example, target, layer, run.num_images)
     code_regs = code_space_regularizers(run.regularizers, code_regularizers, plan.kind)
-    key = engine.check_key(key, (isinstance(run.init, str) and run.init == "noise") or any(r.has_transform for r in run.regularizers),
-                           "init='noise' or a transform regularizer")
+    key = engine.check_key(
+        key,
+        (isinstance(run.init, str) and run.init == "noise") or any(r.has_transform for r in run.regularizers),
+        "init='noise' or a transform regularizer",
+    )
     init_key, step_key = jax.random.split(key)
     params = engine.initial_params(run.init, code_shape, plan.count, init_key, run.init_scale, "code-space AM")
     spec = problem_spec(run, plan, forward=forward, layer=layer, generator=gen_forward, range_map=mapping)
     data = engine.Data(
-        variables=variables, kwargs=kwargs, gen_variables=gen_variables, gen_kwargs=gen_kwargs, indices=plan.indices,
-        reference=None, regularizers=run.regularizers, code_regularizers=code_regs, key=step_key,
-        threshold=engine.threshold_setting(run.threshold, plan.kind)[1], steps=jnp.asarray(run.steps, jnp.int32),
+        variables=variables,
+        kwargs=kwargs,
+        gen_variables=gen_variables,
+        gen_kwargs=gen_kwargs,
+        indices=plan.indices,
+        reference=None,
+        regularizers=run.regularizers,
+        code_regularizers=code_regs,
+        key=step_key,
+        threshold=engine.threshold_setting(run.threshold, plan.kind)[1],
+        steps=jnp.asarray(run.steps, jnp.int32),
     )
     return spec, data, params

@@ -35,8 +35,8 @@ from ..core.numerics import guarded_jit
 from ..core.problem import check_input
 from ..trace import rewrite
 from ..trace.layers import layer_info
-from . import engine
 from ..trace.xla_cpu import LOOP_GRADIENT_RULES
+from . import engine
 
 __all__ = ["deep_dream", "octave_sizes"]
 
@@ -47,7 +47,7 @@ def octave_sizes(size: Sequence[int], octaves: int | Sequence[int], octave_scale
     """Spatial sizes of the octaves: ``round(size · octave_scale ** e)`` for each exponent ``e``
     (``octaves=n``: exponents ``−(n−1) .. 0``, ending at the image's own size)."""
     exponents = _exponents(octaves)
-    return [tuple(max(1, int(round(s * octave_scale**e))) for s in size) for e in exponents]
+    return [tuple(max(1, round(s * octave_scale**e)) for s in size) for e in exponents]
 
 
 def _exponents(octaves: int | Sequence[int]) -> list[int]:
@@ -58,7 +58,9 @@ def _exponents(octaves: int | Sequence[int]) -> list[int]:
     try:
         exponents = [int(e) for e in octaves]
     except TypeError:
-        raise InputError(f"octaves must be an int (number of octaves) or a sequence of exponents; got {octaves!r}.") from None
+        raise InputError(
+            f"octaves must be an int (number of octaves) or a sequence of exponents; got {octaves!r}."
+        ) from None
     if not exponents:
         raise InputError("octaves must not be empty.")
     return exponents
@@ -79,9 +81,22 @@ def _objective(forward: Forward, layer: str, channel: int | None, objective: str
 
 
 @functools.partial(guarded_jit, static_argnames=("forward", "layer", "channel", "objective"))
-def _dream_octave(forward: Forward, variables: Any, kwargs: Any, image: jax.Array, key: jax.Array, steps: jax.Array,
-                  jitter: jax.Array, step_size: jax.Array, low: jax.Array, high: jax.Array, *, layer: str,
-                  channel: int | None, objective: str) -> jax.Array:
+def _dream_octave(
+    forward: Forward,
+    variables: Any,
+    kwargs: Any,
+    image: jax.Array,
+    key: jax.Array,
+    steps: jax.Array,
+    jitter: jax.Array,
+    step_size: jax.Array,
+    low: jax.Array,
+    high: jax.Array,
+    *,
+    layer: str,
+    channel: int | None,
+    objective: str,
+) -> jax.Array:
     """``steps`` updates of one octave (a compiled loop; steps, jitter, step size and range are data,
     so only a new model, layer, channel, objective or image size compiles anew)."""
     total = _objective(forward, layer, channel, objective)
@@ -156,7 +171,10 @@ def deep_dream(
         if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
             raise TargetError(f"channel must be an int or None; got {channel!r}.")
         if not 0 <= int(channel) < info.shape[-1]:
-            raise TargetError(f"channel {channel} out of range: layer {layer!r} has {info.shape[-1]} channels (valid 0..{info.shape[-1] - 1}).")
+            raise TargetError(
+                f"channel {channel} out of range: layer {layer!r} has {info.shape[-1]} channels "
+                f"(valid 0..{info.shape[-1] - 1})."
+            )
         channel = int(channel)
     key = engine.check_key(key, jitter > 0, "jitter")
     if value_range is not None:
@@ -177,7 +195,8 @@ def deep_dream(
             jax.eval_shape(truncated, variables, jax.ShapeDtypeStruct((x.shape[0], *size, x.shape[3]), x.dtype), kwargs)
         except Exception as err:
             raise InputError(
-                f"the model cannot run up to layer {layer!r} on an octave of size {size} ({type(err).__name__}: {err}); "
+                f"the model cannot run up to layer {layer!r} on an octave of size {size} "
+                f"({type(err).__name__}: {err}); "
                 "use fewer octaves, a larger octave_scale... or a layer before any fixed-size part of the model."
             ) from err
 
@@ -189,8 +208,19 @@ def deep_dream(
         base = jax.image.resize(x, shape, resize_method)
         dreamed = base + jax.image.resize(detail, shape, resize_method)
         dreamed = _dream_octave(
-            forward, variables, kwargs, dreamed, jax.random.fold_in(key, o), jnp.int32(steps), jnp.int32(jitter),
-            jnp.float32(step_size), jnp.float32(low), jnp.float32(high), layer=layer, channel=channel, objective=objective,
+            forward,
+            variables,
+            kwargs,
+            dreamed,
+            jax.random.fold_in(key, o),
+            jnp.int32(steps),
+            jnp.int32(jitter),
+            jnp.float32(step_size),
+            jnp.float32(low),
+            jnp.float32(high),
+            layer=layer,
+            channel=channel,
+            objective=objective,
         )
         detail = dreamed - base
         results.append(dreamed)

@@ -39,8 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..core import checks
-from ..core import compat
+from ..core import checks, compat
 from ..core.errors import InputError
 from ..core.model import Forward
 from ..core.numerics import guarded_jit
@@ -57,7 +56,8 @@ CLASS_SCORES = ("log_softmax", "logit")
 # Forward passes that stop at a layer
 # ----------------------------------------------------------------------------------------------------
 
-class _Reached(Exception):
+
+class _Reached(Exception):  # noqa: N818 -- control flow (the layer was reached), not an error
     def __init__(self, value: Any) -> None:
         super().__init__("layer reached")
         self.value = value
@@ -107,6 +107,7 @@ def truncated_forward(forward: Forward, layer: str) -> Callable[..., jax.Array]:
 # ----------------------------------------------------------------------------------------------------
 # The static description of a problem
 # ----------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
@@ -159,6 +160,7 @@ class Trace(NamedTuple):
 # Every target at once
 # ----------------------------------------------------------------------------------------------------
 
+
 def _model(spec: Spec, fn: Callable[..., Any]) -> Callable[..., Any]:
     return rewrite(fn, LOOP_GRADIENT_RULES) if spec.fast_gradients else fn
 
@@ -176,7 +178,9 @@ def to_images(spec: Spec, data: Data, params: jax.Array) -> jax.Array:
     return images
 
 
-def target_scores(spec: Spec, data: Data, images: jax.Array, indices: jax.Array | None, reference: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+def target_scores(
+    spec: Spec, data: Data, images: jax.Array, indices: jax.Array | None, reference: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
     """``(scores, probabilities)``, each ``(T,)``, of a batch of images, one target per image.
 
     The model runs once on the whole batch (samples are independent in inference mode, so the
@@ -207,7 +211,9 @@ def target_scores(spec: Spec, data: Data, images: jax.Array, indices: jax.Array 
     if spec.kind == "class":
         logits = outputs.astype(jnp.float32)
         log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), indices[:, None], axis=-1)[:, 0]
-        score = log_p if spec.class_score == "log_softmax" else jnp.take_along_axis(logits, indices[:, None], axis=-1)[:, 0]
+        score = (
+            log_p if spec.class_score == "log_softmax" else jnp.take_along_axis(logits, indices[:, None], axis=-1)[:, 0]
+        )
         return score, jnp.exp(log_p)
     if spec.kind == "channel":
         a = activation.astype(jnp.float32).reshape(count, -1, activation.shape[-1])
@@ -248,9 +254,13 @@ def losses(spec: Spec, data: Data, params: jax.Array, keys: jax.Array) -> tuple[
     images = to_images(spec, data, params)
     seen = jax.vmap(functools.partial(_transform, data))(images, keys) if _has_transform(data) else images
     scores, probabilities = target_scores(spec, data, seen, data.indices, data.reference)
-    penalty = jax.vmap(functools.partial(_penalty, data.regularizers), in_axes=(0, _index_axis(data)))(images, data.indices)
+    penalty = jax.vmap(functools.partial(_penalty, data.regularizers), in_axes=(0, _index_axis(data)))(
+        images, data.indices
+    )
     if spec.generator is not None:
-        penalty = penalty + jax.vmap(functools.partial(_penalty, data.code_regularizers), in_axes=(0, _index_axis(data)))(params, data.indices)
+        penalty = penalty + jax.vmap(
+            functools.partial(_penalty, data.code_regularizers), in_axes=(0, _index_axis(data))
+        )(params, data.indices)
     return jnp.sum(penalty - scores), (scores, probabilities)
 
 
@@ -271,7 +281,9 @@ def _where(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
     return jax.tree_util.tree_map(lambda a, b: jnp.where(mask, a, b), on_true, on_false)
 
 
-def _update_one(spec: Spec, data: Data, params: jax.Array, grad: jax.Array, opt_state: Any, frozen: jax.Array, step: jax.Array) -> tuple[jax.Array, Any]:
+def _update_one(
+    spec: Spec, data: Data, params: jax.Array, grad: jax.Array, opt_state: Any, frozen: jax.Array, step: jax.Array
+) -> tuple[jax.Array, Any]:
     """One optax update of one target, skipped when ``frozen``."""
     updates, new_opt_state = spec.optimizer.update(grad, opt_state, params)
     new_params = project(spec, data, optax.apply_updates(params, updates), step)
@@ -287,7 +299,9 @@ def step(spec: Spec, data: Data, state: State, i: jax.Array) -> tuple[State, Tra
     done = state.done
     if spec.use_threshold:
         if _has_transform(data):  # the stop decision is about the image we keep, not a jittered one
-            _, probabilities = target_scores(spec, data, to_images(spec, data, state.params), data.indices, data.reference)
+            _, probabilities = target_scores(
+                spec, data, to_images(spec, data, state.params), data.indices, data.reference
+            )
         done = done | (active & (probabilities >= data.threshold))
     frozen = done | ~active
     params, opt_state = jax.vmap(functools.partial(_update_one, spec, data), in_axes=(0, 0, 0, 0, None))(
@@ -301,7 +315,9 @@ def step(spec: Spec, data: Data, state: State, i: jax.Array) -> tuple[State, Tra
 def init_state(spec: Spec, data: Data, params: jax.Array) -> State:
     count = params.shape[0]
     params = jax.vmap(lambda p: project(spec, data, p, jnp.asarray(0)))(params)
-    return State(params, jax.vmap(spec.optimizer.init)(params), jnp.zeros((count,), bool), jnp.zeros((count,), jnp.int32))
+    return State(
+        params, jax.vmap(spec.optimizer.init)(params), jnp.zeros((count,), bool), jnp.zeros((count,), jnp.int32)
+    )
 
 
 @functools.partial(guarded_jit, static_argnames=("spec",))
@@ -394,13 +410,16 @@ def optimize(spec: Spec, data: Data, params: jax.Array, steps: int, *, progress:
     images, scores, probabilities = _finish(spec, data, state)
     history = jnp.concatenate([jnp.stack([t.score, t.probability]) for t in traces], axis=1)[:, :steps]
     if history.shape[1] < steps:  # chunks skipped after an early exit
-        history = jnp.concatenate([history, jnp.full((2, steps - history.shape[1], count), jnp.nan, jnp.float32)], axis=1)
+        history = jnp.concatenate(
+            [history, jnp.full((2, steps - history.shape[1], count), jnp.nan, jnp.float32)], axis=1
+        )
     return Result(images, state.params, scores, probabilities, state.taken, history[0], history[1])
 
 
 # ----------------------------------------------------------------------------------------------------
 # Settings shared by the public functions (the values were checked by options.Optimization)
 # ----------------------------------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=32)
 def default_optimizer(learning_rate: float) -> optax.GradientTransformation:
@@ -422,7 +441,9 @@ def threshold_setting(threshold: float | None, kind: str) -> tuple[bool, jax.Arr
     if threshold is None:
         return False, jnp.asarray(jnp.inf, jnp.float32)
     if kind != "class":
-        raise InputError("threshold (early stop on the target probability) needs class targets (no layer, no callable).")
+        raise InputError(
+            "threshold (early stop on the target probability) needs class targets (no layer, no callable)."
+        )
     return True, jnp.asarray(threshold, jnp.float32)
 
 
@@ -438,7 +459,9 @@ def check_key(key: Any, needed: bool, why: str) -> jax.Array:
 
 @functools.partial(guarded_jit, static_argnames=("shape", "count"))
 def _noise(key: jax.Array, scale: jax.Array, *, shape: tuple[int, ...], count: int) -> jax.Array:
-    return jax.vmap(lambda t: scale * jax.random.normal(jax.random.fold_in(key, t), shape, jnp.float32))(jnp.arange(count))
+    return jax.vmap(lambda t: scale * jax.random.normal(jax.random.fold_in(key, t), shape, jnp.float32))(
+        jnp.arange(count)
+    )
 
 
 def initial_params(init: Any, shape: tuple[int, ...], count: int, key: jax.Array, scale: float, what: str) -> jax.Array:

@@ -53,8 +53,9 @@ def default_priors(tv_weight: float = 1e-3, alpha_weight: float = 1e-4) -> tuple
 
 #: The defaults of :func:`invert_features`: 300 steps of Adam(0.05) from a zero image, with
 #: Mahendran & Vedaldi's priors.
-DEFAULTS = Optimization(steps=300, learning_rate=0.05, regularizers=default_priors(), init="zeros", init_scale=0.1,
-                        progress=False)
+DEFAULTS = Optimization(
+    steps=300, learning_rate=0.05, regularizers=default_priors(), init="zeros", init_scale=0.1, progress=False
+)
 #: Fields that have no meaning in inversion (no class targets, one reconstruction per image).
 NOT_APPLICABLE = ("threshold", "class_score", "num_images")
 
@@ -75,7 +76,8 @@ def invert_features(
     Minimises ``‖Φ(x) − Φ(x₀)‖² / ‖Φ(x₀)‖² + Σ R(x)`` for every image of the batch at once.
 
     Args:
-      model: an unbound Linen module; variables: its variables.
+      model: an unbound Linen module.
+      variables: its variables.
       x: the batch to invert ``(B, ...)``.
       layer: the layer whose representation is inverted (the model runs only up to it).
       optimization: how to optimise (:class:`~xai_jax.featureviz.Optimization`): ``steps`` (300),
@@ -107,17 +109,35 @@ def invert_features(
         raise InputError(f"layer {layer!r} is all zeros for every image: there is nothing to invert.")
     if any(r.needs_index for r in run.regularizers):
         raise InputError("ClassMeanDistance needs class targets; it has no meaning in feature inversion.")
-    key = engine.check_key(key, (isinstance(run.init, str) and run.init == "noise") or any(r.has_transform for r in run.regularizers),
-                           "init='noise' or a transform regularizer")
+    key = engine.check_key(
+        key,
+        (isinstance(run.init, str) and run.init == "noise") or any(r.has_transform for r in run.regularizers),
+        "init='noise' or a transform regularizer",
+    )
     init_key, step_key = jax.random.split(key)
-    params = engine.initial_params(run.init, tuple(x.shape[1:]), x.shape[0], init_key, run.init_scale, "feature inversion")
+    params = engine.initial_params(
+        run.init, tuple(x.shape[1:]), x.shape[0], init_key, run.init_scale, "feature inversion"
+    )
     spec = engine.Spec(
-        forward=forward, kind="features", layer=layer, probe=(tuple(info.shape), str(info.dtype)), truncate=True,
-        optimizer=run.optimizer, chunk=engine.chunk_size(run.chunk, run.steps, run.progress),
+        forward=forward,
+        kind="features",
+        layer=layer,
+        probe=(tuple(info.shape), str(info.dtype)),
+        truncate=True,
+        optimizer=run.optimizer,
+        chunk=engine.chunk_size(run.chunk, run.steps, run.progress),
     )
     data = engine.Data(
-        variables=variables, kwargs=kwargs, gen_variables=None, gen_kwargs=None, indices=None, reference=reference,
-        regularizers=run.regularizers, code_regularizers=(), key=step_key, threshold=jnp.asarray(jnp.inf, jnp.float32),
+        variables=variables,
+        kwargs=kwargs,
+        gen_variables=None,
+        gen_kwargs=None,
+        indices=None,
+        reference=reference,
+        regularizers=run.regularizers,
+        code_regularizers=(),
+        key=step_key,
+        threshold=jnp.asarray(jnp.inf, jnp.float32),
         steps=jnp.asarray(run.steps, jnp.int32),
     )
     result = engine.optimize(spec, data, params, run.steps, progress=run.progress)

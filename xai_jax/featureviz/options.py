@@ -41,7 +41,9 @@ INITS = ("noise", "zeros")
 CLASS_SCORES = ("log_softmax", "logit")
 
 
-def check_regularizers(regularizers: Sequence[Regularizer] | Regularizer | None, name: str = "regularizers") -> tuple[Regularizer, ...]:
+def check_regularizers(
+    regularizers: Sequence[Regularizer] | Regularizer | None, name: str = "regularizers"
+) -> tuple[Regularizer, ...]:
     """A tuple of feature-visualization regularizers (one is accepted alone), every numeric field
     finite: a NaN weight or bound would turn every image into NaN."""
     if regularizers is None:
@@ -77,7 +79,8 @@ def _check_init(init: Any) -> Any:
 def _check_optimizer(optimizer: Any) -> optax.GradientTransformation:
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise InputError(
-            f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(0.05)); got {type(optimizer).__name__}."
+            "optimizer must be an optax.GradientTransformation (e.g. optax.adam(0.05)); "
+            f"got {type(optimizer).__name__}."
         )
     return optimizer
 
@@ -135,11 +138,18 @@ class Optimization:
     def __post_init__(self) -> None:
         checked: dict[str, Any] = {
             "steps": checks.check_positive_int("steps", self.steps, allow_none=True),
-            "learning_rate": checks.check_float("learning_rate", self.learning_rate, minimum=0.0, exclusive_minimum=True,
-                                                allow_none=True),
+            "learning_rate": checks.check_float(
+                "learning_rate", self.learning_rate, minimum=0.0, exclusive_minimum=True, allow_none=True
+            ),
             "init_scale": checks.check_float("init_scale", self.init_scale, minimum=0.0, allow_none=True),
-            "threshold": checks.check_float("threshold (a probability)", self.threshold, minimum=0.0,
-                                            exclusive_minimum=True, maximum=1.0, allow_none=True),
+            "threshold": checks.check_float(
+                "threshold (a probability)",
+                self.threshold,
+                minimum=0.0,
+                exclusive_minimum=True,
+                maximum=1.0,
+                allow_none=True,
+            ),
             "num_images": checks.check_positive_int("num_images", self.num_images, allow_none=True),
             "chunk": checks.check_positive_int("chunk", self.chunk, allow_none=True),
         }
@@ -222,7 +232,9 @@ def resolve(
     for name in not_applicable:
         if getattr(optimization, name) is not None:
             raise InputError(f"{name} does not apply to {entry_point}; leave it unset (None).")
-    value = {f: getattr(optimization, f) if getattr(optimization, f) is not None else getattr(defaults, f) for f in FIELDS}
+    value = {
+        f: getattr(optimization, f) if getattr(optimization, f) is not None else getattr(defaults, f) for f in FIELDS
+    }
     if value["optimizer"] is None:
         from .engine import default_optimizer
 

@@ -29,8 +29,18 @@ import numpy as np
 from flax import struct
 
 __all__ = [
-    "AlphaNorm", "Blur", "ClassMeanDistance", "Clip", "HighFrequencyPenalty", "Jitter", "L2", "Regularizer",
-    "TotalVariation", "class_means", "gaussian_blur", "total_variation",
+    "L2",
+    "AlphaNorm",
+    "Blur",
+    "ClassMeanDistance",
+    "Clip",
+    "HighFrequencyPenalty",
+    "Jitter",
+    "Regularizer",
+    "TotalVariation",
+    "class_means",
+    "gaussian_blur",
+    "total_variation",
 ]
 
 
@@ -56,6 +66,7 @@ class Regularizer:
 # ----------------------------------------------------------------------------------------------------
 # Functions shared by the regularizers (and useful on their own: tests, notebooks)
 # ----------------------------------------------------------------------------------------------------
+
 
 def total_variation(x: jax.Array, beta: float = 1.0, eps: float = 1e-8) -> jax.Array:
     """``TV^β(x) = Σ_{i,j,c} ((x_{i+1,j} − x_{i,j})² + (x_{i,j+1} − x_{i,j})²)^{β/2}``.
@@ -115,6 +126,7 @@ def class_means(images: Any, labels: Any, num_classes: int | None = None) -> jax
 # ----------------------------------------------------------------------------------------------------
 # Penalties
 # ----------------------------------------------------------------------------------------------------
+
 
 @struct.dataclass
 class L2(Regularizer):
@@ -198,6 +210,7 @@ class ClassMeanDistance(Regularizer):
 # Transforms
 # ----------------------------------------------------------------------------------------------------
 
+
 @struct.dataclass
 class Jitter(Regularizer):
     """Random translation by up to ``pixels`` in each spatial direction (a circular roll) before
@@ -215,6 +228,7 @@ class Jitter(Regularizer):
 # ----------------------------------------------------------------------------------------------------
 # Projections
 # ----------------------------------------------------------------------------------------------------
+
 
 @struct.dataclass
 class Clip(Regularizer):

@@ -18,11 +18,12 @@ Zoo name -> class: layers (named submodules)
 * ``evidential_cnn`` -> :class:`EvidentialCNN`: MnistCNN's layout, trained with the evidential loss
 * ``mnist_gan_generator`` -> :class:`GanGenerator`: class code, fc1 (256), fc2 (512), fc3 (784), sigmoid
 * ``mnist_gan_discriminator`` -> :class:`GanDiscriminator`: fc1 (512), fc2 (256), fc3 (1 logit), fc_classes
-* ``dcgan_generator`` -> :class:`DCGANGenerator`: class code, fc, bn0, deconv1 (32), bn1, deconv2 (1), tanh
-* ``dcgan_discriminator`` -> :class:`DCGANDiscriminator`: conv1 (32), conv2 (64), fc (1 logit), fc_classes
+* ``dcgan_generator`` -> :class:`DCGANGenerator`: fc, bn0, deconv1 (64), bn1, deconv2 (1), tanh
+* ``dcgan_discriminator`` -> :class:`DCGANDiscriminator`: conv1 (64), conv2 (128), fc (1 logit)
 
-The generators read the digit to draw from their code: ``argmax(z[:, :10])``, uniform under the
-prior ``z ~ N(0, I)`` (:func:`class_code`).
+The MLP GAN generator reads the digit to draw from its code: ``argmax(z[:, :10])``, uniform under
+the prior ``z ~ N(0, I)`` (:func:`class_code`).  The shipped DCGAN is unconditional (``classes=0``);
+its class code (``classes=10``) is available for retraining.
 """
 
 from __future__ import annotations
@@ -249,18 +250,18 @@ class DCGANGenerator(nn.Module):
     ``z (B, 100)`` -> concatenate the class code (:func:`class_code`) -> ``fc`` (7·7·2f) -> ``bn0`` ->
     ReLU -> reshape 7x7x2f -> ``deconv1`` (ConvTranspose f, 4x4, stride 2) -> ``bn1`` -> ReLU ->
     ``deconv2`` (ConvTranspose 1, 4x4, stride 2) -> tanh ``t`` -> ``(t + 1) / 2``: images
-    ``(B, 28, 28, 1)`` in ``[0, 1]``, the classifiers' input range (``f = features``).  The digit
-    drawn is ``argmax(z[:, :10])`` (AC-GAN training); ``classes=0`` is unconditional.
+    ``(B, 28, 28, 1)`` in ``[0, 1]``, the classifiers' input range (``f = features``).  With
+    ``classes=10`` the class code is concatenated first and the digit drawn is ``argmax(z[:, :10])``
+    (AC-GAN training); the default ``classes=0`` (the shipped checkpoint) is unconditional.
 
     ``train=False`` (the default) runs BatchNorm on its stored statistics, so an image depends on
     its own code only -- the right mode for activation maximisation in code space even with a batch
-    of one.  ``train=True`` uses batch statistics and needs ``mutable=["batch_stats"]``.  The shipped
-    statistics are the population statistics of the shipped weights (see :mod:`xai_jax.models.train`).
+    of one.  ``train=True`` uses batch statistics and needs ``mutable=["batch_stats"]``.
     """
 
     latent_dim: int = LATENT_DIM
-    features: int = 32
-    classes: int = NUM_CLASSES
+    features: int = 64
+    classes: int = 0
     temperature: float = 4.0
     input_shape: ClassVar[tuple[int, ...]] = (LATENT_DIM,)
 
@@ -284,13 +285,14 @@ class DCGANDiscriminator(nn.Module):
 
     ``(B, 28, 28, 1)`` in ``[0, 1]`` -> ``conv1`` (f, 4x4, stride 2) -> leaky ReLU (0.2) -> ``conv2``
     (2f, 4x4, stride 2) -> leaky ReLU -> flatten -> ``fc`` -> one logit ``(B, 1)`` (``f = features``).
-    ``with_classes=True`` also returns the auxiliary class logits (``fc_classes``, AC-GAN).  No
+    With ``classes > 0``, ``with_classes=True`` also returns the auxiliary class logits (``fc_classes``,
+    AC-GAN); the shipped checkpoint has ``classes=0``.  No
     BatchNorm, so it has only ``params`` and its output for a sample does not depend on the rest of
     the batch.
     """
 
-    features: int = 32
-    classes: int = NUM_CLASSES
+    features: int = 64
+    classes: int = 0
     input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
 
     @nn.compact
