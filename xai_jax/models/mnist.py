@@ -35,8 +35,19 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
-    "IMAGE_SHAPE", "LATENT_DIM", "NUM_CLASSES", "CamCNN", "DCGANDiscriminator", "DCGANGenerator",
-    "EvidentialCNN", "GanDiscriminator", "GanGenerator", "MCDropoutCNN", "MnistCNN", "class_code", "code_classes",
+    "IMAGE_SHAPE",
+    "LATENT_DIM",
+    "NUM_CLASSES",
+    "CamCNN",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "EvidentialCNN",
+    "GanDiscriminator",
+    "GanGenerator",
+    "MCDropoutCNN",
+    "MnistCNN",
+    "class_code",
+    "code_classes",
     "example_input",
 ]
 
@@ -174,7 +185,7 @@ def class_code(z: jax.Array, classes: int, temperature: float) -> jax.Array:
 
     Under the prior ``z ~ N(0, I)`` the argmax of the first ``classes`` entries is uniform over the
     classes (i.i.d. entries), so sampling ``z`` samples every class equally often; the generator is
-    trained to draw the digit ``argmax(z[:, :classes])`` (AC-GAN, Odena, Olah & Shlens 2017) and the
+    trained to draw the digit ``argmax(z[:, :classes])`` (AC-GAN [odena2017]_) and the
     code is a soft one-hot, so it stays differentiable: code-space activation maximisation can move
     from one class to another by gradient steps on ``z``.
     """
@@ -216,7 +227,7 @@ class GanDiscriminator(nn.Module):
     ``(B, 28, 28, 1)`` in ``[0, 1]`` -> flatten (784) -> ``fc1`` (2 · ``hidden``) -> leaky ReLU (0.2)
     -> ``fc2`` (``hidden``) -> leaky ReLU -> ``fc3`` -> one logit ``(B, 1)`` (positive: "real").
     ``with_classes=True`` also returns ``classes`` class logits from ``fc_classes`` on the same
-    features: the auxiliary classifier of AC-GAN (Odena et al. 2017), trained on the real digits.
+    features: the auxiliary classifier of AC-GAN [odena2017]_, trained on the real digits.
     """
 
     hidden: int = 256

@@ -35,6 +35,7 @@ gradient is computed on the explicitly dilated input (XLA:CPU's own kernel gradi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import os
@@ -49,7 +50,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax import lax
 from tqdm.auto import tqdm
 
 from ..core.errors import InputError, OutputError
@@ -60,15 +60,27 @@ from ..trace.xla_cpu import FAST_GRADIENT_RULES
 from ..trace.xla_cpu import conv_transpose_kernel_rule as _conv_transpose_rule
 from . import zoo
 from .checkpoint import (
-    backup_entry, check_checkpoint_dir, checkpoints_dir, file_sha256, load_checkpoint, new_backup_dir, save_checkpoint,
+    backup_entry,
+    check_checkpoint_dir,
+    checkpoints_dir,
+    file_sha256,
+    load_checkpoint,
+    new_backup_dir,
+    save_checkpoint,
     update_manifest,
 )
 from .losses import annealing_weight, evidential_mse_loss
 from .mnist import LATENT_DIM, NUM_CLASSES, example_input
 
 __all__ = [
-    "DEFAULT_OUT_DIR", "SETTINGS", "TrainSettings", "evaluate_accuracy", "make_classifier_step", "make_gan_step",
-    "output_dir", "train",
+    "DEFAULT_OUT_DIR",
+    "SETTINGS",
+    "TrainSettings",
+    "evaluate_accuracy",
+    "make_classifier_step",
+    "make_gan_step",
+    "output_dir",
+    "train",
 ]
 
 #: Where :func:`train` writes unless told otherwise: relative to the working directory.
@@ -99,22 +111,21 @@ class GanRecipe:
     28 % and others near 2 %), and what each field changes:
 
     * ``real_label``: the discriminator's target on real images.  One-sided label smoothing
-      (Salimans et al. 2016, §3.4): with target 1 the discriminator grows over-confident and the
+      ([salimans2016]_ §3.4): with target 1 the discriminator grows over-confident and the
       generator's gradient fades.
-    * ``class_weight``: the auxiliary-classifier loss of AC-GAN (Odena, Olah & Shlens 2017).  An
+    * ``class_weight``: the auxiliary-classifier loss of AC-GAN [odena2017]_.  An
       unconditional GAN trained here collapsed onto easy digits (75 % "1"s after 10 epochs of the
       MLP GAN, with averaged weights).  The generators now read a class from their code
       (:func:`xai_jax.models.mnist.class_code`: ``argmax(z[:, :10])``, uniform under the prior); the
       discriminator's class head learns the real digits (cross-entropy on the training labels) and
       the generator is trained so that the head reads its image as the class its code chose.
     * ``ema_decay``: the shipped generator is the exponential moving average of the trained
-      generator's weights (Yazıcı et al. 2019, "The unusual effectiveness of averaging in GAN
-      training"): the last iterate of a GAN oscillates around a better average.
+      generator's weights ([yazici2019]_): the last iterate of a GAN oscillates around a better average.
     * ``d_learning_rate``: a faster discriminator than generator (the two time-scale update rule,
-      Heusel et al. 2017), for a pair whose discriminator otherwise falls to chance and stops
+      [heusel2017]_), for a pair whose discriminator otherwise falls to chance and stops
       teaching the generator.
     * ``bn_batches``, ``bn_batch_size``: averaged weights need their own BatchNorm statistics
-      (Izmailov et al. 2018, SWA's BN update): after training, the running statistics of a
+      ([izmailov2018]_, SWA's BN update): after training, the running statistics of a
       BatchNorm generator are refreshed with ``bn_batches`` training-mode passes of that many codes
       through the averaged weights (momentum 0.9: the old statistics weigh ``0.9 ** bn_batches``).
       The DCGAN then runs in inference mode on statistics of the very weights it ships with.
@@ -137,15 +148,26 @@ class GanRecipe:
     def record(self) -> dict[str, Any]:
         """The recipe as written into the manifest."""
         return {
-            "real_label": self.real_label, "class_weight": self.class_weight,
+            "real_label": self.real_label,
+            "class_weight": self.class_weight,
             "discriminator_learning_rate": self.d_learning_rate,
-            "generator_weights": (f"exponential moving average of the trained weights, decay "
-                                  f"min({self.ema_decay}, (1 + step) / (10 + step))" if self.ema_decay > 0
-                                  else "the last iterate"),
-            "class_code": ("argmax(z[:, :10]) picks the digit (uniform under z ~ N(0, I)); AC-GAN class loss"
-                           if self.class_weight > 0 else "none (unconditional)"),
-            "batch_norm_statistics": (f"refreshed for the averaged weights: {self.bn_batches} training-mode passes of "
-                                      f"{self.bn_batch_size} codes" if self.bn_batches > 0 else "running averages"),
+            "generator_weights": (
+                f"exponential moving average of the trained weights, decay "
+                f"min({self.ema_decay}, (1 + step) / (10 + step))"
+                if self.ema_decay > 0
+                else "the last iterate"
+            ),
+            "class_code": (
+                "argmax(z[:, :10]) picks the digit (uniform under z ~ N(0, I)); AC-GAN class loss"
+                if self.class_weight > 0
+                else "none (unconditional)"
+            ),
+            "batch_norm_statistics": (
+                f"refreshed for the averaged weights: {self.bn_batches} training-mode passes of "
+                f"{self.bn_batch_size} codes"
+                if self.bn_batches > 0
+                else "running averages"
+            ),
         }
 
 
@@ -160,17 +182,38 @@ _DCGAN_RECIPE = GanRecipe(real_label=1.0, class_weight=0.0, ema_decay=0.0, bn_ba
 SETTINGS: dict[str, TrainSettings] = {
     "mnist_cnn": TrainSettings("classifier", epochs=2, batch_size=128, learning_rate=2e-3),
     "cam_cnn": TrainSettings("classifier", epochs=6, batch_size=128, learning_rate=2e-3),
-    "mc_dropout_cnn": TrainSettings("classifier", epochs=2, batch_size=128, learning_rate=2e-3,
-                                    model_kwargs={"deterministic": False}),
+    "mc_dropout_cnn": TrainSettings(
+        "classifier", epochs=2, batch_size=128, learning_rate=2e-3, model_kwargs={"deterministic": False}
+    ),
     "evidential_cnn": TrainSettings("evidential", epochs=3, batch_size=128, learning_rate=1e-3),
-    "mnist_gan_generator": TrainSettings("gan", epochs=10, batch_size=64, learning_rate=2e-4, b1=0.5,
-                                         schedule="constant", pair=_GAN, gan=_GAN_RECIPE),
-    "mnist_gan_discriminator": TrainSettings("gan", epochs=10, batch_size=64, learning_rate=2e-4, b1=0.5,
-                                             schedule="constant", pair=_GAN, gan=_GAN_RECIPE),
-    "dcgan_generator": TrainSettings("gan", epochs=2, batch_size=64, learning_rate=2e-4, b1=0.5,
-                                     schedule="constant", model_kwargs={"train": True}, pair=_DCGAN, gan=_DCGAN_RECIPE),
-    "dcgan_discriminator": TrainSettings("gan", epochs=2, batch_size=64, learning_rate=2e-4, b1=0.5,
-                                         schedule="constant", model_kwargs={"train": True}, pair=_DCGAN, gan=_DCGAN_RECIPE),
+    "mnist_gan_generator": TrainSettings(
+        "gan", epochs=10, batch_size=64, learning_rate=2e-4, b1=0.5, schedule="constant", pair=_GAN, gan=_GAN_RECIPE
+    ),
+    "mnist_gan_discriminator": TrainSettings(
+        "gan", epochs=10, batch_size=64, learning_rate=2e-4, b1=0.5, schedule="constant", pair=_GAN, gan=_GAN_RECIPE
+    ),
+    "dcgan_generator": TrainSettings(
+        "gan",
+        epochs=2,
+        batch_size=64,
+        learning_rate=2e-4,
+        b1=0.5,
+        schedule="constant",
+        model_kwargs={"train": True},
+        pair=_DCGAN,
+        gan=_DCGAN_RECIPE,
+    ),
+    "dcgan_discriminator": TrainSettings(
+        "gan",
+        epochs=2,
+        batch_size=64,
+        learning_rate=2e-4,
+        b1=0.5,
+        schedule="constant",
+        model_kwargs={"train": True},
+        pair=_DCGAN,
+        gan=_DCGAN_RECIPE,
+    ),
 }
 
 
@@ -186,7 +229,9 @@ def _data_source(data_path: str | os.PathLike | None) -> Path | None:
     return Path(DEFAULT_NPZ)
 
 
-def load_mnist_splits(data_path: str | os.PathLike | None = None) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+def load_mnist_splits(
+    data_path: str | os.PathLike | None = None,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
     """``{"train", "validation", "test"}`` -> ``(images (N, 28, 28, 1) float32 in [0, 1], labels int32)``,
     and a description for the manifest.  Reads through :func:`xai_jax.data.mnist` (validation = the
     last 5,000 of the 60,000 training images)."""
@@ -197,7 +242,7 @@ def load_mnist_splits(data_path: str | os.PathLike | None = None) -> tuple[dict[
     if source is not None and source.is_file():
         desc.update({"file": source.name, "sha256": file_sha256(source)})
     desc["validation_split"] = f"last {len(splits['validation'][1])} of the training images"
-    desc.update({f"{s}_examples": int(len(v[1])) for s, v in splits.items()})
+    desc.update({f"{s}_examples": len(v[1]) for s, v in splits.items()})
     return splits, desc
 
 
@@ -222,8 +267,13 @@ def _optimizer(s: TrainSettings, total_steps: int) -> optax.GradientTransformati
 
 
 def _optimizer_record(s: TrainSettings) -> dict[str, Any]:
-    return {"name": "adam", "learning_rate": s.learning_rate, "b1": s.b1, "b2": s.b2,
-            "schedule": "cosine decay to 1% over the run" if s.schedule == "cosine" else "constant"}
+    return {
+        "name": "adam",
+        "learning_rate": s.learning_rate,
+        "b1": s.b1,
+        "b2": s.b2,
+        "schedule": "cosine decay to 1% over the run" if s.schedule == "cosine" else "constant",
+    }
 
 
 # ------------------------------------------------------------------------------ classifier steps
@@ -271,23 +321,27 @@ def _predict_fn(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
     return jax.jit(lambda variables, x: jnp.argmax(model.apply(variables, x), axis=-1))
 
 
-def evaluate_accuracy(model: nn.Module, variables: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 1000) -> float:
+def evaluate_accuracy(
+    model: nn.Module, variables: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 1000
+) -> float:
     """Top-1 accuracy of ``model.apply(variables, x)`` (argmax of the outputs), in batches."""
     predict = _predict_fn(model)
     n, correct = len(images), 0
     for i in range(0, n, batch_size):
-        xb = np.asarray(images[i:i + batch_size])
+        xb = np.asarray(images[i : i + batch_size])
         m = len(xb)
         if m < batch_size and n > batch_size:  # pad the last batch: one compiled shape
             xb = np.concatenate([xb, np.zeros((batch_size - m, *xb.shape[1:]), xb.dtype)])
         pred = np.asarray(predict(variables, jnp.asarray(xb)))[:m]
-        correct += int(np.sum(pred == np.asarray(labels[i:i + batch_size])))
+        correct += int(np.sum(pred == np.asarray(labels[i : i + batch_size])))
     return correct / len(images)
 
 
 def _constructor_kwargs(model: nn.Module) -> dict[str, Any]:
     """The module's dataclass fields (its configuration), as recorded in the manifest."""
-    return {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.init and f.name not in ("parent", "name")}
+    return {
+        f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.init and f.name not in ("parent", "name")
+    }
 
 
 def _num_params(tree: Any) -> int:
@@ -297,10 +351,8 @@ def _num_params(tree: Any) -> int:
 def _versions() -> dict[str, str]:
     out = {}
     for pkg in ("jax", "jaxlib", "flax", "optax"):
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-            pass
     return out
 
 
@@ -311,8 +363,9 @@ def _batches(key: jax.Array, epoch: int, n: int, batch_size: int) -> np.ndarray:
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-def _train_classifier(name: str, s: TrainSettings, splits: Mapping[str, Any], epochs: int, key: jax.Array,
-                      progress: bool) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+def _train_classifier(
+    name: str, s: TrainSettings, splits: Mapping[str, Any], epochs: int, key: jax.Array, progress: bool
+) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     model = zoo.build(name)
     (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["validation"]
     init_key, shuffle_key, dropout_key = jax.random.split(key, 3)
@@ -327,12 +380,17 @@ def _train_classifier(name: str, s: TrainSettings, splits: Mapping[str, Any], ep
     global_step = 0
     for epoch in range(epochs):
         kl_weight = float(annealing_weight(epoch)) if s.kind == "evidential" else 0.0
-        bar = tqdm(_batches(shuffle_key, epoch, len(x_tr), s.batch_size), desc=f"{name} {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False)
+        bar = tqdm(
+            _batches(shuffle_key, epoch, len(x_tr), s.batch_size),
+            desc=f"{name} {epoch + 1}/{epochs}",
+            disable=not progress,
+            leave=False,
+        )
         losses = []
         for idx in bar:
-            params, opt_state, loss = step(params, opt_state, x_tr[idx], y_tr[idx],
-                                           jax.random.fold_in(dropout_key, global_step), kl_weight)
+            params, opt_state, loss = step(
+                params, opt_state, x_tr[idx], y_tr[idx], jax.random.fold_in(dropout_key, global_step), kl_weight
+            )
             global_step += 1
             losses.append(loss)
             if global_step % 50 == 0:
@@ -346,9 +404,14 @@ def _train_classifier(name: str, s: TrainSettings, splits: Mapping[str, Any], ep
             best = (val_acc, epoch, params)
     val_acc, best_epoch, params = best
     record = {
-        "loss": ("evidential MSE (Sensoy et al. 2018, Eq. 5), KL weight min(1, epoch/10)"
-                 if s.kind == "evidential" else "softmax cross-entropy"),
-        "validation_accuracy": val_acc, "best_epoch": best_epoch, "history": history,
+        "loss": (
+            "evidential MSE (Sensoy et al. 2018, Eq. 5), KL weight min(1, epoch/10)"
+            if s.kind == "evidential"
+            else "softmax cross-entropy"
+        ),
+        "validation_accuracy": val_acc,
+        "best_epoch": best_epoch,
+        "history": history,
     }
     return model, {"params": params}, record
 
@@ -380,7 +443,7 @@ def make_gan_step(
 
     The discriminator minimises ``BCE(D(x), real_label) + BCE(D(G(z)), 0)``, the generator
     ``BCE(D(G(z)), 1)``.  With ``class_weight > 0`` and ``labels`` (the real digits' classes), AC-GAN
-    (Odena et al. 2017) adds ``CE(C(x), labels)`` to the discriminator's loss and
+    [odena2017]_ adds ``CE(C(x), labels)`` to the discriminator's loss and
     ``class_weight · CE(C(G(z)), argmax(z[:, :classes]))`` to the generator's, ``C`` the
     discriminator's class head (``with_classes=True``).  The generator runs forward once per step:
     its output feeds the discriminator's update, and the pull-back of that forward pass (the
@@ -411,7 +474,9 @@ def make_gan_step(
         logit, class_logits = discriminate(d_params, fake)
         loss = _bce(logit, 1.0)
         if use_classes:
-            loss = loss + class_weight * optax.softmax_cross_entropy_with_integer_labels(class_logits, code_labels).mean()
+            loss = (
+                loss + class_weight * optax.softmax_cross_entropy_with_integer_labels(class_logits, code_labels).mean()
+            )
         return loss
 
     maybe_fast = _fast if fast else (lambda f: f)
@@ -420,8 +485,15 @@ def make_gan_step(
     forward = maybe_fast(gen)
 
     @jax.jit
-    def step(g_vars: Any, d_params: Any, g_state: Any, d_state: Any, real: jax.Array, key: jax.Array,
-             labels: jax.Array | None = None):
+    def step(
+        g_vars: Any,
+        d_params: Any,
+        g_state: Any,
+        d_state: Any,
+        real: jax.Array,
+        key: jax.Array,
+        labels: jax.Array | None = None,
+    ):
         if use_classes and labels is None:
             raise ValueError("class_weight > 0 needs the real images' labels")
         stats = g_vars.get("batch_stats")
@@ -448,15 +520,16 @@ def _ema(average: Any, params: Any, decay: jax.Array) -> Any:
 
 def refresh_batch_stats(generator: nn.Module, g_vars: Any, key: jax.Array, *, batches: int, batch_size: int) -> Any:
     """``g_vars`` with the BatchNorm running statistics recomputed for its own ``params``:
-    ``batches`` training-mode passes of ``batch_size`` codes ``z ~ N(0, I)`` (Izmailov et al. 2018's
+    ``batches`` training-mode passes of ``batch_size`` codes ``z ~ N(0, I)`` ([izmailov2018]_'s
     BN update for averaged weights).  A generator without BatchNorm is returned as is."""
     if "batch_stats" not in g_vars:
         return g_vars
 
     @jax.jit
     def update(stats: Any, z: jax.Array) -> Any:
-        _, upd = generator.apply({"params": g_vars["params"], "batch_stats": stats}, z, train=True,
-                                 mutable=["batch_stats"])
+        _, upd = generator.apply(
+            {"params": g_vars["params"], "batch_stats": stats}, z, train=True, mutable=["batch_stats"]
+        )
         return upd["batch_stats"]
 
     stats = g_vars["batch_stats"]
@@ -465,7 +538,9 @@ def refresh_batch_stats(generator: nn.Module, g_vars: Any, key: jax.Array, *, ba
     return {**g_vars, "batch_stats": stats}
 
 
-def _generator_quality(generator: nn.Module, g_vars: Any, key: jax.Array, classifier_dir: Path, n: int = 10_000) -> dict[str, Any]:
+def _generator_quality(
+    generator: nn.Module, g_vars: Any, key: jax.Array, classifier_dir: Path, n: int = 10_000
+) -> dict[str, Any]:
     """How ``mnist_cnn`` sees ``n`` samples ``z ~ N(0, I)`` of the generator (inference mode): mean
     top probability, the fraction classified with probability >= 0.9, the predicted-class counts and
     fractions, and, for a class-coded generator, how often the predicted class is the code's
@@ -478,12 +553,15 @@ def _generator_quality(generator: nn.Module, g_vars: Any, key: jax.Array, classi
         return {"skipped": f"no mnist_cnn checkpoint to score samples with ({type(e).__name__})"}
     z = jax.random.normal(key, (n, LATENT_DIM))
     generate, classify = jax.jit(lambda v, z: generator.apply(v, z)), jax.jit(clf.apply)
-    probs = np.concatenate([np.asarray(jax.nn.softmax(classify(clf_vars, generate(g_vars, z[i:i + 1000]))))
-                            for i in range(0, n, 1000)])
+    probs = np.concatenate(
+        [np.asarray(jax.nn.softmax(classify(clf_vars, generate(g_vars, z[i : i + 1000])))) for i in range(0, n, 1000)]
+    )
     top, predicted = probs.max(axis=1), probs.argmax(axis=1)
     counts = np.bincount(predicted, minlength=NUM_CLASSES)
     quality = {
-        "scored_by": "mnist_cnn", "samples": n, "key": "jax.random.fold_in(jax.random.key(seed), 10000)",
+        "scored_by": "mnist_cnn",
+        "samples": n,
+        "key": "jax.random.fold_in(jax.random.key(seed), 10000)",
         "mean_top_probability": round(float(top.mean()), 4),
         "fraction_top_probability_ge_0.9": round(float((top >= 0.9).mean()), 4),
         "predicted_class_counts": [int(c) for c in counts],
@@ -493,13 +571,20 @@ def _generator_quality(generator: nn.Module, g_vars: Any, key: jax.Array, classi
         code = np.asarray(jnp.argmax(z[:, :NUM_CLASSES], axis=-1))
         confident = (top >= 0.9) & (predicted == code)
         quality["code_class_agreement"] = round(float((predicted == code).mean()), 4)
-        quality["per_code_class_fraction_ge_0.9"] = [round(float(confident[code == c].mean()), 4) for c in range(NUM_CLASSES)]
+        quality["per_code_class_fraction_ge_0.9"] = [
+            round(float(confident[code == c].mean()), 4) for c in range(NUM_CLASSES)
+        ]
     return quality
 
 
-def _train_gan(s: TrainSettings, splits: Mapping[str, Any], epochs: int, key: jax.Array, progress: bool,
-               monitor: Callable[[nn.Module, Any], dict[str, Any]] | None = None,
-               ) -> tuple[dict[str, tuple[nn.Module, Any]], dict[str, Any]]:
+def _train_gan(
+    s: TrainSettings,
+    splits: Mapping[str, Any],
+    epochs: int,
+    key: jax.Array,
+    progress: bool,
+    monitor: Callable[[nn.Module, Any], dict[str, Any]] | None = None,
+) -> tuple[dict[str, tuple[nn.Module, Any]], dict[str, Any]]:
     """Train a GAN pair; ``monitor(generator, g_vars)``, if given, scores the averaged generator after
     every epoch (its BatchNorm statistics refreshed with 20 batches) into the epoch's history entry."""
     g_name, d_name = s.pair  # type: ignore[misc]
@@ -513,45 +598,71 @@ def _train_gan(s: TrainSettings, splits: Mapping[str, Any], epochs: int, key: ja
     d_settings = s if recipe.d_learning_rate is None else dataclasses.replace(s, learning_rate=recipe.d_learning_rate)
     g_opt, d_opt = _optimizer(s, steps_per_epoch * epochs), _optimizer(d_settings, steps_per_epoch * epochs)
     g_state, d_state = g_opt.init(g_vars["params"]), d_opt.init(d_params)
-    step = make_gan_step(generator, discriminator, g_opt, d_opt, real_label=recipe.real_label,
-                         class_weight=recipe.class_weight)
+    step = make_gan_step(
+        generator, discriminator, g_opt, d_opt, real_label=recipe.real_label, class_weight=recipe.class_weight
+    )
     average = g_vars["params"]
     history = []
     global_step = 0
     for epoch in range(epochs):
-        bar = tqdm(_batches(shuffle_key, epoch, len(x_tr), s.batch_size), desc=f"{g_name} {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False)
+        bar = tqdm(
+            _batches(shuffle_key, epoch, len(x_tr), s.batch_size),
+            desc=f"{g_name} {epoch + 1}/{epochs}",
+            disable=not progress,
+            leave=False,
+        )
         d_losses, g_losses = [], []
         for idx in bar:
-            g_vars, d_params, g_state, d_state, dl, gl = step(g_vars, d_params, g_state, d_state, x_tr[idx],
-                                                              jax.random.fold_in(noise_key, global_step), y_tr[idx])
+            g_vars, d_params, g_state, d_state, dl, gl = step(
+                g_vars, d_params, g_state, d_state, x_tr[idx], jax.random.fold_in(noise_key, global_step), y_tr[idx]
+            )
             average = _ema(average, g_vars["params"], jnp.float32(recipe.ema_weight(global_step)))
             global_step += 1
             d_losses.append(dl)
             g_losses.append(gl)
             if global_step % 50 == 0:
                 bar.set_postfix(d=f"{float(dl):.3f}", g=f"{float(gl):.3f}")
-        entry = {"epoch": epoch, "d_loss": round(float(np.mean(jax.device_get(d_losses))), 4),
-                 "g_loss": round(float(np.mean(jax.device_get(g_losses))), 4)}
+        entry = {
+            "epoch": epoch,
+            "d_loss": round(float(np.mean(jax.device_get(d_losses))), 4),
+            "g_loss": round(float(np.mean(jax.device_get(g_losses))), 4),
+        }
         if monitor is not None:
-            snapshot = refresh_batch_stats(generator, {**g_vars, "params": average}, jax.random.fold_in(bn_key, epoch),
-                                           batches=20, batch_size=recipe.bn_batch_size)
+            snapshot = refresh_batch_stats(
+                generator,
+                {**g_vars, "params": average},
+                jax.random.fold_in(bn_key, epoch),
+                batches=20,
+                batch_size=recipe.bn_batch_size,
+            )
             entry["averaged_generator"] = monitor(generator, snapshot)
         history.append(entry)
         if progress:
-            tqdm.write(f"{g_name}: epoch {epoch + 1}/{epochs} d_loss {entry['d_loss']:.4f} g_loss {entry['g_loss']:.4f}"
-                       + (f" {entry['averaged_generator']}" if monitor is not None else ""))
-    shipped = refresh_batch_stats(generator, {**g_vars, "params": average}, bn_key, batches=recipe.bn_batches,
-                                  batch_size=recipe.bn_batch_size)
+            tqdm.write(
+                f"{g_name}: epoch {epoch + 1}/{epochs} d_loss {entry['d_loss']:.4f} g_loss {entry['g_loss']:.4f}"
+                + (f" {entry['averaged_generator']}" if monitor is not None else "")
+            )
+    shipped = refresh_batch_stats(
+        generator, {**g_vars, "params": average}, bn_key, batches=recipe.bn_batches, batch_size=recipe.bn_batch_size
+    )
     if recipe.class_weight > 0:
-        loss = ("non-saturating GAN (Goodfellow et al. 2014) with one-sided label smoothing and the AC-GAN class "
-                "loss (Odena et al. 2017): D: BCE(D(x), real_label) + BCE(D(G(z)), 0) + CE(C(x), y); "
-                "G: BCE(D(G(z)), 1) + class_weight * CE(C(G(z)), argmax(z[:, :10]))")
+        loss = (
+            "non-saturating GAN (Goodfellow et al. 2014) with one-sided label smoothing and the AC-GAN class "
+            "loss (Odena et al. 2017): D: BCE(D(x), real_label) + BCE(D(G(z)), 0) + CE(C(x), y); "
+            "G: BCE(D(G(z)), 1) + class_weight * CE(C(G(z)), argmax(z[:, :10]))"
+        )
     else:
-        loss = ("non-saturating GAN (Goodfellow et al. 2014): D: BCE(D(x), real_label) + BCE(D(G(z)), 0); "
-                "G: BCE(D(G(z)), 1)")
-    record = {"loss": loss,
-              "latent": f"z ~ N(0, I), {LATENT_DIM}-d", "gan": recipe.record(), "history": history, "steps": global_step}
+        loss = (
+            "non-saturating GAN (Goodfellow et al. 2014): D: BCE(D(x), real_label) + BCE(D(G(z)), 0); "
+            "G: BCE(D(G(z)), 1)"
+        )
+    record = {
+        "loss": loss,
+        "latent": f"z ~ N(0, I), {LATENT_DIM}-d",
+        "gan": recipe.record(),
+        "history": history,
+        "steps": global_step,
+    }
     return {g_name: (generator, shipped), d_name: (discriminator, {"params": d_params})}, record
 
 
@@ -573,8 +684,10 @@ def output_dir(out_dir: str | os.PathLike | None = None, *, replace_shipped: boo
             f"entry are backed up), or leave the output folder out (default ./{DEFAULT_OUT_DIR})."
         )
     if replace_shipped and not is_shipped:
-        raise InputError(f"replace_shipped=True writes into the checkpoints folder {shipped}, but the output folder "
-                         f"is {out}: give one or the other.")
+        raise InputError(
+            f"replace_shipped=True writes into the checkpoints folder {shipped}, but the output folder "
+            f"is {out}: give one or the other."
+        )
     return out
 
 
@@ -623,9 +736,16 @@ def train(
     splits, data_desc = load_mnist_splits(data_path)
     key = jax.random.key(seed)
     start = time.perf_counter()
-    common = {"seed": seed, "epochs": epochs, "batch_size": s.batch_size, "optimizer": _optimizer_record(s),
-              "prng": "jax.random.key(seed), split into init / shuffle / noise keys", "device": jax.default_backend(),
-              "versions": _versions(), "command": f"xai-jax train {name}"}
+    common = {
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": s.batch_size,
+        "optimizer": _optimizer_record(s),
+        "prng": "jax.random.key(seed), split into init / shuffle / noise keys",
+        "device": jax.default_backend(),
+        "versions": _versions(),
+        "command": f"xai-jax train {name}",
+    }
     if s.kind in ("classifier", "evidential"):
         model, variables, record = _train_classifier(name, s, splits, epochs, key, progress)
         elapsed = time.perf_counter() - start
@@ -635,6 +755,7 @@ def train(
         extra = {"validation_accuracy": record.pop("validation_accuracy"), "test_accuracy": test_acc}
         results = {name: (model, variables, extra)}
     else:
+
         def monitor(generator: nn.Module, g_vars: Any) -> dict[str, Any]:
             q = _generator_quality(generator, g_vars, jax.random.fold_in(key, 20_000), out, n=1000)
             return {k: q[k] for k in ("fraction_top_probability_ge_0.9", "min_class_fraction") if k in q}
@@ -646,7 +767,10 @@ def train(
         quality = _generator_quality(gen, g_vars, jax.random.fold_in(key, 10_000), out)
         if progress:
             tqdm.write(f"{g_name}: {quality}")
-        results = {g_name: (gen, g_vars, {"sample_quality": quality}), d_name: (*trained[d_name], {"trained_with": g_name})}
+        results = {
+            g_name: (gen, g_vars, {"sample_quality": quality}),
+            d_name: (*trained[d_name], {"trained_with": g_name}),
+        }
         results[g_name][2]["trained_with"] = d_name
     entries = {}
     backup_dir = new_backup_dir(out)  # one per run: a GAN pair's two old checkpoints stay together
@@ -658,12 +782,22 @@ def train(
             tqdm.write(f"{n}: the previous checkpoint and manifest entry are kept in {backup}")
         digest = save_checkpoint(out / file, variables)
         entry = {
-            "file": file, "class": type(model).__name__, "module": type(model).__module__,
-            "kwargs": _constructor_kwargs(model), "kind": zoo_entry.kind, "description": zoo_entry.description,
-            "input": ("images (B, 28, 28, 1) float32 in [0, 1]" if zoo_entry.kind != "generator"
-                      else f"codes (B, {LATENT_DIM}) float32, z ~ N(0, I)"),
-            "output": {"classifier": "logits (B, 10)", "generator": "images (B, 28, 28, 1) float32 in [0, 1]",
-                       "discriminator": "logit (B, 1), positive = real"}[zoo_entry.kind],
+            "file": file,
+            "class": type(model).__name__,
+            "module": type(model).__module__,
+            "kwargs": _constructor_kwargs(model),
+            "kind": zoo_entry.kind,
+            "description": zoo_entry.description,
+            "input": (
+                "images (B, 28, 28, 1) float32 in [0, 1]"
+                if zoo_entry.kind != "generator"
+                else f"codes (B, {LATENT_DIM}) float32, z ~ N(0, I)"
+            ),
+            "output": {
+                "classifier": "logits (B, 10)",
+                "generator": "images (B, 28, 28, 1) float32 in [0, 1]",
+                "discriminator": "logit (B, 1), positive = real",
+            }[zoo_entry.kind],
             "data": data_desc,
             **extra,
             "num_params": _num_params(variables["params"]),
