@@ -16,14 +16,14 @@ Zoo name -> class: layers (named submodules)
 * ``cam_cnn`` -> :class:`CamCNN`: conv1-conv5 (3x3), two 2x2 max-pools, global average pool, fc
 * ``mc_dropout_cnn`` -> :class:`MCDropoutCNN`: MnistCNN + dropout1-dropout3 (rng stream "dropout")
 * ``evidential_cnn`` -> :class:`EvidentialCNN`: MnistCNN's layout, trained with the evidential loss
-* ``mnist_gan_generator`` -> :class:`GanGenerator`: class code, fc1 (256), fc2 (512), fc3 (784), sigmoid
-* ``mnist_gan_discriminator`` -> :class:`GanDiscriminator`: fc1 (512), fc2 (256), fc3 (1 logit), fc_classes
+* ``mnist_gan_generator`` -> :class:`GanGenerator`: fc1 (128), fc2 (784), sigmoid
+* ``mnist_gan_discriminator`` -> :class:`GanDiscriminator`: fc1 (128), fc2 (1 logit)
 * ``dcgan_generator`` -> :class:`DCGANGenerator`: fc, bn0, deconv1 (64), bn1, deconv2 (1), tanh
 * ``dcgan_discriminator`` -> :class:`DCGANDiscriminator`: conv1 (64), conv2 (128), fc (1 logit)
 
-The MLP GAN generator reads the digit to draw from its code: ``argmax(z[:, :10])``, uniform under
-the prior ``z ~ N(0, I)`` (:func:`class_code`).  The shipped DCGAN is unconditional (``classes=0``);
-its class code (``classes=10``) is available for retraining.
+The shipped generators are unconditional (``classes=0``).  With ``classes=10`` a generator reads
+the digit to draw from its code, ``argmax(z[:, :10])``, uniform under the prior ``z ~ N(0, I)``
+(:func:`class_code`), for AC-GAN training (:class:`xai_jax.models.train.GanRecipe`).
 """
 
 from __future__ import annotations
@@ -200,46 +200,52 @@ def code_classes(z: jax.Array, classes: int = NUM_CLASSES) -> jax.Array:
 class GanGenerator(nn.Module):
     """MLP GAN generator (zoo name ``"mnist_gan_generator"``), after Goodfellow et al. 2014.
 
-    ``z (B, 100)`` -> concatenate the class code (:func:`class_code`, 10 entries) -> ``fc1``
-    (``hidden``) -> leaky ReLU (0.2) -> ``fc2`` (2 · ``hidden``) -> leaky ReLU -> ``fc3`` (784) ->
-    sigmoid -> ``(B, 28, 28, 1)`` in ``[0, 1]``.  The digit drawn is ``argmax(z[:, :10])`` (AC-GAN
-    training, :mod:`xai_jax.models.train`); ``classes=0`` is a plain unconditional generator.
+    ``z (B, 100)`` -> ``depth`` hidden layers ``fc1``, ``fc2``, ... (``hidden``, ``2 · hidden``, ...;
+    leaky ReLU 0.2) -> ``fc<depth + 1>`` (784) -> sigmoid -> ``(B, 28, 28, 1)`` in ``[0, 1]``.  The
+    shipped checkpoint: ``hidden=128, depth=1, classes=0``.  With ``classes=10`` the class code
+    (:func:`class_code`, 10 entries) is concatenated to ``z`` first and the digit drawn is
+    ``argmax(z[:, :10])`` (AC-GAN training, :mod:`xai_jax.models.train`).
     """
 
     latent_dim: int = LATENT_DIM
-    hidden: int = 256
-    classes: int = NUM_CLASSES
+    hidden: int = 128
+    depth: int = 1
+    classes: int = 0
     temperature: float = 4.0
     input_shape: ClassVar[tuple[int, ...]] = (LATENT_DIM,)
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         h = jnp.concatenate([z, class_code(z, self.classes, self.temperature)], axis=-1) if self.classes else z
-        h = nn.leaky_relu(nn.Dense(self.hidden, name="fc1")(h), negative_slope=0.2)
-        h = nn.leaky_relu(nn.Dense(2 * self.hidden, name="fc2")(h), negative_slope=0.2)
-        x = nn.sigmoid(nn.Dense(28 * 28, name="fc3")(h))
+        for i in range(self.depth):
+            h = nn.leaky_relu(nn.Dense(self.hidden * 2**i, name=f"fc{i + 1}")(h), negative_slope=0.2)
+        x = nn.sigmoid(nn.Dense(28 * 28, name=f"fc{self.depth + 1}")(h))
         return x.reshape((z.shape[0], *IMAGE_SHAPE))
 
 
 class GanDiscriminator(nn.Module):
     """MLP GAN discriminator (zoo name ``"mnist_gan_discriminator"``).
 
-    ``(B, 28, 28, 1)`` in ``[0, 1]`` -> flatten (784) -> ``fc1`` (2 · ``hidden``) -> leaky ReLU (0.2)
-    -> ``fc2`` (``hidden``) -> leaky ReLU -> ``fc3`` -> one logit ``(B, 1)`` (positive: "real").
-    ``with_classes=True`` also returns ``classes`` class logits from ``fc_classes`` on the same
+    ``(B, 28, 28, 1)`` in ``[0, 1]`` -> flatten (784) -> ``depth`` hidden layers ``fc1``, ``fc2``, ...
+    (``2^(depth-1) · hidden``, ..., ``hidden``; leaky ReLU 0.2) -> ``fc<depth + 1>`` -> one logit
+    ``(B, 1)`` (positive: "real").  The shipped checkpoint: ``hidden=128, depth=1, classes=0``.  With
+    ``classes > 0``, ``with_classes=True`` also returns the class logits of ``fc_classes`` on the same
     features: the auxiliary classifier of AC-GAN [odena2017]_, trained on the real digits.
     """
 
-    hidden: int = 256
-    classes: int = NUM_CLASSES
+    hidden: int = 128
+    depth: int = 1
+    classes: int = 0
     input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
 
     @nn.compact
     def __call__(self, x: jax.Array, *, with_classes: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
-        x = x.reshape((x.shape[0], -1))
-        h = nn.leaky_relu(nn.Dense(2 * self.hidden, name="fc1")(x), negative_slope=0.2)
-        h = nn.leaky_relu(nn.Dense(self.hidden, name="fc2")(h), negative_slope=0.2)
-        return _heads(h, self.classes, with_classes, "fc3")
+        h = x.reshape((x.shape[0], -1))
+        for i in range(self.depth):
+            h = nn.leaky_relu(
+                nn.Dense(self.hidden * 2 ** (self.depth - 1 - i), name=f"fc{i + 1}")(h), negative_slope=0.2
+            )
+        return _heads(h, self.classes, with_classes, f"fc{self.depth + 1}")
 
 
 def _heads(h: jax.Array, classes: int, with_classes: bool, name: str) -> jax.Array | tuple[jax.Array, jax.Array]:
