@@ -31,6 +31,7 @@ import numpy as np
 
 from ..core.errors import InputError, TargetError
 from ..core.problem import Inputs, Problem
+from .similarity import average_ranks, pearson, spearman  # noqa: F401  (shared with the metrics)
 
 Array = jax.Array
 
@@ -212,36 +213,6 @@ def _scatter_last(idx: Array, values: Array) -> Array:
     for _ in range(idx.ndim - 1):
         fn = jax.vmap(fn)
     return fn(idx, values)
-
-
-def average_ranks(v: Array) -> Array:
-    """0-based ranks along the last axis with ties given their average rank (SciPy's 'average')."""
-    def one(u: Array) -> Array:
-        s = jnp.sort(u)
-        lo = jnp.searchsorted(s, u, side="left")
-        hi = jnp.searchsorted(s, u, side="right")
-        return (lo + hi - 1).astype(jnp.float32) / 2
-
-    fn = one
-    for _ in range(v.ndim - 1):
-        fn = jax.vmap(fn)
-    return fn(v)
-
-
-def pearson(a: Array, b: Array) -> Array:
-    """Pearson correlation along the last axis; 0 when either side is constant (never NaN)."""
-    a = a - jnp.mean(a, axis=-1, keepdims=True)
-    b = b - jnp.mean(b, axis=-1, keepdims=True)
-    na = jnp.sqrt(jnp.sum(a * a, axis=-1))
-    nb = jnp.sqrt(jnp.sum(b * b, axis=-1))
-    ok = (na > 0) & (nb > 0)
-    r = jnp.sum(a * b, axis=-1) / jnp.where(ok, na * nb, 1.0)
-    return jnp.where(ok, jnp.clip(r, -1.0, 1.0), 0.0)
-
-
-def spearman(a: Array, b: Array) -> Array:
-    """Spearman rank correlation along the last axis (average ranks for ties); 0 for a constant side."""
-    return pearson(average_ranks(a), average_ranks(b))
 
 
 def trapezoid(y: Array, dx: float = 1.0) -> Array:
