@@ -552,7 +552,7 @@ def _sufficiency(problem: Problem, inputs: Inputs, attributions: Array, *, thres
 
 def sufficiency(
     model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    threshold: float = 0.6, absolute: bool = True, normalise: str | None = "max",
+    threshold: float = 0.6, absolute: bool = True, normalise: str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Sufficiency (Dasgupta, Frost & Moshkovitz 2022, "Framework for Evaluating Faithfulness of Local
@@ -564,7 +564,9 @@ def sufficiency(
 
     A batch-level metric: scores depend on the batch.  Features constant across the batch carry no
     distance and are skipped (SciPy's ``seuclidean``, which Quantus calls, divides them by a zero
-    variance and then every score is 0).  Quantus defaults: threshold 0.6, absolute values.
+    variance and then every score is 0).  Quantus defaults: threshold 0.6, absolute values (its
+    normalisation divides the whole batch by one number, which leaves these distances unchanged; a
+    per-sample ``normalise`` here would change them, so it is off by default).
     """
     problem, inputs, a = _setup(model, variables, x, target, attributions, model_kwargs, None)
     a = c.preprocess(a, absolute=bool(absolute), normalise_by=c.check_choice("normalise", normalise, c.NORMALISATIONS))
