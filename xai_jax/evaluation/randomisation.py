@@ -233,9 +233,10 @@ def _class_indices(problem: Problem, inputs: Inputs) -> Array | None:
 
 def _similarity(a: Array, b: Array, kind: str) -> Array:
     if kind == "ssim":
-        maps_a = a if a.ndim >= 3 else a.reshape(a.shape[0], -1, 1)
-        maps_b = b if b.ndim >= 3 else b.reshape(b.shape[0], -1, 1)
-        return jax.vmap(ssim)(maps_a, maps_b)
+        if a.ndim < 3:
+            raise InputError(f"similarity='ssim' compares images; these maps have shape {tuple(a.shape)}: use "
+                             "'spearman' or 'pearson'.")
+        return jax.vmap(ssim)(a, b)
     fn = spearman if kind == "spearman" else pearson
     return fn(c.flat(a), c.flat(b))
 

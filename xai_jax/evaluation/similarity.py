@@ -56,9 +56,14 @@ def ssim(a: Array, b: Array, *, window: int = 7, k1: float = 0.01, k2: float = 0
 
     with ``window``² uniform windows and sample (co)variances, averaged over the windows that lie
     inside the map: scikit-image's ``structural_similarity(a, b, data_range=R)`` defaults (R as in
-    Quantus' ``ssim``).  Two identical constant maps (R = 0) have SSIM 1."""
+    Quantus' ``ssim``).  Two identical constant maps (R = 0) have SSIM 1.  A map smaller than the
+    window uses the largest odd window that fits (at least 3 × 3)."""
     if a.ndim == 3:
         return jnp.mean(jax.vmap(lambda u, v: ssim(u, v, window=window, k1=k1, k2=k2), in_axes=2)(a, b))
+    fits = min(window, a.shape[0], a.shape[1])
+    window = fits if fits % 2 else fits - 1
+    if window < 3:
+        raise ValueError(f"ssim needs maps of at least 3 × 3 pixels; got {tuple(a.shape)}.")
     a = a.astype(jnp.float32)
     b = b.astype(jnp.float32)
     data_range = jnp.max(jnp.maximum(a, b)) - jnp.min(jnp.minimum(a, b))
