@@ -33,7 +33,8 @@ def test_pixel_flipping_equals_quantus(tiny):
     np.testing.assert_allclose(np.asarray(curve.fractions)[[0, 1, -1]], [0.0, 4 / 784, 1.0])
 
 
-@pytest.mark.parametrize("patch_size", [8, 5])   # 28 = 3·8 + 4 and 5·5 + 3: both padded, unevenly for 5
+@pytest.mark.parametrize("patch_size", [8, pytest.param(5, marks=pytest.mark.slow)])   # 28 = 3·8 + 4, 5·5 + 3: padded,
+# unevenly for 5
 def test_region_perturbation_equals_quantus(tiny, patch_size):
     q = ref.quantus()
     curve = xe.region_perturbation(tiny.model, tiny.variables, tiny.x, tiny.y, tiny.a, patch_size=patch_size, regions=12)

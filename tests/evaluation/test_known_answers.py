@@ -65,6 +65,21 @@ def test_the_exact_contributions_are_the_optimal_map_of_a_linear_model(linear_ca
     np.testing.assert_allclose(gradient_x_input, exact, rtol=1e-6)      # the exact map is input × gradient here
 
 
+def test_insertion_runs_from_the_blurred_image_to_the_image_and_the_blur_is_scipys(linear_case):
+    import scipy.ndimage
+
+    variables, x = linear_case
+    for sigma in (1.5, 5.0):                                   # 5: Petsiuk's canvas, wider than the 6 × 6 image
+        blurred = np.asarray(xe.gaussian_blur(x, sigma))
+        np.testing.assert_allclose(blurred, scipy.ndimage.gaussian_filter(x, sigma=(0, sigma, sigma, 0), mode="reflect"),
+                                   atol=1e-6)
+    curve = xe.insertion(linear, variables, x, 0, np.asarray(xj.input_x_gradient(linear, variables, x, 0)),
+                         score="logit", features_per_step=4)
+    w = variables["w"]
+    expected_ends = [float(blurred.reshape(-1) @ w), float(x.reshape(-1) @ w)]
+    np.testing.assert_allclose(np.asarray(curve.scores)[0, [0, -1]], expected_ends, rtol=1e-5)
+
+
 def test_input_x_gradient_is_complete_on_a_bias_free_linear_model_and_the_gradient_is_not(linear_case):
     variables, x = linear_case
     gap = xe.completeness(linear, variables, x, 0, xj.input_x_gradient(linear, variables, x, 0))
@@ -93,6 +108,18 @@ def test_ties_flip_in_raster_order_in_both_directions(linear_case):
         np.testing.assert_array_equal(np.asarray(tied), np.asarray(raster))
 
 
+def test_curves_and_correlations_are_finite_on_constant_and_zero_maps(linear_case):
+    """The quick version of the next test: the paths with a division (correlations, areas)."""
+    variables, x = linear_case
+    key = jax.random.key(0)
+    for value in (0.0, 1.0):
+        a = np.full(x.shape, value, np.float32)
+        assert np.isfinite(float(xe.auc(xe.pixel_flipping(linear, variables, x, 0, a, features_per_step=6))[0]))
+        corr = xe.faithfulness_correlation(linear, variables, x, 0, a, key=key, runs=5, subset_size=9)
+        assert float(corr[0]) == 0.0            # a constant map's subset sums are constant: correlation 0
+
+
+@pytest.mark.slow
 def test_every_metric_is_finite_on_constant_and_zero_maps(linear_case):
     variables, x = linear_case
     key = jax.random.key(0)

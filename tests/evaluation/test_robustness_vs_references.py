@@ -107,6 +107,7 @@ def test_continuity_with_the_zero_shift_equals_the_corrected_reference(tiny):
     np.testing.assert_allclose(np.asarray(ours), best, rtol=TOL)
 
 
+@pytest.mark.slow
 def test_sensitivity_does_not_depend_on_batch_size_and_key_draws_are_reproducible(tiny):
     import jax
 
