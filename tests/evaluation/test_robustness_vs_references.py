@@ -117,3 +117,23 @@ def test_sensitivity_does_not_depend_on_batch_size_and_key_draws_are_reproducibl
     np.testing.assert_allclose(np.asarray(one), np.asarray(all_at_once), rtol=1e-6)
     other = xe.max_sensitivity(tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, key=jax.random.key(4), samples=4)
     assert not np.allclose(np.asarray(other), np.asarray(one))
+
+
+@pytest.mark.slow
+def test_avg_sensitivity_with_its_own_draws_equals_quantus_in_distribution(tiny):
+    """Without injection: our key-drawn U(−0.2, 0.2) noise and Quantus' NumPy noise, 200 draws each;
+    the per-sample means agree within 3 standard errors (of the difference of two means)."""
+    import jax
+
+    from xai_jax.evaluation import robustness
+
+    q = ref.quantus()
+    draws = 200
+    ours = np.asarray(robustness._noise_values(
+        tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, "avg_sensitivity", key=jax.random.key(11), samples=draws,
+        noise="uniform", scale=0.2, quotient="sensitivity", norm="fro", relative=True, normalise_by=None, absolute=False,
+        perturbations=None, attributions=None, batch_size=None, model_kwargs=None))          # (draws, B) quotients
+    np.random.seed(0)
+    expected = _quantus(q.AvgSensitivity(nr_samples=draws, return_aggregate=False, disable_warnings=True), tiny)
+    standard_error = np.sqrt(2) * ours.std(axis=0, ddof=1) / np.sqrt(draws)
+    assert np.all(np.abs(ours.mean(axis=0) - expected) < 3 * standard_error)
