@@ -76,6 +76,18 @@ def ours_and_captum(name: str, torch_model):
     return ours, explain
 
 
+def run_xai_jax(metric, model, variables, x, y, attributions, method, key, options, s):
+    """One batch ``s`` of ``metric`` with xai_jax (the method only for max-sensitivity)."""
+    import jax.numpy as jnp
+
+    from xai_jax import evaluation as xe
+
+    xs, ys, a = jnp.asarray(x[s]), jnp.asarray(y[s]), jnp.asarray(attributions[s])
+    if metric == "max_sensitivity":
+        return xe.max_sensitivity(model, variables, xs, ys, method, key=key, attributions=a, **options)
+    return getattr(xe, metric)(model, variables, xs, ys, a, key=key, **options)
+
+
 def timed(fn):
     import jax
 
@@ -138,27 +150,17 @@ def main() -> None:
             options = xe.preset("quantus", metric)
             if metric == "max_sensitivity":
                 options["samples"] = sens_samples
-
-                def run_ours(s, options=options):
-                    return xe.max_sensitivity(model, variables, jnp.asarray(x[s]), jnp.asarray(y[s]), ours_method, key=key,
-                                              attributions=jnp.asarray(attributions[s]), **options)
-
-                q = quantus.MaxSensitivity(nr_samples=sens_samples, disable_warnings=True, return_aggregate=False)
-                run_quantus = lambda q=q: q(model=torch_model, x_batch=nchw, y_batch=y, a_batch=a_nchw,  # noqa: E731
-                                            explain_func=captum_explain, device="cpu", batch_size=64)
+                quantus_metric = quantus.MaxSensitivity(nr_samples=sens_samples, disable_warnings=True, return_aggregate=False)
+                quantus_kwargs = {"explain_func": captum_explain}
             else:
-                fn = getattr(xe, metric)
-
-                def run_ours(s, fn=fn, options=options):
-                    return fn(model, variables, jnp.asarray(x[s]), jnp.asarray(y[s]), jnp.asarray(attributions[s]),
-                              key=key, **options)
-
                 cls = quantus.PixelFlipping if metric == "pixel_flipping" else quantus.ROAD
-                q = cls(disable_warnings=True, **({"return_aggregate": False} if metric == "pixel_flipping" else {}))
-                run_quantus = lambda q=q: q(model=torch_model, x_batch=nchw, y_batch=y, a_batch=a_nchw, device="cpu",  # noqa: E731
-                                            batch_size=64)
-            compile_s = timed(lambda: run_ours(batches[0]))      # first call: compilation + one batch
-            ours_s = sum(timed(lambda s=s: run_ours(s)) for s in batches)
+                quantus_metric = cls(disable_warnings=True, **({"return_aggregate": False} if metric == "pixel_flipping" else {}))
+                quantus_kwargs = {}
+            run_ours = functools.partial(run_xai_jax, metric, model, variables, x, y, attributions, ours_method, key, options)
+            run_quantus = functools.partial(quantus_metric, model=torch_model, x_batch=nchw, y_batch=y, a_batch=a_nchw,
+                                            device="cpu", batch_size=64, **quantus_kwargs)
+            compile_s = timed(functools.partial(run_ours, batches[0]))      # first call: compilation + one batch
+            ours_s = sum(timed(functools.partial(run_ours, s)) for s in batches)
             start = time.perf_counter()
             run_quantus()
             quantus_s = time.perf_counter() - start

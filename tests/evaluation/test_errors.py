@@ -45,7 +45,7 @@ def test_a_metric_over_attributions_given_a_method_and_one_over_a_method_given_a
 
 
 def test_a_method_returning_a_layer_resolution_map_is_refused():
-    small = lambda model, variables, x, target, **kw: jnp.ones((x.shape[0], 2, 2))   # noqa: E731
+    small = lambda model, variables, x, target, **kw: jnp.ones((x.shape[0], 2, 2))
     with pytest.raises(InputError, match="input-resolution maps"):
         xe.max_sensitivity(linear, V, X, 0, small, key=jax.random.key(0), samples=2)
 

@@ -37,7 +37,7 @@ def test_random_maps_score_at_chance_on_pixel_flipping(linear_case):
     n = 256
     batch = np.repeat(x, n, axis=0)
     maps = np.random.default_rng(1).standard_normal(batch.shape).astype(np.float32)
-    kw = dict(baseline="zero", score="logit", features_per_step=3)
+    kw = {"baseline": "zero", "score": "logit", "features_per_step": 3}
     morf = xe.pixel_flipping(linear, variables, batch, 0, maps, order="morf", **kw)
     lerf = xe.pixel_flipping(linear, variables, batch, 0, maps, order="lerf", **kw)
     f = float(x.reshape(-1) @ variables["w"])
@@ -56,7 +56,7 @@ def test_the_exact_contributions_are_the_optimal_map_of_a_linear_model(linear_ca
     batch = np.repeat(x, n + 1, axis=0)
     exact = (variables["w"].reshape(1, 6, 6, 1) * x).astype(np.float32)
     maps = np.concatenate([exact, np.random.default_rng(2).standard_normal((n, 6, 6, 1)).astype(np.float32)])
-    kw = dict(baseline="zero", score="logit")
+    kw = {"baseline": "zero", "score": "logit"}
     morf = np.asarray(xe.pixel_flipping(linear, variables, batch, 0, maps, order="morf", **kw).scores)
     lerf = np.asarray(xe.pixel_flipping(linear, variables, batch, 0, maps, order="lerf", **kw).scores)
     assert np.all(morf[0] <= morf[1:].min(axis=0) + 1e-5)
@@ -100,7 +100,7 @@ def test_ties_flip_in_raster_order_in_both_directions(linear_case):
     """A constant map orders features by position; so does any strictly monotone map of the position."""
     variables, x = linear_case
     constant = np.ones_like(x)
-    kw = dict(baseline="zero", score="logit")
+    kw = {"baseline": "zero", "score": "logit"}
     position = np.arange(D, dtype=np.float32).reshape(x.shape)
     for order, equivalent in (("morf", -position), ("lerf", position)):
         tied = xe.pixel_flipping(linear, variables, x, 0, constant, order=order, **kw).scores
@@ -140,7 +140,7 @@ def test_every_metric_is_finite_on_constant_and_zero_maps(linear_case):
         }
         for name, result in results.items():
             assert np.all(np.isfinite(np.asarray(result))), name
-    constant_method = lambda model, variables, x, target, **kw: jnp.ones_like(x)   # noqa: E731
+    constant_method = lambda model, variables, x, target, **kw: jnp.ones_like(x)
     results = {
         "max_sensitivity": xe.max_sensitivity(linear, variables, x, 0, constant_method, key=key, samples=2),
         "continuity": xe.continuity(linear, variables, x, 0, constant_method, steps=4),

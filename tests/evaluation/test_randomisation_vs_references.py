@@ -143,7 +143,7 @@ def test_parameter_layers_follow_the_forward_pass_not_the_tree_order():
 def test_torch_initialisation_draws_within_the_fan_in_bounds_and_resets_batchnorm():
     from tests import twins
 
-    model, variables, _ = twins.make_res_bn_net(0)
+    _model, variables, _ = twins.make_res_bn_net(0)
     fresh = xe.fresh_parameters(jax.random.key(0), variables, "torch")
     kernel = np.asarray(fresh["block"]["conv1"]["kernel"])
     bound = 1 / np.sqrt(3 * 3 * 8)

@@ -76,26 +76,6 @@ def check_attributions(attributions: Any, x: Array, name: str = "attributions") 
     return attributions
 
 
-def check_masks(masks: Any, x: Array, name: str = "masks") -> Array:
-    """Boolean masks of shape ``x.shape``, ``x.shape[:-1]`` (images) or ``(B, H, W, 1)``; none empty."""
-    if masks is None:
-        raise InputError(f"{name} are missing: localisation metrics need one ground-truth mask per sample.")
-    masks = jnp.asarray(masks)
-    shape, x_shape = tuple(masks.shape), tuple(x.shape)
-    allowed = [x_shape] + ([x_shape[:-1], (*x_shape[:-1], 1)] if len(x_shape) >= 4 else [])
-    if shape not in allowed:
-        raise InputError(f"{name} have shape {shape}; expected {' or '.join(str(s) for s in allowed)} (one mask per sample of x).")
-    if shape == (*x_shape[:-1], 1) and len(x_shape) >= 4:
-        masks = masks[..., 0]
-    masks = masks.astype(bool) if masks.dtype != bool else masks
-    if is_concrete(masks):
-        empty = np.flatnonzero(~np.asarray(masks).reshape(shape[0], -1).any(axis=1))
-        if empty.size:
-            raise InputError(f"{name} of sample(s) {empty.tolist()[:10]} are empty: a localisation score needs at least one "
-                             "pixel inside the mask.")
-    return masks
-
-
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
     if value not in choices:
         raise InputError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}.")
@@ -213,13 +193,6 @@ def _scatter_last(idx: Array, values: Array) -> Array:
     for _ in range(idx.ndim - 1):
         fn = jax.vmap(fn)
     return fn(idx, values)
-
-
-def trapezoid(y: Array, dx: float = 1.0) -> Array:
-    """Trapezoidal area under ``y`` along the last axis with spacing ``dx`` (NumPy's ``trapz``)."""
-    if y.shape[-1] < 2:
-        return jnp.zeros(y.shape[:-1], y.dtype)
-    return dx * (jnp.sum(y, axis=-1) - 0.5 * (y[..., 0] + y[..., -1]))
 
 
 # ---------------------------------------------------------------------------------------------------

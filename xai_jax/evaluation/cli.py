@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point (``python -m xai_jax.evaluation.cli``) until the main CLI wires it."""
     import xai_jax  # noqa: F401  - installs the XLA:CPU guard before any array exists
+
     from ..core.errors import XaiJaxError
 
     parser = argparse.ArgumentParser(prog="xai-jax")

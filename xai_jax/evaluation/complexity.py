@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..core.errors import InputError
 from ..core.numerics import guarded_jit
 from . import _common as c
 
@@ -19,10 +20,10 @@ def _checked(attributions: Any, absolute: bool, normalise: str | None) -> Array:
     a = jnp.asarray(attributions, jnp.float32) if hasattr(attributions, "shape") else None
     if a is None or a.ndim < 2:
         shape = getattr(attributions, "shape", None)
-        raise c.InputError(f"attributions must be a batch (B, ...) of maps; got {type(attributions).__name__}"
+        raise InputError(f"attributions must be a batch (B, ...) of maps; got {type(attributions).__name__}"
                            f"{'' if shape is None else ' of shape ' + str(tuple(shape))}. For one map pass a[None].")
     if c.is_concrete(a) and not bool(jnp.all(jnp.isfinite(a))):
-        raise c.InputError("attributions contain NaN or infinite values.")
+        raise InputError("attributions contain NaN or infinite values.")
     c.check_choice("normalise", normalise, c.NORMALISATIONS)
     return c.preprocess(a, absolute=bool(absolute), normalise_by=normalise)
 
@@ -48,7 +49,7 @@ def sparseness(attributions: Any, *, absolute: bool = True, normalise: str | Non
     non-negative values (``absolute=True``)."""
     a = _checked(attributions, absolute, normalise)
     if c.is_concrete(a) and bool(jnp.any(a < 0)):
-        raise c.InputError("sparseness needs non-negative maps: keep absolute=True or pass magnitudes.")
+        raise InputError("sparseness needs non-negative maps: keep absolute=True or pass magnitudes.")
     return _gini(a)
 
 
@@ -72,7 +73,7 @@ def complexity(attributions: Any, *, absolute: bool = True, normalise: str | Non
     0 ln 0 = 0 exactly (the difference is < 1e-9)."""
     a = _checked(attributions, absolute, normalise)
     if c.is_concrete(a) and bool(jnp.any(a < 0)):
-        raise c.InputError("complexity needs non-negative maps: keep absolute=True or pass magnitudes.")
+        raise InputError("complexity needs non-negative maps: keep absolute=True or pass magnitudes.")
     return _entropy(a)
 
 

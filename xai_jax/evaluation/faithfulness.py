@@ -149,7 +149,8 @@ def insertion(
     batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
 ) -> Curve:
     """Insertion (Petsiuk et al. 2018): start from ``baseline`` (a Gaussian blur of the image, σ = 5
-    pixels) and restore the most relevant features first::
+    pixels; another σ: ``baseline=xe.gaussian_blur(x, σ)``) and restore the most relevant features
+    first::
 
         scores[b, k] = f_c(canvas_b with its first min(k·m, D) features of the order set to x_b)
 

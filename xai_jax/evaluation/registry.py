@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from ..core.errors import UnknownNameError, unknown_name_message
 from . import faithfulness, localisation, randomisation, robustness
+
 # By name, not as ``from . import complexity``: the package re-exports the *function* complexity.
 from .complexity import complexity as complexity_metric
 from .complexity import effective_complexity, sparseness

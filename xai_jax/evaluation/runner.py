@@ -57,7 +57,7 @@ class EvaluationReport:
                 v = np.asarray(values, np.float64)
                 sem = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
                 out.append({"method": method, "metric": metric, "summary": info.summary_name, "mean": float(v.mean()),
-                            "sem": sem, "n": int(len(v)), "better": "higher" if info.higher_is_better else "lower"})
+                            "sem": sem, "n": len(v), "better": "higher" if info.higher_is_better else "lower"})
         return out
 
     def to_markdown(self) -> str:
