@@ -26,11 +26,11 @@ def _quantus_call(metric, case, a=None, **kwargs):
 
 def test_pixel_flipping_equals_quantus(tiny):
     q = ref.quantus()
-    curve = xe.pixel_flipping(tiny.model, tiny.variables, tiny.x, tiny.y, tiny.a, features_per_step=4)
-    expected = _quantus_call(q.PixelFlipping(features_in_step=4, disable_warnings=True), tiny)
-    assert curve.scores.shape == (3, 197)
+    curve = xe.pixel_flipping(tiny.model, tiny.variables, tiny.x, tiny.y, tiny.a, features_per_step=8)
+    expected = _quantus_call(q.PixelFlipping(features_in_step=8, disable_warnings=True), tiny)
+    assert curve.scores.shape == (3, 99)
     np.testing.assert_allclose(np.asarray(curve.scores[:, 1:]), expected, atol=TOL)   # Quantus omits k = 0
-    np.testing.assert_allclose(np.asarray(curve.fractions)[[0, 1, -1]], [0.0, 4 / 784, 1.0])
+    np.testing.assert_allclose(np.asarray(curve.fractions)[[0, 1, -1]], [0.0, 8 / 784, 1.0])
 
 
 @pytest.mark.parametrize("patch_size", [8, pytest.param(5, marks=pytest.mark.slow)])   # 28 = 3·8 + 4, 5·5 + 3: padded,

@@ -92,8 +92,6 @@ def test_the_gradient_of_a_linear_model_has_zero_sensitivity(linear_case):
     variables, x = linear_case
     key = jax.random.key(0)
     assert float(xe.max_sensitivity(linear, variables, x, 0, xj.gradient, key=key, samples=8)[0]) == 0.0
-    # max-normalised maps: equal up to the rounding of two separately compiled divisions
-    assert float(xe.local_lipschitz_estimate(linear, variables, x, 0, xj.gradient, key=key, samples=8)[0]) < 1e-5
 
 
 def test_ties_flip_in_raster_order_in_both_directions(linear_case):

@@ -91,24 +91,30 @@ def noisy_linear_imputation(image: Array, removed: Array, standard_normal: Array
     return jnp.where(removed[..., None], filled + noise * standard_normal, image)
 
 
-def gaussian_blur(x: Array, sigma: float, truncate: float = 4.0) -> Array:
-    """Gaussian blur of an NHWC batch over H and W (SciPy's ``gaussian_filter`` with mode 'reflect',
-    radius ``round(truncate·σ)``), the blurred canvas of Petsiuk et al.'s (2018) insertion metric."""
-    if sigma <= 0:
-        return x
+def _reflect_blur_matrix(n: int, sigma: float, truncate: float) -> np.ndarray:
+    """``(n, n)`` matrix of a 1-D Gaussian blur with SciPy's 'reflect' boundary (d c b a | a b c d |
+    d c b a), so that blurring an axis is one matrix product."""
     radius = int(truncate * sigma + 0.5)
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = jnp.asarray(kernel / kernel.sum(), x.dtype)
+    kernel /= kernel.sum()
+    matrix = np.zeros((n, n))
+    for i in range(n):
+        for offset, weight in zip(offsets, kernel):
+            j = (i + offset) % (2 * n)          # the reflected signal has period 2n
+            matrix[i, j if j < n else 2 * n - 1 - j] += weight
+    return matrix
 
-    def blur_axis(v: Array, axis: int) -> Array:
-        pad = [(0, 0)] * v.ndim
-        pad[axis] = (radius, radius)
-        padded = jnp.pad(v, pad, mode="symmetric")
-        n = v.shape[axis]
-        return sum(kernel[i] * jax.lax.slice_in_dim(padded, i, i + n, axis=axis) for i in range(2 * radius + 1))
 
-    return blur_axis(blur_axis(x, 1), 2)
+def gaussian_blur(x: Array, sigma: float, truncate: float = 4.0) -> Array:
+    """Gaussian blur of an NHWC batch over H and W (SciPy's ``gaussian_filter`` with mode 'reflect',
+    radius ``round(truncate·σ)``), the blurred canvas of Petsiuk et al.'s (2018) insertion metric.
+    Each axis is blurred by one matrix product (exact, and quick to compile for any σ)."""
+    if sigma <= 0:
+        return x
+    rows = jnp.asarray(_reflect_blur_matrix(x.shape[1], sigma, truncate), x.dtype)
+    cols = jnp.asarray(_reflect_blur_matrix(x.shape[2], sigma, truncate), x.dtype)
+    return jnp.einsum("ij,bjkc,lk->bilc", rows, x, cols, precision=jax.lax.Precision.HIGHEST)
 
 
 def translate_horizontally(x: Array, shift: Array | int, fill: Array) -> Array:
