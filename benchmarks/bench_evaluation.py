@@ -11,7 +11,9 @@ or ``mnist_cnn`` (the shipped CNN and its twin; ~30× the compute per forward pa
 attributions for pixel flipping and ROAD are computed once by xai_jax and handed to both sides;
 for max-sensitivity each side explains with its own library (xai_jax methods vs the same methods in
 Captum, which Quantus calls).  Times are wall-clock of the steady state (xai_jax's compilation is
-timed separately on a first batch and reported in its own column); torch runs on ``--torch-threads``
+timed separately on a first batch and reported in its own column); ``--quantus-images N`` runs
+Quantus on the first N images only and scales its time to all images (its cost is linear in the
+number of images: fixed batches of 64); torch runs on ``--torch-threads``
 threads (default 1: on this 2-core machine one thread was faster than two for these batch sizes).
 """
 
@@ -103,6 +105,8 @@ def main() -> None:
     parser.add_argument("--model", choices=("tiny", "mnist_cnn"), default="tiny")
     parser.add_argument("--methods", default=None, help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--metrics", default="pixel_flipping,road,max_sensitivity")
+    parser.add_argument("--quantus-images", type=int, default=None,
+                        help="run Quantus on the first N images only and report its time per image (default: all)")
     parser.add_argument("--batch", type=int, default=100, help="images per xai_jax call")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--data", default=None, help="MNIST .npz (default: xj.data's search path)")
@@ -133,10 +137,11 @@ def main() -> None:
         model, variables = xj.models.load("mnist_cnn")
         torch_model = twins.mnist_cnn_torch(variables)
     x, y, origin = images(n, args.data)
-    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    nq = min(args.quantus_images or n, n)
+    nchw = np.ascontiguousarray(x[:nq].transpose(0, 3, 1, 2))
     batches = [slice(s, s + args.batch) for s in range(0, n, args.batch)]
     key = jax.random.key(0)
-    print(f"{n} images ({origin}), model {args.model}, methods {', '.join(methods)}, jax {jax.__version__}, "
+    print(f"{n} images ({origin}; Quantus on the first {nq}, its times scaled to {n}), model {args.model}, methods {', '.join(methods)}, jax {jax.__version__}, "
           f"torch {torch.__version__} ({args.torch_threads} thread(s)), quantus {quantus.__version__}, "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
 
@@ -145,7 +150,7 @@ def main() -> None:
         ours_method, captum_explain = ours_and_captum(name, torch_model)
         attributions = np.concatenate([np.asarray(ours_method(model, variables, jnp.asarray(x[s]), jnp.asarray(y[s])))
                                        for s in batches])
-        a_nchw = np.ascontiguousarray(attributions.transpose(0, 3, 1, 2))
+        a_nchw = np.ascontiguousarray(attributions[:nq].transpose(0, 3, 1, 2))
         for metric in metrics:
             options = xe.preset("quantus", metric)
             if metric == "max_sensitivity":
@@ -157,13 +162,13 @@ def main() -> None:
                 quantus_metric = cls(disable_warnings=True, **({"return_aggregate": False} if metric == "pixel_flipping" else {}))
                 quantus_kwargs = {}
             run_ours = functools.partial(run_xai_jax, metric, model, variables, x, y, attributions, ours_method, key, options)
-            run_quantus = functools.partial(quantus_metric, model=torch_model, x_batch=nchw, y_batch=y, a_batch=a_nchw,
+            run_quantus = functools.partial(quantus_metric, model=torch_model, x_batch=nchw, y_batch=y[:nq], a_batch=a_nchw,
                                             device="cpu", batch_size=64, **quantus_kwargs)
             compile_s = timed(functools.partial(run_ours, batches[0]))      # first call: compilation + one batch
             ours_s = sum(timed(functools.partial(run_ours, s)) for s in batches)
             start = time.perf_counter()
             run_quantus()
-            quantus_s = time.perf_counter() - start
+            quantus_s = (time.perf_counter() - start) * n / nq      # per-image time × n when Quantus ran on nq
             totals["ours"] += ours_s
             totals["quantus"] += quantus_s
             rows.append((name, metric, f"{ours_s:.1f}", f"{1e3 * ours_s / n:.2f}", f"{compile_s:.1f}", f"{quantus_s:.1f}",
