@@ -123,8 +123,10 @@ def run(args: argparse.Namespace) -> int:
         targets = labels
     elif args.target == "pred":
         targets = None
-    else:
+    elif args.target.lstrip("-").isdigit():
         targets = np.full(len(images), int(args.target), np.int32)
+    else:
+        raise InputError(f"--target {args.target!r}: give 'label', 'pred' or a class index.")
     metrics = list(METRICS) if args.metrics == "all" else [m.strip() for m in args.metrics.split(",") if m.strip()]
     options = {} if args.full else {k: dict(v) for k, v in QUICK_OPTIONS.items()}
     for metric, values in _overrides(args.set).items():
