@@ -79,7 +79,7 @@ def parameter_layers(model: Model, variables: Any, x: Any, model_kwargs: Mapping
     leaves = _leaf_paths(params)
     if not leaves:
         raise InputError("the variables hold no parameters to randomise.")
-    layer_of_leaf = ["/".join(path[:-1]) for path, _ in leaves]
+    layer_of_leaf = [_layer_name(path) for path, _ in leaves]
 
     def run(param_leaves: list[Any]) -> Any:
         rebuilt = _rebuild(params, dict(zip([p for p, _ in leaves], param_leaves)))
@@ -98,6 +98,12 @@ def parameter_layers(model: Model, variables: Any, x: Any, model_kwargs: Mapping
                 first_use.setdefault(layer_of_leaf[i], position)
     names = list(dict.fromkeys(layer_of_leaf))
     return sorted(names, key=lambda n: first_use.get(n, len(first_use) + names.index(n)))
+
+
+def _layer_name(leaf_path: tuple[str, ...]) -> str:
+    """The layer owning a parameter: its module path (``"block/conv2"`` for ``block/conv2/kernel``); a
+    parameter at the top of a plain params dict (``{"w": ...}``) is a layer of its own."""
+    return "/".join(leaf_path[:-1]) if len(leaf_path) > 1 else leaf_path[0]
 
 
 def _rebuild(tree: Any, values: Mapping[tuple[str, ...], Any], prefix: tuple[str, ...] = ()) -> Any:
@@ -190,7 +196,7 @@ def randomise_layers(variables: Any, fresh: Any, layers: Sequence[str]) -> Any:
     def swap(tree: Any, new: Any, prefix: tuple[str, ...]) -> Any:
         if isinstance(tree, Mapping):
             return {k: swap(v, new[k], (*prefix, str(k))) for k, v in tree.items()}
-        return new if "/".join(prefix[:-1]) in chosen else tree
+        return new if _layer_name(prefix) in chosen else tree
 
     randomised = swap(params, fresh, ())
     if not has_collections:
@@ -201,7 +207,7 @@ def randomise_layers(variables: Any, fresh: Any, layers: Sequence[str]) -> Any:
         def reset(tree: Any, prefix: tuple[str, ...]) -> Any:
             if isinstance(tree, Mapping):
                 return {k: reset(v, (*prefix, str(k))) for k, v in tree.items()}
-            if "/".join(prefix[:-1]) not in chosen:
+            if _layer_name(prefix) not in chosen:
                 return tree
             return jnp.ones_like(tree) if prefix[-1] == "var" else jnp.zeros_like(tree)
 
