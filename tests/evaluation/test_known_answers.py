@@ -174,3 +174,17 @@ def test_adebayo_randomisation_result_on_the_shipped_cnn():
     assert float(np.mean(magnitude.scores[-1])) < 0.2
     assert float(np.mean(magnitude.scores[0])) < 0.8           # already the top layer changes the map
     np.testing.assert_allclose(np.asarray(edges.scores), 1.0, atol=1e-6)
+
+
+def test_a_pixel_map_flips_all_channels_of_a_pixel_together():
+    """A (B, H, W) map on RGB input perturbs whole pixels: the same curve as the map repeated over the
+    channels, flipped three elements (one pixel, channels in order by the tie rule) per step."""
+    rng = np.random.default_rng(3)
+    w = {"w": rng.standard_normal(6 * 6 * 3).astype(np.float32)}
+    x = rng.random((2, 6, 6, 3)).astype(np.float32)
+    pixel_map = rng.standard_normal((2, 6, 6)).astype(np.float32)
+    kw = dict(baseline="zero", score="logit")
+    per_pixel = xe.pixel_flipping(linear, w, x, 0, pixel_map, **kw)
+    repeated = xe.pixel_flipping(linear, w, x, 0, np.repeat(pixel_map[..., None], 3, axis=-1), features_per_step=3, **kw)
+    np.testing.assert_allclose(np.asarray(per_pixel.scores), np.asarray(repeated.scores), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(per_pixel.fractions), np.asarray(repeated.fractions))
