@@ -183,7 +183,7 @@ def test_a_pixel_map_flips_all_channels_of_a_pixel_together():
     w = {"w": rng.standard_normal(6 * 6 * 3).astype(np.float32)}
     x = rng.random((2, 6, 6, 3)).astype(np.float32)
     pixel_map = rng.standard_normal((2, 6, 6)).astype(np.float32)
-    kw = dict(baseline="zero", score="logit")
+    kw = {"baseline": "zero", "score": "logit"}
     per_pixel = xe.pixel_flipping(linear, w, x, 0, pixel_map, **kw)
     repeated = xe.pixel_flipping(linear, w, x, 0, np.repeat(pixel_map[..., None], 3, axis=-1), features_per_step=3, **kw)
     np.testing.assert_allclose(np.asarray(per_pixel.scores), np.asarray(repeated.scores), rtol=1e-6, atol=1e-6)
