@@ -3,7 +3,7 @@
 Every function takes ``(model, variables, x, target, attributions, *, options)``, validates eagerly,
 and runs one jitted computation in which the perturbed copies of the batch are evaluated in chunks of
 ``batch_size`` copies per forward pass (``lax.map`` over chunks, ``vmap`` within one), so peak
-memory is one chunk.  ``batch_size=None`` picks ``max(1, 1024 // B)`` copies.  Randomness comes only
+memory is one chunk.  ``batch_size=None`` picks ``max(1, 256 // B)`` copies.  Randomness comes only
 from ``key``; each stochastic metric also accepts its draws directly (``subsets=``, ``perturbations=``,
 ``noise_draws=``) so that it can be run on another implementation's exact perturbations.
 
@@ -49,7 +49,7 @@ class IROFResult(NamedTuple):
 
 def _auto_batch(batch_size: int | None, batch: int) -> int:
     if batch_size is None:
-        return max(1, 1024 // max(batch, 1))
+        return max(1, c.PERTURBED_IMAGES_PER_PASS // max(batch, 1))
     return c.check_positive_int("batch_size", batch_size)
 
 

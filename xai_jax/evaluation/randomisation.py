@@ -366,7 +366,7 @@ def smooth_mprt(
         draws = c.check_draws("noise_draws", noise_draws, (n - 1, *xs.shape), "standard normal draws")
     else:
         draws = jax.random.normal(jax.random.fold_in(key, 1), (n - 1, *xs.shape), xs.dtype)
-    size = max(1, 1024 // xs.shape[0]) if batch_size is None else c.check_positive_int("batch_size", batch_size)
+    size = max(1, c.PERTURBED_IMAGES_PER_PASS // xs.shape[0]) if batch_size is None else c.check_positive_int("batch_size", batch_size)
     names = _choose_layers(model, inputs.variables, xs, layers, model_kwargs)
     fresh = fresh_parameters(key, inputs.variables, init)
     m = jnp.asarray(magnitude, xs.dtype)

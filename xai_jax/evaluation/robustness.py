@@ -108,7 +108,7 @@ def _noise_values(model: Model, variables: Any, x: Any, target: Target, method: 
         deltas = None
         c.check_key(key, True, metric)
     b = inputs.x.shape[0]
-    size = max(1, 1024 // b) if batch_size is None else c.check_positive_int("batch_size", batch_size)
+    size = max(1, c.PERTURBED_IMAGES_PER_PASS // b) if batch_size is None else c.check_positive_int("batch_size", batch_size)
     parts = []
     for start, stop in c.chunks(n, size):
         parts.append(_noise_chunk(
@@ -237,7 +237,7 @@ def continuity(
     shifts = jnp.asarray([-w + step * (k + 1) for k in range(n)], jnp.int32)
     base, value = c.split_baseline(baseline, inputs.x)
     b = inputs.x.shape[0]
-    size = max(1, 1024 // b) if batch_size is None else c.check_positive_int("batch_size", batch_size)
+    size = max(1, c.PERTURBED_IMAGES_PER_PASS // b) if batch_size is None else c.check_positive_int("batch_size", batch_size)
     parts = [
         _continuity_chunk(problem, inputs, indices, a0, shifts[start:stop], value, method=explain_with, baseline=base,
                           normalise_by=normalise, absolute=bool(absolute))
