@@ -333,21 +333,24 @@ def _faithfulness_correlation(problem: Problem, inputs: Inputs, attributions: Ar
     d = a.shape[1]
     indices = problem.class_indices(inputs)
     scores = c.scorer(problem, inputs, indices, score)
-    fill = c.fill_values(x, baseline, baseline_value, None if key is None else jax.random.fold_in(key, 1))
+    fill_key, subset_key = (None, None) if key is None else jax.random.split(key)
+    fill = c.fill_values(x, baseline, baseline_value, fill_key)
     reference = scores(x[None])[0]
-    if subsets is None:
-        noise = jax.random.uniform(key, (runs, b, d))
-        subsets = jax.lax.top_k(noise, subset_size)[1]                    # (runs, B, size): uniform subsets
-    else:
-        subsets = jnp.swapaxes(subsets, 0, 1)
 
-    def run(subset: Array) -> tuple[Array, Array]:
+    def run(r: Array, given: Array | None) -> tuple[Array, Array]:
+        # Run r's subsets: uniform without replacement, drawn from fold_in(key, r) (memory: one chunk).
+        if given is None:
+            given = jax.lax.top_k(jax.random.uniform(jax.random.fold_in(subset_key, r), (b, d)), subset_size)[1]
+        subset = given
         chosen = jnp.zeros((b, d), bool).at[jnp.arange(b)[:, None], subset].set(True)
         perturbed = jnp.where(c.expand_feature_mask(chosen, attributions.shape, x.shape), fill, x)
         drop = reference - scores(perturbed[None])[0]
         return jnp.sum(jnp.where(chosen, a, 0.0), axis=1), drop
 
-    attribution_sums, drops = chunked_vmap(run, subsets, chunk_size=batch_size)   # (runs, B) each
+    if subsets is None:
+        attribution_sums, drops = chunked_vmap(lambda r: run(r, None), jnp.arange(runs), chunk_size=batch_size)
+    else:
+        attribution_sums, drops = chunked_vmap(run, jnp.arange(runs), jnp.swapaxes(subsets, 0, 1), chunk_size=batch_size)
     return c.pearson(attribution_sums.T, drops.T)
 
 

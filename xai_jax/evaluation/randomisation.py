@@ -317,20 +317,25 @@ def mprt(
     )
 
 
-def _smoothed(problem: Problem, inputs: Inputs, indices: Array | None, method: c.StaticMethod, draws: Array,
-              magnitude: float, batch_size: int) -> Array:
-    """Mean of the explanations of ``x + ε σ`` over the draws ε and of ``x`` itself (Quantus: the last of
-    its ``samples`` is noise-free), σ = ``magnitude`` · (max − min) of each sample."""
+def _smoothed(problem: Problem, inputs: Inputs, indices: Array | None, method: c.StaticMethod, draws: Array | None,
+              key: Array | None, samples: int, magnitude: Array, batch_size: int) -> Array:
+    """Mean of the explanations of ``x + ε σ`` over ``samples − 1`` draws ε and of ``x`` itself (Quantus:
+    the last of its ``samples`` is noise-free), σ = ``magnitude`` · (max − min) of each sample.  Draw
+    n is ``draws[n]`` or comes from ``fold_in(key, n)`` (memory: one chunk)."""
     total = _explain(problem, inputs, indices, method=method)
-    for start, stop in c.chunks(draws.shape[0], batch_size):
-        total = total + _smoothed_chunk(problem, inputs, indices, draws[start:stop], magnitude, method=method)
-    return total / (draws.shape[0] + 1)
+    for start, stop in c.chunks(samples - 1, batch_size):
+        chunk = None if draws is None else draws[start:stop]
+        total = total + _smoothed_chunk(problem, inputs, indices, chunk, key, jnp.arange(start, stop), magnitude,
+                                        method=method)
+    return total / samples
 
 
 @compiled(static=("method",))
-def _smoothed_chunk(problem: Problem, inputs: Inputs, indices: Array | None, draws: Array, magnitude: Array, *,
-                    method: c.StaticMethod) -> Array:
+def _smoothed_chunk(problem: Problem, inputs: Inputs, indices: Array | None, draws: Array | None, key: Array | None,
+                    ids: Array, magnitude: Array, *, method: c.StaticMethod) -> Array:
     x = inputs.x
+    if draws is None:
+        draws = jax.vmap(lambda n: jax.random.normal(jax.random.fold_in(key, n), x.shape, x.dtype))(ids)
     axes = tuple(range(1, x.ndim))
     std = magnitude * (jnp.max(x, axis=axes, keepdims=True) - jnp.min(x, axis=axes, keepdims=True))
     return jnp.sum(c.explain_expanded(method, problem, inputs, x[None] + draws * std[None], indices), axis=0)
@@ -362,17 +367,17 @@ def smooth_mprt(
     magnitude = c.check_non_negative("noise_magnitude", noise_magnitude)
     c.check_key(key, True, "smooth_mprt")
     xs = inputs.x
+    draws = None
     if noise_draws is not None:
         draws = c.check_draws("noise_draws", noise_draws, (n - 1, *xs.shape), "standard normal draws")
-    else:
-        draws = jax.random.normal(jax.random.fold_in(key, 1), (n - 1, *xs.shape), xs.dtype)
+    noise_key = jax.random.fold_in(key, 1)
     size = max(1, c.PERTURBED_IMAGES_PER_PASS // xs.shape[0]) if batch_size is None else c.check_positive_int("batch_size", batch_size)
     names = _choose_layers(model, inputs.variables, xs, layers, model_kwargs)
     fresh = fresh_parameters(key, inputs.variables, init)
     m = jnp.asarray(magnitude, xs.dtype)
 
     def smooth(stage_inputs: Inputs) -> Array:
-        a = _smoothed(problem, stage_inputs, indices, explain_with, draws, m, size)
+        a = _smoothed(problem, stage_inputs, indices, explain_with, draws, noise_key, n, m, size)
         return c.preprocess(a, absolute=bool(absolute), normalise_by=normalise)
 
     reference = smooth(inputs)
