@@ -31,6 +31,7 @@ from .featureviz import (  # noqa: E402
     activation_maximization, activation_maximization_codespace, deep_dream, invert_features,
 )
 from . import uncertainty  # noqa: E402
+from . import evaluation  # noqa: E402
 
 __version__ = "0.1.0"
 
