@@ -31,6 +31,11 @@ from .featureviz import (  # noqa: E402
     activation_maximization, activation_maximization_codespace, deep_dream, invert_features,
 )
 from . import uncertainty  # noqa: E402
+from . import perturbation  # noqa: E402
+from .perturbation import kernel_shap  # noqa: E402
+from .perturbation import lime  # noqa: E402
+from .perturbation import shapley_value_sampling  # noqa: E402
+from .perturbation import shapley_values  # noqa: E402
 
 __version__ = "0.1.0"
 
