@@ -36,6 +36,9 @@ from .perturbation import kernel_shap  # noqa: E402
 from .perturbation import lime  # noqa: E402
 from .perturbation import shapley_value_sampling  # noqa: E402
 from .perturbation import shapley_values  # noqa: E402
+from . import paths  # noqa: E402
+from .paths import gradient_shap  # noqa: E402
+from .paths import deeplift_shap  # noqa: E402
 
 __version__ = "0.1.0"
 
