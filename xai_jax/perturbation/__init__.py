@@ -9,9 +9,10 @@ in :mod:`.surrogate`; coalition sampling and scoring in :mod:`.coalitions`.
 from .features import ALGORITHMS, FeatureMask, Grid, Superpixels, feature_mask
 from .kernel_shap import kernel_shap
 from .lime import lime
+from .rise import NORMALIZATIONS, rise, rise_masks
 from .shapley import shapley_value_sampling, shapley_values
 
 __all__ = [
-    "ALGORITHMS", "FeatureMask", "Grid", "Superpixels", "feature_mask", "kernel_shap", "lime", "shapley_value_sampling",
+    "ALGORITHMS", "NORMALIZATIONS", "FeatureMask", "Grid", "Superpixels", "feature_mask", "kernel_shap", "lime", "rise", "rise_masks", "shapley_value_sampling",
     "shapley_values",
 ]
