@@ -40,6 +40,10 @@ from .perturbation import shapley_values  # noqa: E402
 from . import paths  # noqa: E402
 from .paths import gradient_shap  # noqa: E402
 from .paths import deeplift_shap  # noqa: E402
+from .paths import guided_ig  # noqa: E402
+from .paths import blur_ig  # noqa: E402
+from .paths import xrai  # noqa: E402
+from .paths import fullgrad  # noqa: E402
 
 __version__ = "0.1.0"
 
