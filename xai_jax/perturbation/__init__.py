@@ -6,6 +6,7 @@ Feature masks (superpixels, grids, user masks) live in :mod:`.features`; the sur
 in :mod:`.surrogate`; coalition sampling and scoring in :mod:`.coalitions`.
 """
 
+from .extremal import extremal_perturbation, meaningful_perturbation
 from .features import ALGORITHMS, FeatureMask, Grid, Superpixels, feature_mask
 from .kernel_shap import kernel_shap
 from .lime import lime
@@ -13,6 +14,6 @@ from .rise import NORMALIZATIONS, rise, rise_masks
 from .shapley import shapley_value_sampling, shapley_values
 
 __all__ = [
-    "ALGORITHMS", "NORMALIZATIONS", "FeatureMask", "Grid", "Superpixels", "feature_mask", "kernel_shap", "lime", "rise", "rise_masks", "shapley_value_sampling",
+    "ALGORITHMS", "NORMALIZATIONS", "FeatureMask", "Grid", "Superpixels", "feature_mask", "extremal_perturbation", "kernel_shap", "lime", "meaningful_perturbation", "rise", "rise_masks", "shapley_value_sampling",
     "shapley_values",
 ]
