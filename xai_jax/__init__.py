@@ -37,6 +37,7 @@ from .perturbation import lime  # noqa: E402
 from .perturbation import rise  # noqa: E402
 from .perturbation import extremal_perturbation  # noqa: E402
 from .perturbation import meaningful_perturbation  # noqa: E402
+from .perturbation import prediction_difference  # noqa: E402
 from .perturbation import shapley_value_sampling  # noqa: E402
 from .perturbation import shapley_values  # noqa: E402
 from . import paths  # noqa: E402

@@ -10,10 +10,11 @@ from .extremal import extremal_perturbation, meaningful_perturbation
 from .features import ALGORITHMS, FeatureMask, Grid, Superpixels, feature_mask
 from .kernel_shap import kernel_shap
 from .lime import lime
+from .prediction_difference import prediction_difference
 from .rise import NORMALIZATIONS, rise, rise_masks
 from .shapley import shapley_value_sampling, shapley_values
 
 __all__ = [
-    "ALGORITHMS", "NORMALIZATIONS", "FeatureMask", "Grid", "Superpixels", "feature_mask", "extremal_perturbation", "kernel_shap", "lime", "meaningful_perturbation", "rise", "rise_masks", "shapley_value_sampling",
+    "ALGORITHMS", "NORMALIZATIONS", "FeatureMask", "Grid", "Superpixels", "feature_mask", "extremal_perturbation", "kernel_shap", "lime", "meaningful_perturbation", "prediction_difference", "rise", "rise_masks", "shapley_value_sampling",
     "shapley_values",
 ]
