@@ -255,7 +255,7 @@ def _reward(outputs: Any, problem: Problem, indices: jax.Array | None, kind: str
     return score - others.max(axis=-1)
 
 
-@method("extremal_perturbation", family="perturbation", signed=False, report_options={"steps": 40},
+@method("extremal_perturbation", family="perturbation", signed=False, report_options={"steps": 300},
         validate=_validate_extremal)
 def extremal_perturbation(
     problem: Problem,
@@ -352,7 +352,7 @@ def _validate_meaningful(ctx: OptionContext) -> None:
         raise InputError("score='softmax' needs class outputs; with a callable target pass score='output'.")
 
 
-@method("meaningful_perturbation", family="perturbation", signed=False, report_options={"steps": 40, "score": "output"},
+@method("meaningful_perturbation", family="perturbation", signed=False, report_options={"steps": 300, "score": "output"},
         validate=_validate_meaningful)
 def meaningful_perturbation(
     problem: Problem,

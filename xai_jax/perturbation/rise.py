@@ -52,21 +52,30 @@ SCORES = ("output", "softmax", "sigmoid")
 XPLIQUE_EPSILON = 1e-4
 
 
-def rise_mask(key: jax.Array, shape: tuple[int, int], cells: int, p: float) -> jax.Array:
-    """One ``(H, W)`` RISE mask with values in [0, 1] (see the module docstring)."""
-    grid_key, shift_key = jax.random.split(key)
+def rise_mask(grid_key: jax.Array, shift_key: jax.Array, shape: tuple[int, int], cells: int, p: float) -> jax.Array:
+    """One ``(H, W)`` RISE mask with values in [0, 1] (see the module docstring): the grid drawn from
+    ``grid_key``, the shift from ``shift_key``."""
     height, width = shape
     cell = (math.ceil(height / cells), math.ceil(width / cells))
     grid = jax.random.bernoulli(grid_key, p, (cells, cells)).astype(jnp.float32)
     upsampled = jax.image.resize(grid, ((cells + 1) * cell[0], (cells + 1) * cell[1]), method="linear")
-    shift = jax.random.randint(shift_key, (2,), 0, jnp.asarray(cell))
+    # uniform, not randint: randint splits its key, and a chunk must only consume keys (core.batching
+    # sizes chunks from the jaxpr, which cannot measure key-typed values)
+    shift = jnp.floor(jax.random.uniform(shift_key, (2,)) * jnp.asarray(cell, jnp.float32)).astype(jnp.int32)
     return jax.lax.dynamic_slice(upsampled, (shift[0], shift[1]), (height, width))
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def rise_masks(key: jax.Array, count: int, shape: tuple[int, int], cells: int = 7, p: float = 0.5) -> jax.Array:
     """``(count, H, W)`` masks, the ones :func:`rise` draws from ``key`` (it draws them chunk by chunk)."""
-    return jax.vmap(lambda k: rise_mask(k, shape, cells, p))(jax.random.split(key, count))
+    grid_keys, shift_keys = mask_keys(key, count)
+    return jax.vmap(lambda g, s: rise_mask(g, s, shape, cells, p))(grid_keys, shift_keys)
+
+
+def mask_keys(key: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
+    """Per-mask keys for the grid and the shift, split before the chunked loop (a chunk only consumes keys)."""
+    keys = jax.random.split(key, (2, count))
+    return keys[0], keys[1]
 
 
 def _check_probability(ctx: OptionContext, name: str, value: Any) -> float:
@@ -101,7 +110,7 @@ def _validate(ctx: OptionContext) -> None:
                          "and apply the transform in the target.")
 
 
-@method("rise", family="perturbation", signed=True, report_options={"samples": 256}, validate=_validate)
+@method("rise", family="perturbation", signed=False, report_options={"samples": 512}, validate=_validate)
 def rise(
     problem: Problem,
     inputs: Inputs,
@@ -161,7 +170,7 @@ def rise(
 
     if masks is None:
         count = samples
-        weighted, coverage = chunked_sum(lambda k: term(rise_mask(k, shape, cells, p)), jax.random.split(key, samples),
+        weighted, coverage = chunked_sum(lambda g, s: term(rise_mask(g, s, shape, cells, p)), *mask_keys(key, samples),
                                          chunk_size=batch_size)
     else:
         count = masks.shape[0]
