@@ -26,7 +26,7 @@ def twin():
     return model, variables, tmodel, x, references
 
 
-@pytest.mark.parametrize("stdev", [0.0, 0.3])
+@pytest.mark.parametrize("stdev", [pytest.param(0.0, marks=pytest.mark.slow), 0.3])
 def test_gradient_shap_equals_captum_on_the_same_draws(twin, monkeypatch, stdev):
     import jax
 
@@ -61,14 +61,19 @@ def test_deeplift_shap_equals_captum_and_is_additive(twin):
     np.testing.assert_allclose(np.asarray(ours).reshape(3, -1).sum(1), logits - expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_deeplift_shap_averages_any_baseline_method(twin):
-    """method= takes any method value with a baseline: IG averaged over references is additive too."""
+    """method= takes any method value with a baseline: IG averaged over the references."""
     model, variables, _, x, references = twin
     ig = functools.partial(xj.integrated_gradients, steps=64, method="riemann_middle")
     ours = xj.deeplift_shap(model, variables, x, TARGETS, baselines=references[:2], method=ig)
     by_hand = sum(xj.integrated_gradients(model, variables, x, TARGETS, baseline=r, steps=64, method="riemann_middle")
                   for r in references[:2]) / 2
     np.testing.assert_allclose(ours, by_hand, rtol=1e-5, atol=1e-6)
+
+
+def test_deeplift_shap_refuses_methods_without_a_free_baseline(twin):
+    model, variables, _, x, references = twin
     with pytest.raises(xj.InputError, match="baseline"):
         xj.deeplift_shap(model, variables, x, TARGETS, baselines=references, method=functools.partial(xj.deeplift, baseline=0.0))
     with pytest.raises(xj.InputError, match="no baseline"):

@@ -22,7 +22,7 @@ def torchray_masks(tmodel, x, targets, areas, steps, variant):
 @pytest.mark.torch
 @pytest.mark.parametrize("variant", ["preserve", pytest.param("dual", marks=pytest.mark.slow)])
 def test_extremal_perturbation_equals_torchray(variant):
-    """The first step (smooth-mask generator, blur pyramid, reward) is exact; every update after it
+    """The first step (smooth-mask generator, blur pyramid, reward) is exact (slow test below); every update
     sorts the mask for the area penalty, and the symmetric initial mask has many (nearly) tied
     values whose order differs between torch and XLA rounding, which moves ~1e-3 of the gradient
     between tied elements: one update agrees to 2e-3 of the mask."""
@@ -30,7 +30,7 @@ def test_extremal_perturbation_equals_torchray(variant):
     model, variables, tmodel = twins.make("TinyCNN", seed=1)
     x = twins.random_input(model, batch=2, seed=2)
     targets, areas = np.array([3, 8]), (0.1, 0.3)
-    for steps, rel in ((1, 1e-5), (2, 2e-3)):
+    for steps, rel in ((2, 2e-3),):
         summary, ours = xj.extremal_perturbation(model, variables, x, targets, areas=areas, variant=variant, steps=steps,
                                                  return_masks=True)
         reference = torchray_masks(tmodel, x, targets, areas, steps, variant)
@@ -42,10 +42,13 @@ def test_extremal_perturbation_equals_torchray(variant):
 @pytest.mark.slow
 @pytest.mark.torch
 def test_extremal_perturbation_converges_with_torchray():
-    """After 100 steps the two optimisations (tied-sort differences included) land on the same masks."""
+    """Before any update (one step) the masks are equal; after 100 steps the two optimisations
+    (tied-sort differences included) land on the same masks."""
     pytest.importorskip("torch")
     model, variables, tmodel = twins.make("TinyCNN", seed=1)
     x = twins.random_input(model, batch=1, seed=2)
+    first = np.asarray(xj.extremal_perturbation(model, variables, x, 3, areas=(0.1, 0.3), steps=1, return_masks=True)[1])
+    assert_matches(first, torchray_masks(tmodel, x, [3], (0.1, 0.3), 1, "preserve"), rel=1e-5)
     ours = np.asarray(xj.extremal_perturbation(model, variables, x, 3, areas=(0.1, 0.3), steps=100, return_masks=True)[1])
     reference = torchray_masks(tmodel, x, [3], (0.1, 0.3), 100, "preserve")
     assert_matches(ours, reference, rel=5e-3)

@@ -16,7 +16,7 @@ full_gradients = jax.jit(_full_gradients, static_argnums=0)  # one compilation i
 TARGETS = np.array([1, 6, 3])
 
 
-@pytest.mark.parametrize("name", ["TinyCNN", "ResBNNet"])
+@pytest.mark.parametrize("name", [pytest.param("TinyCNN", marks=pytest.mark.slow), "ResBNNet"])
 def test_full_gradient_decomposition_is_exact(name):
     """f_c(x) = Σ x ⊙ ∇_x f_c + Σ_l Σ_u b_l ∂f_c/∂z_l(u) for ReLU/max-pool nets with biases and BatchNorm."""
     model, variables, _ = twins.make(name, seed=2)
@@ -32,7 +32,7 @@ def test_full_gradient_decomposition_is_exact(name):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("name", ["TinyCNN", "ResBNNet"])
+@pytest.mark.parametrize("name", [pytest.param("TinyCNN", marks=pytest.mark.slow), "ResBNNet"])
 def test_fullgrad_equals_pytorch_grad_cam(name):
     pytest.importorskip("torch")
     grad_cam = pytest.importorskip("pytorch_grad_cam")
@@ -41,7 +41,8 @@ def test_fullgrad_equals_pytorch_grad_cam(name):
     model, variables, tmodel = twins.make(name, seed=2)
     x = twins.random_input(model, batch=3, seed=3)
     with grad_cam.FullGrad(model=tmodel, target_layers=[]) as reference_cam:
-        reference = reference_cam(input_tensor=twins.to_torch(x, requires_grad=True), targets=[ClassifierOutputTarget(int(c)) for c in TARGETS])
+        targets = [ClassifierOutputTarget(int(c)) for c in TARGETS]
+        reference = reference_cam(input_tensor=twins.to_torch(x, requires_grad=True), targets=targets)
     ours = xj.fullgrad(model, variables, x, TARGETS, normalization="grad_cam")
     assert_matches(ours[..., 0], reference)
 

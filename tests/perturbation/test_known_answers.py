@@ -88,6 +88,7 @@ def test_kernel_shap_with_every_coalition_and_the_shapley_kernel_is_exact():
     np.testing.assert_allclose(ours, xj.shapley_values(interacting, MLP, x, 0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sampled_kernel_shap_converges_to_the_exact_values():
     """With up to 10 features, the error shrinks as samples grow, to within a few percent."""
     model, variables, _ = twins.make("NCHWFlattenNet", seed=2)
@@ -121,3 +122,33 @@ def test_gradient_shap_of_a_linear_model_is_exact_per_draw():
     attr = xj.gradient_shap(linear, LINEAR, x, 1, key=jax.random.key(0), baselines=references, draws=draws)
     drawn = references[np.array([[0, 3], [2, 2], [1, 0]])]  # (3, 2, 6)
     np.testing.assert_allclose(attr, (W[:, 1] * (x[None] - drawn)).mean(0), atol=1e-5)
+
+
+def test_samples_with_different_feature_counts():
+    """Per-sample masks (superpixels) may have different counts: a sample's missing features are null
+    players, so KernelSHAP and LIME still return its exact values and zero for nothing else."""
+    x = RNG.normal(size=(2, 2, 3, 1)).astype(np.float32)
+    labels = np.stack([np.array([[0, 0, 1], [2, 3, 3]]), np.array([[0, 1, 1], [0, 2, 2]])])  # 4 and 3 features
+    contribution = W[:, 0] * x.reshape(2, -1)
+    expected = np.stack([[contribution[b, labels[b].reshape(-1) == labels[b].reshape(-1)[i]].sum() for i in range(6)]
+                         for b in range(2)])
+    shap = xj.kernel_shap(linear, LINEAR, x, 0, key=jax.random.key(0), features=labels, samples=30)
+    lime = xj.lime(linear, LINEAR, x, 0, key=jax.random.key(0), features=labels, samples=60, alpha=0.0)
+    for attr in (shap, lime):
+        np.testing.assert_allclose(np.asarray(attr).reshape(2, -1), expected, atol=2e-5)
+
+
+def test_superpixel_features_feed_lime():
+    pytest.importorskip("skimage")
+    model, variables = xj.models.load("mnist_cnn")
+    images, _ = xj.data.mnist("sample")
+    x = np.asarray(images[:2], np.float32)
+    features = xj.perturbation.feature_mask(x, "quickshift")
+    counts = np.asarray(features.counts())
+    assert features.labels.shape == x.shape and (counts > 1).all()
+    attr = np.asarray(xj.lime(model, variables, x, key=jax.random.key(0), features=features, samples=64))
+    for b in range(2):  # constant over each superpixel, and not all zero
+        labels = np.asarray(features.labels[b])
+        for j in range(counts[b]):
+            assert np.ptp(attr[b][labels == j]) == 0
+        assert np.abs(attr[b]).max() > 0

@@ -1,10 +1,8 @@
 """Prediction difference analysis: the conditional Gaussian against a NumPy transcription of the
 paper's formulas, zero relevance where the model does not look, and what conditional sampling buys."""
 
-import numpy as np
-import pytest
-
 import jax
+import numpy as np
 
 import xai_jax as xj
 from xai_jax.perturbation.prediction_difference import fit_conditional, patch_masks

@@ -3,10 +3,9 @@ expectation is exact, and the masks drawn on the device."""
 
 import itertools
 
+import jax
 import numpy as np
 import pytest
-
-import jax
 
 import xai_jax as xj
 from tests import twins

@@ -2,10 +2,9 @@
 weights, given the same coalitions / orderings (injected on both sides).  Criterion: max |ours - ref|
 <= 1e-4 * max |ref|."""
 
+import jax
 import numpy as np
 import pytest
-
-import jax
 
 import xai_jax as xj
 from tests import twins
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.torch
 TARGETS = np.array([3, 1, 7])
 
 
-@pytest.fixture(scope="module", params=["TinyCNN", "NCHWFlattenNet"])
+@pytest.fixture(scope="module", params=["NCHWFlattenNet", pytest.param("TinyCNN", marks=pytest.mark.slow)])
 def twin(request):
     model, variables, tmodel = twins.make(request.param, seed=1)
     x = twins.random_input(model, batch=3, seed=2)

@@ -2,11 +2,10 @@
 ``call_model_function``: here backed by the same JAX model, so both sides see identical gradients.
 Criterion: max |ours - ref| <= 1e-4 * max |ref| with the same steps."""
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 import xai_jax as xj
 from tests import twins
@@ -65,7 +64,7 @@ def test_guided_ig_with_no_deviation_is_integrated_gradients(setup):
     assert_matches(ours, ig, rel=1e-4)
 
 
-@pytest.mark.parametrize("sqrt", [False, True])
+@pytest.mark.parametrize("sqrt", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_blur_ig_equals_pair(setup, sqrt):
     model, variables, x, call_model = setup
     ours = xj.blur_ig(model, variables, x, TARGETS, max_sigma=6.0, steps=20, sqrt=sqrt)

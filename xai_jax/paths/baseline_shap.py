@@ -38,7 +38,8 @@ def resolve_distribution(value: Any, x: jax.Array, name: str = "baselines") -> j
     if callable(value) and not is_array(value):
         value = value(x)
     if isinstance(value, (bool, np.bool_)) or not (is_array(value) or isinstance(value, (int, float, np.number, list, tuple))):
-        raise InputError(f"{name} must be a number, an array of references (R, ...) or a callable x -> references; got {type(value).__name__}.")
+        raise InputError(f"{name} must be a number, an array of references (R, ...) or a callable x -> references; "
+                         f"got {type(value).__name__}.")
     array = jnp.asarray(value, x.dtype)
     sample = tuple(x.shape[1:])
     if array.ndim == 0:

@@ -43,7 +43,8 @@ import numpy as np
 import optax
 
 from ..core import (
-    Choice, FiniteFloat, Flag, InputError, Inputs, NonNegativeFloat, Option, OptionContext, PositiveFloat, PositiveInt, Problem, method,
+    Choice, FiniteFloat, Flag, InputError, Inputs, NonNegativeFloat, Option, OptionContext, PositiveFloat, PositiveInt, Problem,
+    method,
 )
 from ..core.checks import check_float
 from ..core.resize import upsample

@@ -180,7 +180,8 @@ def feature_mask(x: Any, features: FeatureSpec = "auto") -> FeatureMask:
     Args:
       x: the batch ``(B, ...)`` (NHWC for images).
       features: ``"auto"`` (images: 8 x 8 grid cells, all channels together; other inputs: every
-        element its own feature), ``"coarse"`` (3 x 3 cells; other inputs: every element), ``"grid"`` (8 x 8 cells), a :class:`Grid`, ``"quickshift"`` /
+        element its own feature), ``"coarse"`` (3 x 3 cells; other inputs: every element), ``"grid"``
+        (8 x 8 cells), a :class:`Grid`, ``"quickshift"`` /
         ``"slic"`` / ``"felzenszwalb"`` or a :class:`Superpixels` (scikit-image), an existing
         :class:`FeatureMask`, or integer labels: one sample's shape, ``(H, W)`` for NHWC images (all
         channels of a pixel together), or one mask per sample (``(B, ...)`` / ``(B, H, W)``).  Labels
