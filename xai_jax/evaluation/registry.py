@@ -52,7 +52,7 @@ class MetricInfo:
         closest names, before anything runs (a typo must not cost a long evaluation)."""
         for name in options:
             if name not in self.options:
-                raise UnknownNameError(unknown_name_message(f"option of metric {self.name!r}", name, self.options))
+                raise UnknownNameError(unknown_name_message("option", name, self.options, of=f"of metric {self.name!r}"))
 
     def __call__(self, model: Any, variables: Any, x: Any, target: Any, *, attributions: Any = None, method: Any = None,
                  masks: Any = None, key: Any = None, **options: Any) -> Any:
