@@ -198,24 +198,41 @@ def _write_files(
     grid_rows: int,
 ) -> None:
     """Every file of the report, into the (new, empty) folder ``out``."""
-    batch = len(images)
-    for sub in ("maps", "arrays"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    for name, value in zip(RESERVED, (images, labels, predictions, probabilities)):
-        np.save(out / "arrays" / f"{name}.npy", value)
-    for name, value in arrays.items():
-        np.save(out / "arrays" / f"{stems[name]}.npy", value)
+    _save_arrays(out / "arrays", images, labels, predictions, probabilities, arrays, stems)
+    titles = [prediction_title(label, p, q) for label, p, q in zip(labels, predictions, shown_prob)]
+    shown = _save_grid(out / "grid.png", images, arrays, signed, titles, grid_rows)
+    rows = _save_maps_and_rows(out, images, arrays, signed, stems, titles)
+    (out / "index.html").write_text(_page(title, extra, arrays, signed, rows, shown, len(images)), encoding="utf-8")
 
-    titles = [prediction_title(l, p, q) for l, p, q in zip(labels, predictions, shown_prob)]
+
+def _save_arrays(folder: Path, images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
+                 probabilities: np.ndarray, arrays: Mapping[str, np.ndarray], stems: Mapping[str, str]) -> None:
+    """The raw numbers: inputs, labels, predictions, probabilities and every map as given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, value in zip(RESERVED, (images, labels, predictions, probabilities)):
+        np.save(folder / f"{name}.npy", value)
+    for name, value in arrays.items():
+        np.save(folder / f"{stems[name]}.npy", value)
+
+
+def _save_grid(path: Path, images: np.ndarray, arrays: Mapping[str, np.ndarray], signed: Mapping[str, bool],
+               titles: list[str], grid_rows: int) -> int:
+    """``method_grid`` of the first ``grid_rows`` samples; returns how many it shows."""
     import matplotlib.pyplot as plt
 
-    shown = max(1, min(batch, grid_rows))
+    shown = max(1, min(len(images), grid_rows))
     fig = method_grid(images[:shown], {n: v[:shown] for n, v in arrays.items()}, signed=signed,
-                      row_titles=titles[:shown], path=out / "grid.png")
+                      row_titles=titles[:shown], path=path)
     plt.close(fig)
+    return shown
 
+
+def _save_maps_and_rows(out: Path, images: np.ndarray, arrays: Mapping[str, np.ndarray], signed: Mapping[str, bool],
+                        stems: Mapping[str, str], titles: list[str]) -> list[str]:
+    """One PNG per input and per map, and the HTML table row of each sample."""
+    (out / "maps").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(batch):
+    for i in range(len(images)):
         _save_png(out / "maps" / f"input_{i}.png", _input_rgb(images[i]))
         cells = [f'<td><img src="maps/input_{i}.png" alt="input {i}"></td>', f"<td>{html.escape(titles[i])}</td>"]
         for name, value in arrays.items():
@@ -227,11 +244,18 @@ def _write_files(
             cells.append(f'<td><img src="{quote(png)}" alt="{html.escape(name)}, sample {i}">'
                          f"<br><small>{html.escape(scale)}</small></td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
+    return rows
 
-    header = "".join(f"<th>{html.escape(name)}<br><small>{'signed' if signed[name] else 'magnitude'}</small></th>" for name in arrays)
-    details = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in (extra or {}).items())
+
+def _page(title: str, extra: Mapping[str, str] | None, arrays: Mapping[str, np.ndarray], signed: Mapping[str, bool],
+          rows: list[str], shown: int, batch: int) -> str:
+    """``index.html``: title, details, legend, the grid and the table of samples."""
+    header = "".join(f"<th>{html.escape(name)}<br><small>{'signed' if signed[name] else 'magnitude'}</small></th>"
+                     for name in arrays)
+    details = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>"
+                      for k, v in (extra or {}).items())
     more = f" (first {shown} of {batch} samples)" if shown < batch else ""
-    page = f"""<!doctype html>
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1em; }}
@@ -255,4 +279,3 @@ is 0, bright is the map's maximum. Raw arrays are in <code>arrays/</code> (names
 </table>
 </body></html>
 """
-    (out / "index.html").write_text(page, encoding="utf-8")
