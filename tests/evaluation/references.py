@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tests import torch_export as te
 from xai_jax.models import torch_port as tp
 
 
@@ -79,10 +80,10 @@ def torch_state(variables: dict, layout: dict = TINY_CNN_LAYOUT) -> dict:
     for name, (prefix, kind, extra) in layout.items():
         p = variables["params"][name]
         if kind == "conv":
-            out[f"{prefix}.weight"] = tp.conv_kernel_to_torch(p["kernel"])
+            out[f"{prefix}.weight"] = te.conv_kernel_to_torch(p["kernel"])
         elif kind == "dense":
-            out[f"{prefix}.weight"] = tp.dense_kernel_to_torch(p["kernel"])
+            out[f"{prefix}.weight"] = te.dense_kernel_to_torch(p["kernel"])
         else:
-            out[f"{prefix}.weight"] = tp.dense_kernel_to_torch_after_flatten(p["kernel"], extra)
+            out[f"{prefix}.weight"] = te.dense_kernel_to_torch_after_flatten(p["kernel"], extra)
         out[f"{prefix}.bias"] = tp.to_numpy(p["bias"])
     return {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in out.items()}
