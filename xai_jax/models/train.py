@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -458,15 +458,15 @@ def make_gan_step(
     """
     use_classes = class_weight > 0
 
-    def gen(g_params: Any, stats: Any, z: jax.Array) -> tuple[jax.Array, Any]:
+    def gen(g_params: Any, stats: Any, z: jax.Array) -> tuple[Any, Any]:
         if stats is None:
             return generator.apply({"params": g_params}, z), None
         out, upd = generator.apply({"params": g_params, "batch_stats": stats}, z, train=True, mutable=["batch_stats"])
         return out, upd["batch_stats"]
 
-    def discriminate(d_params: Any, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+    def discriminate(d_params: Any, x: jax.Array) -> tuple[Any, Any]:
         if use_classes:
-            return discriminator.apply({"params": d_params}, x, with_classes=True)
+            return cast(tuple[Any, Any], discriminator.apply({"params": d_params}, x, with_classes=True))
         return discriminator.apply({"params": d_params}, x), None
 
     def d_loss(d_params: Any, real: jax.Array, labels: jax.Array | None, fake: jax.Array) -> jax.Array:
@@ -628,7 +628,7 @@ def _train_gan(
             g_losses.append(gl)
             if global_step % 50 == 0:
                 bar.set_postfix(d=f"{float(dl):.3f}", g=f"{float(gl):.3f}")
-        entry = {
+        entry: dict[str, Any] = {
             "epoch": epoch,
             "d_loss": round(float(np.mean(jax.device_get(d_losses))), 4),
             "g_loss": round(float(np.mean(jax.device_get(g_losses))), 4),
