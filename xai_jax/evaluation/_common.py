@@ -273,6 +273,7 @@ def scorer(problem: Problem, inputs: Inputs, indices: Array | None, score: str) 
         elif score == "probability":
             values = problem.target.select(jax.nn.softmax(outputs, axis=-1), idx)
         else:  # accuracy
+            assert idx is not None  # check_score allows "accuracy" for class targets only, which have indices
             values = (jnp.argmax(outputs, axis=-1) == idx).astype(jnp.float32)
         return values.reshape(k, b)
 
