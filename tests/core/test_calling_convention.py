@@ -147,6 +147,14 @@ def test_class_target_needs_class_scores():
     np.testing.assert_allclose(xj.gradient(fn, 2.0, x, lambda out: out.sum(axis=(1, 2))), 2 * x)
 
 
+def test_class_target_without_indices_is_refused_clearly():
+    # TargetSpec.select indexed None (a bare TypeError) when a class target came without its indices.
+    from xai_jax.core.targets import TargetSpec
+
+    with pytest.raises(xj.TargetError, match="class indices"):
+        TargetSpec("index").select(jnp.ones((2, 3)), None)
+
+
 def test_registry_lists_methods_and_rejects_unknown_names():
     assert {"gradient", "saliency", "input_x_gradient"} <= set(xj.METHODS)
     info = xj.METHODS["saliency"]

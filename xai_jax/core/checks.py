@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +64,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
+# The overloads say that the checks return ``None`` only where ``allow_none=True``.
+@overload
+def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: bool) -> int | None: ...
 def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: bool = False) -> int | None:
     """An ``int`` (Python or NumPy integer, not a bool, not a float such as ``4.5``) ``>= minimum``."""
     if value is None and allow_none:
@@ -77,10 +82,34 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: 
     return int(value)
 
 
+@overload
+def check_positive_int(name: str, value: Any, *, allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_positive_int(name: str, value: Any, *, allow_none: bool) -> int | None: ...
 def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
     return check_int(name, value, minimum=1, allow_none=allow_none)
 
 
+@overload
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    allow_none: Literal[False] = False,
+) -> float: ...
+@overload
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    allow_none: bool,
+) -> float | None: ...
 def check_float(
     name: str,
     value: Any,
@@ -169,6 +198,10 @@ def _default_raw_key_shape() -> tuple[int, ...]:
     return tuple(jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape)
 
 
+@overload
+def check_callable(name: str, value: Any, *, allow_none: Literal[False] = False) -> Callable[..., Any]: ...
+@overload
+def check_callable(name: str, value: Any, *, allow_none: bool) -> Callable[..., Any] | None: ...
 def check_callable(name: str, value: Any, *, allow_none: bool = False) -> Callable[..., Any] | None:
     if value is None and allow_none:
         return None

@@ -51,7 +51,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 from . import compat
 
@@ -418,7 +418,15 @@ def compiler_options() -> dict[str, Any] | None:
     return {FLAG_NAME: ""} if jax.default_backend() == "cpu" else None
 
 
-def guarded_jit(fun: Callable[..., Any], **jit_kwargs: Any) -> Callable[..., Any]:
+class GuardedJitted(Protocol):
+    """What :func:`guarded_jit` returns: called like ``jax.jit(fun)``, and lowered with ``.lower``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def guarded_jit(fun: Callable[..., Any], **jit_kwargs: Any) -> GuardedJitted:
     """``jax.jit(fun)`` that also carries the guard's compiler options when they are needed.
 
     Compiler options are only accepted at the top level, so under a caller's own ``jit``/``grad``
@@ -441,5 +449,5 @@ def guarded_jit(fun: Callable[..., Any], **jit_kwargs: Any) -> Callable[..., Any
     def call(*args: Any, **kwargs: Any) -> Any:
         return select(args, kwargs)(*args, **kwargs)
 
-    call.lower = lambda *a, **k: select(a, k).lower(*a, **k)  # type: ignore[attr-defined]
-    return call
+    call.lower = lambda *a, **k: select(a, k).lower(*a, **k)  # type: ignore[attr-defined]  # attribute on a function
+    return cast(GuardedJitted, call)

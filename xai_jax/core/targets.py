@@ -56,6 +56,7 @@ class TargetSpec:
     def select(self, outputs: Any, indices: jax.Array | None) -> jax.Array:
         """The ``(B,)`` target scalars of ``outputs``."""
         if self.kind == "callable":
+            assert self.fn is not None  # kind "callable" always carries its fn
             value = self.fn(outputs)
             batch = jax.tree_util.tree_leaves(outputs)[0].shape[0]
             if not hasattr(value, "shape") or tuple(value.shape) != (batch,):
@@ -64,6 +65,8 @@ class TargetSpec:
                     f"got {getattr(value, 'shape', type(value).__name__)}."
                 )
             return value
+        if indices is None:
+            raise TargetError("a class target needs its class indices (from TargetSpec.indices); got None.")
         scores = _class_scores(outputs)
         return jnp.take_along_axis(scores, indices[:, None].astype(jnp.int32), axis=-1)[:, 0]
 
@@ -99,7 +102,7 @@ def resolve_target(target: Target, batch: int, output_shape: tuple[int, ...] | N
     num_classes = _require_class_outputs(output_shape)
     if isinstance(target, (int, np.integer)):
         indices = jnp.full((batch,), int(target), jnp.int32)
-        values = np.asarray([int(target)])
+        values: np.ndarray | None = np.asarray([int(target)])
     else:
         if not isinstance(target, (jax.Array, np.ndarray, list, tuple)):
             raise TargetError(f"target must be None, an int, an int array of shape (B,), or a callable; got {type(target).__name__}.")

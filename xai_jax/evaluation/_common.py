@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +86,10 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
     return value
 
 
+@overload
+def check_positive_int(name: str, value: Any, *, allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_positive_int(name: str, value: Any, *, allow_none: bool) -> int | None: ...
 def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
@@ -100,7 +104,11 @@ def check_non_negative(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_key(key: Any, needed: bool, metric: str) -> Any:
+@overload
+def check_key(key: Any, needed: Literal[True], metric: str) -> Array: ...
+@overload
+def check_key(key: Any, needed: bool, metric: str) -> Array | None: ...
+def check_key(key: Any, needed: bool, metric: str) -> Array | None:
     if key is None:
         if needed:
             raise InputError(f"{metric} draws random perturbations: pass key=jax.random.key(seed) (or the draws themselves).")
@@ -273,6 +281,7 @@ def scorer(problem: Problem, inputs: Inputs, indices: Array | None, score: str) 
         elif score == "probability":
             values = problem.target.select(jax.nn.softmax(outputs, axis=-1), idx)
         else:  # accuracy
+            assert idx is not None  # check_score allows "accuracy" for class targets only, which have indices
             values = (jnp.argmax(outputs, axis=-1) == idx).astype(jnp.float32)
         return values.reshape(k, b)
 

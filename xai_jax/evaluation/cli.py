@@ -18,7 +18,7 @@ DEFAULT_METHODS = "gradient,saliency,input_x_gradient,integrated_gradients,guide
 DEFAULT_METRICS = ("pixel_flipping,area_between_curves,road,faithfulness_correlation,max_sensitivity,mprt,efficient_mprt,"
                    "random_logit,sparseness,complexity")
 #: Settings that keep the default run to about a minute per method on a 2-core CPU (override with --set).
-QUICK_OPTIONS = {
+QUICK_OPTIONS: dict[str, dict[str, Any]] = {
     "pixel_flipping": {"features_per_step": 16},
     "area_between_curves": {"features_per_step": 16},
     "road": {"percentages": (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)},

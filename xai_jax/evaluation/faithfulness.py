@@ -340,6 +340,7 @@ def _faithfulness_correlation(problem: Problem, inputs: Inputs, attributions: Ar
     def run(r: Array, given: Array | None) -> tuple[Array, Array]:
         # Run r's subsets: uniform without replacement, drawn from fold_in(key, r) (memory: one chunk).
         if given is None:
+            assert subset_key is not None  # faithfulness_correlation checked key when no subsets are given
             given = jax.lax.top_k(jax.random.uniform(jax.random.fold_in(subset_key, r), (b, d)), subset_size)[1]
         subset = given
         chosen = jnp.zeros((b, d), bool).at[jnp.arange(b)[:, None], subset].set(True)
@@ -450,7 +451,7 @@ def infidelity(
     if perturbations is not None:
         draws = c.check_draws("perturbations", perturbations, (n, *xs.shape), "one perturbation I per sample and draw")
     else:
-        c.check_key(key, True, "infidelity")
+        key = c.check_key(key, True, "infidelity")
         c.check_choice("perturbation", perturbation, ("gaussian", "square"))
         if perturbation == "gaussian":
             draws = c.check_non_negative("std", std) * jax.random.normal(key, (n, *xs.shape), xs.dtype)
@@ -481,6 +482,7 @@ def _road(problem: Problem, inputs: Inputs, attributions: Array, noise_draws: Ar
 
     def at(step: Array, count: Array, draws: Array | None) -> Array:
         if draws is None:
+            assert key is not None  # road checked key when it draws the noise
             draws = jax.random.normal(jax.random.fold_in(key, step), x.shape, x.dtype)
         return scores(impute(x, rank < count, draws, noise)[None])[0]
 

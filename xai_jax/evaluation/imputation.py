@@ -3,6 +3,9 @@ translation, and superpixels.  Images are NHWC."""
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,7 +32,8 @@ def _shift(v: Array, dr: int, dc: int) -> Array:
 
 def neighbour_sum(v: Array) -> Array:
     """Weighted sum of every pixel's in-image 8-neighbours, ``Σ_j w_ij v_j`` (``v``: (H, W, ...))."""
-    return sum(weight * _shift(v, dr, dc) for (dr, dc), weight in NEIGHBOUR_WEIGHTS)
+    terms = [weight * _shift(v, dr, dc) for (dr, dc), weight in NEIGHBOUR_WEIGHTS]
+    return functools.reduce(operator.add, terms)
 
 
 def linear_imputation(image: Array, removed: Array, *, tol: float = 1e-6, max_iter: int | None = None) -> Array:

@@ -335,6 +335,7 @@ def _smoothed_chunk(problem: Problem, inputs: Inputs, indices: Array | None, dra
                     ids: Array, magnitude: Array, *, method: c.StaticMethod) -> Array:
     x = inputs.x
     if draws is None:
+        assert key is not None  # smooth_mprt checked key
         draws = jax.vmap(lambda n: jax.random.normal(jax.random.fold_in(key, n), x.shape, x.dtype))(ids)
     axes = tuple(range(1, x.ndim))
     std = magnitude * (jnp.max(x, axis=axes, keepdims=True) - jnp.min(x, axis=axes, keepdims=True))
@@ -484,7 +485,7 @@ def random_logit(
     if num_classes < 2:
         raise InputError("random_logit needs a model with at least two classes.")
     if other_classes is None:
-        c.check_key(key, True, "random_logit")
+        key = c.check_key(key, True, "random_logit")
         shift = jax.random.randint(key, indices.shape, 1, num_classes)
         others = (indices + shift) % num_classes            # uniform over the other classes
     else:

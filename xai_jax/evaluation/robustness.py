@@ -62,6 +62,7 @@ def _noise_chunk(problem: Problem, inputs: Inputs, indices: Array | None, a0: Ar
     """``(chunk, B)`` values for the draws ``samples`` (or the given ``deltas``)."""
     x = inputs.x
     if deltas is None:
+        assert key is not None  # _noise_values checked key when no perturbations are given
         deltas = jax.vmap(lambda s: _draw(key, s, x.shape, noise, scale))(samples)
     xs = x[None] + deltas.astype(x.dtype)
     k, b = xs.shape[:2]

@@ -134,13 +134,14 @@ def _resolve_methods(methods: Mapping[str, Any] | Sequence[str], key: jax.Array)
         return dict(methods), {}
     from ..core import METHODS
 
-    resolved, skipped = {}, {}
+    resolved: dict[str, Callable[..., Any]] = {}
+    skipped: dict[str, str] = {}
     for name in methods:
         info = METHODS[name]
         if info.resolution != "input" or "layer" in info.needs:
             skipped[name] = "needs a layer; pass it as {name: functools.partial(...)} with an input-resolution map"
             continue
-        extra = {"key": jax.random.fold_in(key, 7919)} if "key" in info.needs else {}
+        extra: dict[str, Any] = {"key": jax.random.fold_in(key, 7919)} if "key" in info.needs else {}
         resolved[name] = functools.partial(info, **extra) if extra else info
     return resolved, skipped
 

@@ -40,7 +40,7 @@ Inputs are NHWC float batches ``(B, H, W, 3)``, normalised by the caller (``IMAG
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar
 
 import jax
@@ -74,7 +74,7 @@ _vgg_dense_init = nn.initializers.normal(0.01)
 _torch_linear_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
-def _torch_linear_bias_init(fan_in: int):
+def _torch_linear_bias_init(fan_in: int) -> Callable[..., jax.Array]:
     bound = 1.0 / math.sqrt(fan_in)
     return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 

@@ -191,13 +191,17 @@ TORCHVISION_ARCHS: tuple[str, ...] = ("vgg16", "vgg16_bn", "vgg19", "vgg19_bn", 
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 
 
-def _layout(arch: str, num_classes: int) -> list[tuple[tuple[str, ...], str, str, tuple[int, ...]]]:
+#: One layer of a torchvision layout: ``(flax path, torch prefix, kind, torch weight shape)``.
+_Layer = tuple[tuple[str, ...], str, str, tuple[int, ...]]
+
+
+def _layout(arch: str, num_classes: int) -> list[_Layer]:
     """``(flax path, torch prefix, kind, torch weight shape)`` for every layer of ``arch``.
 
     kind: ``conv`` (weight [+ bias]), ``conv_nobias``, ``dense``, ``dense_flatten`` (after torch's
     flatten of (512, 7, 7)), ``bn``.
     """
-    out = []
+    out: list[_Layer] = []
     if arch.startswith("vgg"):
         bn = arch.endswith("_bn")
         c_last = 3
@@ -233,7 +237,7 @@ def _layout(arch: str, num_classes: int) -> list[tuple[tuple[str, ...], str, str
     return out
 
 
-def _expected_keys(layout) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+def _expected_keys(layout: Sequence[_Layer]) -> tuple[dict[str, tuple[int, ...]], set[str]]:
     """Required torch keys with shapes, and optional keys (BN's ``num_batches_tracked``)."""
     req: dict[str, tuple[int, ...]] = {}
     opt: set[str] = set()
@@ -255,7 +259,7 @@ def _listing(keys: Sequence[str], limit: int = 20) -> str:
     return shown + (f" ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def _set_in(tree: dict, path: tuple[str, ...], leaf: str, value) -> None:
+def _set_in(tree: dict[str, Any], path: tuple[str, ...], leaf: str, value: Any) -> None:
     for p in path:
         tree = tree.setdefault(p, {})
     tree[leaf] = value

@@ -99,7 +99,9 @@ def full_gradients(problem: Problem, inputs: Inputs) -> tuple[jax.Array, dict[st
 
         def add_probe(name: str, module: Any, out: Any) -> Any:
             if name in probes and name not in biases:
-                biases[name] = effective_bias(module)
+                bias = effective_bias(module)
+                assert bias is not None  # probes only name the layers bias_layers found with a bias
+                biases[name] = bias
                 return out + probes[name]
             return out
 

@@ -76,7 +76,7 @@ def felzenszwalb_regions(image: np.ndarray, *, resize: bool = True, dilation: in
     scaled = (image - low) / (high - low) * 2.0 - 1.0  # PAIR: min-max to [-1, 1] (a constant image gives NaN there too)
     if resize:
         scaled = resize_image(scaled, SEGMENTATION_SIZE, order=3, mode="constant", preserve_range=True, anti_aliasing=True)
-    masks = []
+    masks: list[np.ndarray] = []
     for scale in FELZENSZWALB_SCALES:
         segments = segmentation.felzenszwalb(scaled, scale=scale, sigma=FELZENSZWALB_SIGMA, min_size=FELZENSZWALB_MIN_SIZE)
         if resize:
@@ -88,7 +88,7 @@ def felzenszwalb_regions(image: np.ndarray, *, resize: bool = True, dilation: in
     return masks
 
 
-def regions_from(value: Any, x: np.ndarray) -> Regions:
+def regions_from(value: Any, x: np.ndarray | jax.Array) -> Regions:
     """:class:`Regions` from ``"felzenszwalb"`` (PAIR's segmentation of every image), integer label
     maps ``(H, W)`` / ``(B, H, W)`` (one region per label, not dilated), boolean masks ``(K, H, W)``
     shared by every sample, or a per-sample list of such masks."""

@@ -82,7 +82,7 @@ def optimize_masks(params: jax.Array, loss: Callable[[jax.Array, jax.Array], jax
 
 class _MomentumState(NamedTuple):
     buffer: jax.Array
-    count: jax.Array
+    steps: jax.Array  # not ``count``: that would shadow ``tuple.count``
 
 
 def torch_sgd(learning_rate: float, momentum: float, dampening: float) -> optax.GradientTransformation:
@@ -93,8 +93,8 @@ def torch_sgd(learning_rate: float, momentum: float, dampening: float) -> optax.
         return _MomentumState(jnp.zeros_like(params), jnp.zeros((), jnp.int32))
 
     def update(grads: jax.Array, state: _MomentumState, params: Any = None) -> tuple[jax.Array, _MomentumState]:
-        buffer = jnp.where(state.count == 0, grads, momentum * state.buffer + (1 - dampening) * grads)
-        return -learning_rate * buffer, _MomentumState(buffer, state.count + 1)
+        buffer = jnp.where(state.steps == 0, grads, momentum * state.buffer + (1 - dampening) * grads)
+        return -learning_rate * buffer, _MomentumState(buffer, state.steps + 1)
 
     return optax.GradientTransformation(init, update)
 
@@ -305,7 +305,7 @@ def extremal_perturbation(
     x = inputs.x
     batch, count = x.shape[0], len(areas)
     indices = problem.class_indices(inputs)
-    generator = SmoothMasks(tuple(x.shape[1:3]), step, sigma)
+    generator = SmoothMasks((x.shape[1], x.shape[2]), step, sigma)
     levels_all = jnp.moveaxis(pyramid(x, levels, perturbation, max_blur), 0, 1)  # (B, L, H, W, C)
     outputs_of = loop_outputs(problem, inputs)
     max_area = int(np.prod(generator.shape_out))

@@ -131,6 +131,7 @@ def lime(
       True
     """
     mask: FeatureMask = features
+    assert kernel_width is not None and alpha is not None  # _resolve_preset fills them from the preset
     x = inputs.x
     indices = problem.class_indices(inputs)
     f = problem.scalar_fn(inputs, indices)

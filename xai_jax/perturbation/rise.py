@@ -153,7 +153,7 @@ def rise(
     """
     x = inputs.x
     indices = problem.class_indices(inputs)
-    shape = x.shape[1:3]
+    shape = (x.shape[1], x.shape[2])
 
     def target_score(masked: jax.Array) -> jax.Array:
         outputs = problem.outputs(inputs, masked)

@@ -170,7 +170,7 @@ def _computed_from_mean_square(atom: Any, flow: Dataflow) -> bool:
     """``atom`` is computed, through statistic arithmetic only, from a reduction of squares."""
     frontier, seen = [atom], set()
     for _ in range(_SEARCH_DEPTH):
-        following = []
+        following: list[Any] = []
         for value in frontier:
             e = flow.producer_of(value)
             if e is None or id(e) in seen:
@@ -202,7 +202,7 @@ def _scales_a_value(atom: Var, flow: Dataflow) -> bool:
     negative power: it is used to scale something."""
     frontier, seen = [atom], set()
     for _ in range(_SEARCH_DEPTH):
-        following = []
+        following: list[Any] = []
         for value in frontier:
             for e in flow.consumers_of(value):
                 if id(e) in seen:

@@ -200,9 +200,9 @@ class Step:
         small = [1] * out_ndim
         small[out_axis] = features
         c = self.chain(jnp.ones(small, weight.dtype), consts, bias=False).reshape(features)
-        shape = [1] * weight.ndim
-        shape[w_axis] = features
-        return weight * c.reshape(shape)
+        w_shape = [1] * weight.ndim
+        w_shape[w_axis] = features
+        return weight * c.reshape(w_shape)
 
     def chain_constants(self, invals: Sequence[Any]) -> list[Any]:
         return list(invals[2:] if self.has_weight else invals[1:])
@@ -453,9 +453,10 @@ def order_steps(
         elif layers.covers(e):
             continue
         else:
-            step = _classify(e, flow.dep, flow.live, name_of)
-            if step is None:
+            classified = _classify(e, flow.dep, flow.live, name_of)
+            if classified is None:
                 continue
+            step = classified
         step.name = name_of(step.anchor)
         step.module_type = module_types.get(step.name)
         step.dependent = tuple(flow.dep(a) for a in step.inputs)
