@@ -126,14 +126,14 @@ def test_gradient_shap_of_a_linear_model_is_exact_per_draw():
 
 def test_samples_with_different_feature_counts():
     """Per-sample masks (superpixels) may have different counts: a sample's missing features are null
-    players, so KernelSHAP and LIME still return its exact values and zero for nothing else."""
+    players, so KernelSHAP and LIME (baseline 0, as the expected values assume) still return its exact values."""
     x = RNG.normal(size=(2, 2, 3, 1)).astype(np.float32)
     labels = np.stack([np.array([[0, 0, 1], [2, 3, 3]]), np.array([[0, 1, 1], [0, 2, 2]])])  # 4 and 3 features
     contribution = W[:, 0] * x.reshape(2, -1)
     expected = np.stack([[contribution[b, labels[b].reshape(-1) == labels[b].reshape(-1)[i]].sum() for i in range(6)]
                          for b in range(2)])
     shap = xj.kernel_shap(linear, LINEAR, x, 0, key=jax.random.key(0), features=labels, samples=30)
-    lime = xj.lime(linear, LINEAR, x, 0, key=jax.random.key(0), features=labels, samples=60, alpha=0.0)
+    lime = xj.lime(linear, LINEAR, x, 0, key=jax.random.key(0), features=labels, samples=60, alpha=0.0, baseline=0.0)
     for attr in (shap, lime):
         np.testing.assert_allclose(np.asarray(attr).reshape(2, -1), expected, atol=2e-5)
 
@@ -143,7 +143,8 @@ def test_superpixel_features_feed_lime():
     model, variables = xj.models.load("mnist_cnn")
     images, _ = xj.data.mnist("sample")
     x = np.asarray(images[:2], np.float32)
-    features = xj.perturbation.feature_mask(x, "quickshift")
+    # SLIC: lime_image's quickshift settings (kernel_size 4, max_dist 200) give 1-2 segments on a 28 x 28 digit.
+    features = xj.perturbation.feature_mask(x, "slic")
     counts = np.asarray(features.counts())
     assert features.labels.shape == x.shape and (counts > 1).all()
     attr = np.asarray(xj.lime(model, variables, x, key=jax.random.key(0), features=features, samples=64))
