@@ -22,6 +22,21 @@ B, N = 2, 8
 LAYERS = 2
 
 
+def _stub_lxt_bert() -> None:
+    """LXT 2.1's ``lxt.efficient.models`` imports its BERT patches, which import
+    ``transformers.modeling_attn_mask_utils`` (removed in transformers 5): the package cannot be
+    imported at all.  We use no BERT, so a stand-in module takes its place (LXT's own code is unchanged)."""
+    import types
+
+    try:
+        import transformers.modeling_attn_mask_utils  # noqa: F401
+    except ImportError:
+        stub = types.ModuleType("lxt.efficient.models.bert")
+        stub.modeling_bert = types.ModuleType("modeling_bert_unavailable")  # type: ignore[attr-defined]
+        stub.attnLRP = {}  # type: ignore[attr-defined]
+        sys.modules["lxt.efficient.models.bert"] = stub
+
+
 def perturb(model: torch.nn.Module, scale: float) -> None:
     with torch.no_grad():
         for p in model.parameters():
@@ -37,6 +52,18 @@ def token_relevance(model: torch.nn.Module, ids: torch.Tensor, targets: torch.Te
     return rel.numpy(), rel.sum(-1).numpy(), logits.gather(1, targets[:, None])[:, 0].detach().numpy()
 
 
+def patch(module, patch_map: dict, interface) -> None:  # noqa: ANN001
+    """LXT's ``monkey_patch``, kept working on transformers 5: LXT's ``patch_attention`` replaces the
+    module's ``ALL_ATTENTION_FUNCTIONS`` (an ``AttentionInterface``) by a plain ``dict``, which has no
+    ``get_interface``; with ``attn_implementation="eager"`` the model calls the module's (patched)
+    ``eager_attention_forward`` anyway, so the original interface object is put back."""
+    from lxt.efficient import monkey_patch
+
+    monkey_patch(module, patch_map)
+    module.ALL_ATTENTION_FUNCTIONS = interface
+    assert module.eager_attention_forward.__module__ == "lxt.efficient.patches", "LXT's attention patch did not apply"
+
+
 def restore(saved: dict) -> None:
     for (owner, attr), value in saved.items():
         setattr(owner, attr, value)
@@ -45,7 +72,6 @@ def restore(saved: dict) -> None:
 def llama(out: dict) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.models.llama import modeling_llama
-    from lxt.efficient import monkey_patch
     from lxt.efficient.models import llama as lxt_llama
 
     torch.manual_seed(0)
@@ -56,13 +82,15 @@ def llama(out: dict) -> None:
     perturb(model, 0.05)
     ids = torch.randint(0, 64, (B, N))
     with torch.no_grad():
-        targets = model(ids, use_cache=False).logits[:, -1].argmax(-1)
+        plain = model(ids, use_cache=False).logits[:, -1]
+        targets = plain.argmax(-1)
+    out["plain_logits"] = plain.numpy()
     out.update(ids=ids.numpy(), targets=targets.numpy(), state={k: v.detach().numpy() for k, v in model.state_dict().items()})
     saved = {(c, "forward"): c.forward for c in (modeling_llama.LlamaMLP, modeling_llama.LlamaRMSNorm, torch.nn.Dropout)}
     saved[(modeling_llama, "eager_attention_forward")] = modeling_llama.eager_attention_forward
     saved[(modeling_llama, "ALL_ATTENTION_FUNCTIONS")] = modeling_llama.ALL_ATTENTION_FUNCTIONS
     for mode, patch_map in (("attnlrp", lxt_llama.attnLRP), ("cplrp", lxt_llama.cp_LRP)):
-        monkey_patch(modeling_llama, patch_map)
+        patch(modeling_llama, patch_map, saved[(modeling_llama, "ALL_ATTENTION_FUNCTIONS")])
         emb, tok, logit = token_relevance(model, ids, targets)
         out[f"{mode}_embedding"], out[f"{mode}_tokens"], out["logits"] = emb, tok, logit
         restore(saved)
@@ -71,7 +99,6 @@ def llama(out: dict) -> None:
 def gpt2(out: dict) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
     from transformers.models.gpt2 import modeling_gpt2
-    from lxt.efficient import monkey_patch
     from lxt.efficient.models import gpt2 as lxt_gpt2
 
     torch.manual_seed(1)
@@ -81,13 +108,15 @@ def gpt2(out: dict) -> None:
     perturb(model, 0.05)
     ids = torch.randint(0, 64, (B, N))
     with torch.no_grad():
-        targets = model(ids, use_cache=False).logits[:, -1].argmax(-1)
+        plain = model(ids, use_cache=False).logits[:, -1]
+        targets = plain.argmax(-1)
+    out["plain_logits"] = plain.numpy()
     out.update(ids=ids.numpy(), targets=targets.numpy(), state={k: v.detach().numpy() for k, v in model.state_dict().items()})
     saved = {(c, "forward"): c.forward for c in (modeling_gpt2.GPT2MLP, torch.nn.LayerNorm, torch.nn.Dropout)}
     saved[(modeling_gpt2, "eager_attention_forward")] = modeling_gpt2.eager_attention_forward
     saved[(modeling_gpt2, "ALL_ATTENTION_FUNCTIONS")] = modeling_gpt2.ALL_ATTENTION_FUNCTIONS
     for mode, patch_map in (("attnlrp", lxt_gpt2.attnLRP), ("cplrp", lxt_gpt2.cp_LRP)):
-        monkey_patch(modeling_gpt2, patch_map)
+        patch(modeling_gpt2, patch_map, saved[(modeling_gpt2, "ALL_ATTENTION_FUNCTIONS")])
         emb, tok, logit = token_relevance(model, ids, targets)
         out[f"{mode}_embedding"], out[f"{mode}_tokens"], out["logits"] = emb, tok, logit
         restore(saved)
@@ -134,6 +163,7 @@ def vit(out: dict) -> None:
 
 def main() -> None:
     name, path = sys.argv[1], sys.argv[2]
+    _stub_lxt_bert()
     out: dict = {}
     {"llama": llama, "gpt2": gpt2, "vit": vit}[name](out)
     state = out.pop("state")

@@ -75,10 +75,12 @@ class Llama(nn.Module):
     intermediate: int = 64
     eps: float = 1e-6
     theta: float = 10000.0
+    embedded: bool = False  # True: the input is the token embedding (B, N, dim), as LXT explains it
 
     @nn.compact
     def __call__(self, tokens: Array) -> Array:
-        h = nn.Embed(self.vocab, self.dim, name="embed_tokens")(tokens)
+        embed = nn.Embed(self.vocab, self.dim, name="embed_tokens")
+        h = tokens if self.embedded else embed(tokens)
         for i in range(self.layers):
             h = h + LlamaAttention(self.heads, self.theta, name=f"layers_{i}_self_attn")(nn.RMSNorm(epsilon=self.eps, name=f"layers_{i}_input_layernorm")(h))
             h = h + LlamaMLP(self.intermediate, name=f"layers_{i}_mlp")(nn.RMSNorm(epsilon=self.eps, name=f"layers_{i}_post_attention_layernorm")(h))
@@ -123,11 +125,12 @@ class GPT2(nn.Module):
     layers: int = 2
     heads: int = 2
     eps: float = 1e-5
+    embedded: bool = False  # True: the input is the token embedding (B, N, dim), as LXT explains it
 
     @nn.compact
     def __call__(self, tokens: Array) -> Array:
         wte = nn.Embed(self.vocab, self.dim, name="wte")
-        h = wte(tokens) + nn.Embed(self.positions, self.dim, name="wpe")(jnp.arange(tokens.shape[1]))[None]
+        h = (tokens if self.embedded else wte(tokens)) + nn.Embed(self.positions, self.dim, name="wpe")(jnp.arange(tokens.shape[1]))[None]
         for i in range(self.layers):
             h = GPT2Block(self.heads, self.eps, name=f"h_{i}")(h)
         h = nn.LayerNorm(epsilon=self.eps, name="ln_f")(h)

@@ -68,10 +68,10 @@ AFFINE = frozenset({"add", "add_any", "sub", "mul", "div", "neg"})
 STRUCTURAL = frozenset({
     "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "slice", "concatenate", "pad",
     "rev", "copy", "copy_p", "convert_element_type", "reduce_precision", "dynamic_slice", "gather",
-    "optimization_barrier",
+    "optimization_barrier", "split",
 })
-#: Structural primitives that keep a non-negative value non-negative.
-SIGN_KEEPING = STRUCTURAL - {"pad"}
+#: Structural primitives that keep a non-negative value non-negative (one output: ``split`` is left out).
+SIGN_KEEPING = STRUCTURAL - {"pad", "split"}
 
 KINDS = (
     "conv", "dense", "avgpool", "sum", "activation", "maxpool", "affine", "structural", "constant", "softmax", "product",
