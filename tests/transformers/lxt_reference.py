@@ -1,4 +1,4 @@
-"""LXT 2.1 reference relevances, computed in a subprocess (run: ``python lxt_reference.py MODEL OUT.npz``).
+"""LXT 2.1 reference relevances, computed in a subprocess (run: ``python lxt_reference.py OUT_DIR MODEL...``).
 
 LXT explains by monkey-patching PyTorch classes (``LlamaMLP.forward``, ``torch.nn.LayerNorm.forward``,
 Hugging Face's attention functions...) for the whole process, and refuses to patch a class twice; so
@@ -162,12 +162,15 @@ def vit(out: dict) -> None:
 
 
 def main() -> None:
-    name, path = sys.argv[1], sys.argv[2]
+    """``python lxt_reference.py OUT_DIR MODEL...``: one ``OUT_DIR/MODEL.npz`` per model, in this order
+    (LLaMA and GPT-2 undo their patches; the ViT's stay, so it goes last)."""
+    folder, names = sys.argv[1], sys.argv[2:]
     _stub_lxt_bert()
-    out: dict = {}
-    {"llama": llama, "gpt2": gpt2, "vit": vit}[name](out)
-    state = out.pop("state")
-    np.savez(path, **out, **{f"state/{k}": v for k, v in state.items()})
+    for name in names:
+        out: dict = {}
+        {"llama": llama, "gpt2": gpt2, "vit": vit}[name](out)
+        state = out.pop("state")
+        np.savez(f"{folder}/{name}.npz", **out, **{f"state/{k}": v for k, v in state.items()})
 
 
 if __name__ == "__main__":

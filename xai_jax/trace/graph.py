@@ -563,6 +563,18 @@ def tap_at_layer_end(steps: Sequence[Step], tap: Var | None) -> Var | None:
     return tap
 
 
+def _inner_scope(e: Eqn) -> str:
+    """For a higher-order equation at the top level (``nn.scan`` over layers puts the ``scan`` itself
+    at the root): the Flax scope of the first equation of its body (``"layers"``)."""
+    for param in e.eqn.params.values():
+        body = getattr(param, "jaxpr", param)
+        for inner in getattr(body, "eqns", ()):
+            scope = str(inner.source_info.name_stack)
+            if scope:
+                return scope
+    return ""
+
+
 def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Callable[[Eqn], str]) -> Step | None:
     """The step of a single (non-layer) equation or unit, or an error for an unsupported one."""
     outs = list(e.outputs)
@@ -606,7 +618,7 @@ def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Call
         return Step("structural", [e], list(e.inputs), outs)
     if prim in STRUCTURAL and not (prim in ("dynamic_slice", "gather") and any(dependent[1:])):
         return Step("structural", [e], list(e.inputs), outs)
-    where = name_of(e) or "the model (top level)"
+    where = name_of(e) or _inner_scope(e) or "the model (top level)"
     if any(k in prim for k in FUSED_KERNELS):
         raise UnsupportedError(
             f"relevance propagation cannot see inside the fused kernel {prim!r} in {where!r}: a fused attention "
