@@ -58,6 +58,7 @@ def test_vit_matches_lxt_cplrp(lxt_refs) -> None:
     assert_close(jnp.transpose(R, (0, 3, 1, 2)), ref["cplrp_input"], "vit cplrp")
 
 
+@pytest.mark.slow
 def test_vit_matches_lxt_cplrp_gamma(lxt_refs) -> None:
     ref = lxt_refs["vit"]
     model, variables, x = twin("vit", ref)
@@ -81,7 +82,7 @@ def _bias_free(variables):
     return jax.tree_util.tree_map_with_path(zero, variables)
 
 
-@pytest.mark.parametrize("name", ["llama", "gpt2", "vit"])
+@pytest.mark.parametrize("name", ["llama", pytest.param("gpt2", marks=pytest.mark.slow), pytest.param("vit", marks=pytest.mark.slow)])
 def test_cplrp_conserves_on_bias_free_twins(lxt_refs, name: str) -> None:
     ref = lxt_refs[name]
     model, variables, x = twin(name, ref)
@@ -93,7 +94,7 @@ def test_cplrp_conserves_on_bias_free_twins(lxt_refs, name: str) -> None:
     np.testing.assert_allclose(total, logit, rtol=1e-5, atol=1e-6 * np.abs(R).max())
 
 
-@pytest.mark.parametrize("name", ["llama", "gpt2"])
+@pytest.mark.parametrize("name", ["llama", pytest.param("gpt2", marks=pytest.mark.slow)])
 def test_attnlrp_not_conservative_measured(lxt_refs, name: str) -> None:
     """AttnLRP drops the softmax's bias term: the sum is not the logit (LXT's neither: same sum)."""
     ref = lxt_refs[name]
@@ -127,7 +128,7 @@ def test_softmax_rule_is_input_times_gradient() -> None:
 
 # ---- DeepLIFT ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["llama", "gpt2", "vit"])
+@pytest.mark.parametrize("name", ["llama", pytest.param("gpt2", marks=pytest.mark.slow), pytest.param("vit", marks=pytest.mark.slow)])
 def test_deeplift_sums_to_delta(lxt_refs, name: str) -> None:
     ref = lxt_refs[name]
     model, variables, x = twin(name, ref)
