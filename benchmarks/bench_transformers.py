@@ -11,6 +11,7 @@ the embedding, jitted.  LXT: its ``attnLRP`` patches, ``(embeds * embeds.grad)``
 torch plain: the same without patches.  A check that both explanations agree is printed too.
 """
 
+# ruff: noqa: B023  (the closures are timed within their own loop iteration)
 from __future__ import annotations
 
 import argparse
@@ -58,14 +59,24 @@ def main() -> None:
     import xai_jax as xj
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    sizes = [(2, 32, 2, 8, 8)] if args.quick else [(2, 32, 2, 8, 8), (4, 128, 4, 64, 8)]  # layers, dim, heads, seq, batch
+    sizes = (
+        [(2, 32, 2, 8, 8)] if args.quick else [(2, 32, 2, 8, 8), (4, 128, 4, 64, 8)]
+    )  # layers, dim, heads, seq, batch
     repeats = 3 if args.quick else 10
     rows = []
     for layers, dim, heads, seq, batch in sizes:
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=256, hidden_size=dim, intermediate_size=2 * dim, num_hidden_layers=layers,
-                             num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max(seq, 16),
-                             initializer_range=0.2, attn_implementation="eager")
+        config = LlamaConfig(
+            vocab_size=256,
+            hidden_size=dim,
+            intermediate_size=2 * dim,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=max(seq, 16),
+            initializer_range=0.2,
+            attn_implementation="eager",
+        )
         tmodel = LlamaForCausalLM(config).eval()
         ids = torch.randint(0, 256, (batch, seq))
         with torch.no_grad():
@@ -91,10 +102,12 @@ def main() -> None:
             "torch plain grad": torch_relevance,
         }
         ms = interleaved(fns, repeats)
-        saved = {(modeling_llama.LlamaMLP, "forward"): modeling_llama.LlamaMLP.forward,
-                 (modeling_llama.LlamaRMSNorm, "forward"): modeling_llama.LlamaRMSNorm.forward,
-                 (torch.nn.Dropout, "forward"): torch.nn.Dropout.forward,
-                 (modeling_llama, "eager_attention_forward"): modeling_llama.eager_attention_forward}
+        saved = {
+            (modeling_llama.LlamaMLP, "forward"): modeling_llama.LlamaMLP.forward,
+            (modeling_llama.LlamaRMSNorm, "forward"): modeling_llama.LlamaRMSNorm.forward,
+            (torch.nn.Dropout, "forward"): torch.nn.Dropout.forward,
+            (modeling_llama, "eager_attention_forward"): modeling_llama.eager_attention_forward,
+        }
         _stub_lxt_bert()
         from lxt.efficient.models import llama as lxt_llama
 
@@ -106,11 +119,33 @@ def main() -> None:
         ours = np.asarray(xj.lrp(model, variables, e, t, composite=composite))
         agree = np.abs(ours - lxt_r).max() / np.abs(lxt_r).max()
         shape = f"{layers} layers, d={dim}, B={batch}, N={seq}"
-        rows.append((shape, f"{ms['jax.grad']:.2f}", f"{ms['xai_jax AttnLRP']:.2f}",
-                     f"{ms['xai_jax AttnLRP'] / ms['jax.grad']:.2f}", f"{ms['LXT AttnLRP']:.2f}",
-                     f"{ms['torch plain grad']:.2f}", f"{ms['LXT AttnLRP'] / ms['xai_jax AttnLRP']:.2f}", f"{agree:.1e}"))
-    print(table(rows, ("LLaMA twin", "jax.grad ms", "AttnLRP ms", "AttnLRP / grad", "LXT ms", "torch grad ms",
-                       "LXT / ours", "max|diff|/max|LXT|")))
+        rows.append(
+            (
+                shape,
+                f"{ms['jax.grad']:.2f}",
+                f"{ms['xai_jax AttnLRP']:.2f}",
+                f"{ms['xai_jax AttnLRP'] / ms['jax.grad']:.2f}",
+                f"{ms['LXT AttnLRP']:.2f}",
+                f"{ms['torch plain grad']:.2f}",
+                f"{ms['LXT AttnLRP'] / ms['xai_jax AttnLRP']:.2f}",
+                f"{agree:.1e}",
+            )
+        )
+    print(
+        table(
+            rows,
+            (
+                "LLaMA twin",
+                "jax.grad ms",
+                "AttnLRP ms",
+                "AttnLRP / grad",
+                "LXT ms",
+                "torch grad ms",
+                "LXT / ours",
+                "max|diff|/max|LXT|",
+            ),
+        )
+    )
     print(f"\njax {jax.__version__}, torch {torch.__version__}, CPU; median of {repeats} interleaved runs")
     Path(REPO / "benchmarks").exists()
 

@@ -25,15 +25,20 @@ def lxt_refs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pytest.importorskip("torchvision")
     folder = tmp_path_factory.mktemp("lxt")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([sys.executable, str(HERE / "lxt_reference.py"), str(folder), *MODELS], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "lxt_reference.py"), str(folder), *MODELS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"lxt_reference.py failed:\n{done.stderr[-4000:]}")
     return {m: dict(np.load(folder / f"{m}.npz")) for m in MODELS}
 
 
 def state_of(ref: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {k[len("state/"):]: v for k, v in ref.items() if k.startswith("state/")}
+    return {k[len("state/") :]: v for k, v in ref.items() if k.startswith("state/")}
 
 
 def twin(name: str, ref: dict[str, Any], *, embedded: bool = True) -> tuple[Any, Any, Any]:
@@ -47,8 +52,16 @@ def twin(name: str, ref: dict[str, Any], *, embedded: bool = True) -> tuple[Any,
         model = ViT(image_size=28, patch=7, dim=32, depth=2, heads=2, mlp_dim=64, num_classes=10)
         return model, twins.vit_variables(state, 2), jnp.asarray(ref["x"].transpose(0, 2, 3, 1))
     if name == "llama":
-        model, variables, table = twins.Llama(embedded=embedded), twins.llama_variables(state, 2), "model.embed_tokens.weight"
+        model, variables, table = (
+            twins.Llama(embedded=embedded),
+            twins.llama_variables(state, 2),
+            "model.embed_tokens.weight",
+        )
     else:
-        model, variables, table = twins.GPT2(embedded=embedded), twins.gpt2_variables(state, 2), "transformer.wte.weight"
+        model, variables, table = (
+            twins.GPT2(embedded=embedded),
+            twins.gpt2_variables(state, 2),
+            "transformer.wte.weight",
+        )
     ids = jnp.asarray(ref["ids"])
     return model, variables, (jnp.asarray(state[table])[ids] if embedded else ids)

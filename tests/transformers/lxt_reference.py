@@ -43,7 +43,9 @@ def perturb(model: torch.nn.Module, scale: float) -> None:
             p.add_(scale * torch.randn_like(p))
 
 
-def token_relevance(model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def token_relevance(
+    model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
     logits = model(inputs_embeds=embeds, use_cache=False).logits[:, -1]
     chosen = logits.gather(1, targets[:, None]).sum()
@@ -52,7 +54,7 @@ def token_relevance(model: torch.nn.Module, ids: torch.Tensor, targets: torch.Te
     return rel.numpy(), rel.sum(-1).numpy(), logits.gather(1, targets[:, None])[:, 0].detach().numpy()
 
 
-def patch(module, patch_map: dict, interface) -> None:  # noqa: ANN001
+def patch(module, patch_map: dict, interface) -> None:
     """LXT's ``monkey_patch``, kept working on transformers 5: LXT's ``patch_attention`` replaces the
     module's ``ALL_ATTENTION_FUNCTIONS`` (an ``AttentionInterface``) by a plain ``dict``, which has no
     ``get_interface``; with ``attn_implementation="eager"`` the model calls the module's (patched)
@@ -70,14 +72,23 @@ def restore(saved: dict) -> None:
 
 
 def llama(out: dict) -> None:
+    from lxt.efficient.models import llama as lxt_llama
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.models.llama import modeling_llama
-    from lxt.efficient.models import llama as lxt_llama
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=2,
-                         num_key_value_heads=2, max_position_embeddings=16, rms_norm_eps=1e-6, initializer_range=0.2,
-                         attn_implementation="eager")
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=16,
+        rms_norm_eps=1e-6,
+        initializer_range=0.2,
+        attn_implementation="eager",
+    )
     model = LlamaForCausalLM(config).eval()
     perturb(model, 0.05)
     ids = torch.randint(0, 64, (B, N))
@@ -85,8 +96,12 @@ def llama(out: dict) -> None:
         plain = model(ids, use_cache=False).logits[:, -1]
         targets = plain.argmax(-1)
     out["plain_logits"] = plain.numpy()
-    out.update(ids=ids.numpy(), targets=targets.numpy(), state={k: v.detach().numpy() for k, v in model.state_dict().items()})
-    saved = {(c, "forward"): c.forward for c in (modeling_llama.LlamaMLP, modeling_llama.LlamaRMSNorm, torch.nn.Dropout)}
+    out.update(
+        ids=ids.numpy(), targets=targets.numpy(), state={k: v.detach().numpy() for k, v in model.state_dict().items()}
+    )
+    saved = {
+        (c, "forward"): c.forward for c in (modeling_llama.LlamaMLP, modeling_llama.LlamaRMSNorm, torch.nn.Dropout)
+    }
     saved[(modeling_llama, "eager_attention_forward")] = modeling_llama.eager_attention_forward
     saved[(modeling_llama, "ALL_ATTENTION_FUNCTIONS")] = modeling_llama.ALL_ATTENTION_FUNCTIONS
     for mode, patch_map in (("attnlrp", lxt_llama.attnLRP), ("cplrp", lxt_llama.cp_LRP)):
@@ -97,13 +112,23 @@ def llama(out: dict) -> None:
 
 
 def gpt2(out: dict) -> None:
+    from lxt.efficient.models import gpt2 as lxt_gpt2
     from transformers import GPT2Config, GPT2LMHeadModel
     from transformers.models.gpt2 import modeling_gpt2
-    from lxt.efficient.models import gpt2 as lxt_gpt2
 
     torch.manual_seed(1)
-    config = GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=LAYERS, n_head=2, initializer_range=0.2,
-                        attn_implementation="eager", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(
+        vocab_size=64,
+        n_positions=16,
+        n_embd=32,
+        n_layer=LAYERS,
+        n_head=2,
+        initializer_range=0.2,
+        attn_implementation="eager",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     model = GPT2LMHeadModel(config).eval()
     perturb(model, 0.05)
     ids = torch.randint(0, 64, (B, N))
@@ -111,7 +136,9 @@ def gpt2(out: dict) -> None:
         plain = model(ids, use_cache=False).logits[:, -1]
         targets = plain.argmax(-1)
     out["plain_logits"] = plain.numpy()
-    out.update(ids=ids.numpy(), targets=targets.numpy(), state={k: v.detach().numpy() for k, v in model.state_dict().items()})
+    out.update(
+        ids=ids.numpy(), targets=targets.numpy(), state={k: v.detach().numpy() for k, v in model.state_dict().items()}
+    )
     saved = {(c, "forward"): c.forward for c in (modeling_gpt2.GPT2MLP, torch.nn.LayerNorm, torch.nn.Dropout)}
     saved[(modeling_gpt2, "eager_attention_forward")] = modeling_gpt2.eager_attention_forward
     saved[(modeling_gpt2, "ALL_ATTENTION_FUNCTIONS")] = modeling_gpt2.ALL_ATTENTION_FUNCTIONS
@@ -126,15 +153,24 @@ GAMMA = 0.5
 
 
 def vit(out: dict) -> None:
-    from torchvision.models import vision_transformer
     from lxt.efficient import monkey_patch, monkey_patch_zennit
     from lxt.efficient.models import vit_torch
+    from torchvision.models import vision_transformer
     from zennit.composites import LayerMapComposite
     from zennit.rules import Gamma
 
     torch.manual_seed(2)
-    model = vision_transformer.VisionTransformer(image_size=28, patch_size=7, num_layers=LAYERS, num_heads=2, hidden_dim=32,
-                                                 mlp_dim=64, num_classes=10, dropout=0.0, attention_dropout=0.0)
+    model = vision_transformer.VisionTransformer(
+        image_size=28,
+        patch_size=7,
+        num_layers=LAYERS,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
+        num_classes=10,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     model.conv_proj = torch.nn.Conv2d(1, 32, kernel_size=7, stride=7)
     model.eval()
     perturb(model, 0.05)
@@ -142,7 +178,9 @@ def vit(out: dict) -> None:
     x[:, :, :4] = 0.0  # some exact zeros, as MNIST's background
     with torch.no_grad():
         targets = model(x).argmax(-1)
-    out.update(x=x.numpy(), targets=targets.numpy(), state={k: v.detach().numpy() for k, v in model.state_dict().items()})
+    out.update(
+        x=x.numpy(), targets=targets.numpy(), state={k: v.detach().numpy() for k, v in model.state_dict().items()}
+    )
     monkey_patch(vision_transformer, vit_torch.cp_LRP)
     monkey_patch_zennit()
 
@@ -158,7 +196,9 @@ def vit(out: dict) -> None:
         return (inp * inp.grad).detach().numpy(), chosen[:, 0].detach().numpy()
 
     out["cplrp_input"], out["logits"] = relevance(None)
-    out["cplrp_gamma_input"], _ = relevance(LayerMapComposite([(torch.nn.Conv2d, Gamma(GAMMA)), (torch.nn.Linear, Gamma(GAMMA))]))
+    out["cplrp_gamma_input"], _ = relevance(
+        LayerMapComposite([(torch.nn.Conv2d, Gamma(GAMMA)), (torch.nn.Linear, Gamma(GAMMA))])
+    )
 
 
 def main() -> None:

@@ -26,7 +26,9 @@ class Scanned(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        h, _ = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=2)(name="layers")(x, None)
+        h, _ = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=2)(name="layers")(
+            x, None
+        )
         return nn.Dense(3, name="head")(h[:, -1])
 
 
@@ -61,13 +63,13 @@ def _explain(method: str, model: nn.Module):
     return xj.deeplift(model, variables, X, 0)
 
 
-@pytest.mark.parametrize("method", ["lrp", "deeplift"])
+@pytest.mark.parametrize("method", ["lrp", pytest.param("deeplift", marks=pytest.mark.slow)])
 def test_scan_over_layers_is_refused(method: str) -> None:
     with pytest.raises(UnsupportedError, match=r"primitive 'scan' in 'layers'"):
         _explain(method, Scanned())
 
 
-@pytest.mark.parametrize("method", ["lrp", "deeplift"])
+@pytest.mark.parametrize("method", ["lrp", pytest.param("deeplift", marks=pytest.mark.slow)])
 def test_callback_is_refused(method: str) -> None:
     with pytest.raises(UnsupportedError, match=r"pure_callback"):
         _explain(method, Callback())
@@ -93,4 +95,6 @@ def test_xla_dot_product_attention_is_explained() -> None:
     model = Attention()
     variables = model.init(jax.random.key(1), X)
     R = xj.lrp(model, variables, X, 0, composite=xj.composites.CPLRP())
-    np.testing.assert_allclose(np.asarray(R.sum((1, 2))), np.asarray(model.apply(variables, X)[:, 0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(R.sum((1, 2))), np.asarray(model.apply(variables, X)[:, 0]), rtol=1e-5, atol=1e-6
+    )

@@ -11,7 +11,7 @@ import xai_jax as xj
 from tests.test_docs import _run_examples
 
 
-@pytest.mark.parametrize("name", ["AttnLRP", "CPLRP"])
+@pytest.mark.parametrize("name", ["AttnLRP", pytest.param("CPLRP", marks=pytest.mark.slow)])
 def test_composite_example_runs(name: str) -> None:
     x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
     _run_examples(getattr(xj.composites, name), name, {"xj": xj, "jax": jax, "jnp": jnp, "np": np, "x": x})

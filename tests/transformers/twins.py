@@ -64,7 +64,9 @@ class LlamaMLP(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         gate = jax.nn.silu(nn.Dense(self.intermediate, use_bias=False, name="gate_proj")(x))
-        return nn.Dense(x.shape[-1], use_bias=False, name="down_proj")(gate * nn.Dense(self.intermediate, use_bias=False, name="up_proj")(x))
+        return nn.Dense(x.shape[-1], use_bias=False, name="down_proj")(
+            gate * nn.Dense(self.intermediate, use_bias=False, name="up_proj")(x)
+        )
 
 
 class Llama(nn.Module):
@@ -82,24 +84,36 @@ class Llama(nn.Module):
         embed = nn.Embed(self.vocab, self.dim, name="embed_tokens")
         h = tokens if self.embedded else embed(tokens)
         for i in range(self.layers):
-            h = h + LlamaAttention(self.heads, self.theta, name=f"layers_{i}_self_attn")(nn.RMSNorm(epsilon=self.eps, name=f"layers_{i}_input_layernorm")(h))
-            h = h + LlamaMLP(self.intermediate, name=f"layers_{i}_mlp")(nn.RMSNorm(epsilon=self.eps, name=f"layers_{i}_post_attention_layernorm")(h))
+            h = h + LlamaAttention(self.heads, self.theta, name=f"layers_{i}_self_attn")(
+                nn.RMSNorm(epsilon=self.eps, name=f"layers_{i}_input_layernorm")(h)
+            )
+            h = h + LlamaMLP(self.intermediate, name=f"layers_{i}_mlp")(
+                nn.RMSNorm(epsilon=self.eps, name=f"layers_{i}_post_attention_layernorm")(h)
+            )
         h = nn.RMSNorm(epsilon=self.eps, name="norm")(h)
         return nn.Dense(self.vocab, use_bias=False, name="lm_head")(h[:, -1])
 
 
 def llama_variables(state: State, layers: int) -> dict[str, Any]:
     """Flax variables of :class:`Llama` from a ``LlamaForCausalLM`` state dict."""
-    t = lambda k: jnp.asarray(state[k].T)  # noqa: E731  (torch Linear (out, in) -> Flax kernel (in, out))
-    params: dict[str, Any] = {"embed_tokens": {"embedding": jnp.asarray(state["model.embed_tokens.weight"])},
-                              "norm": {"scale": jnp.asarray(state["model.norm.weight"])},
-                              "lm_head": {"kernel": t("lm_head.weight")}}
+    t = lambda k: jnp.asarray(state[k].T)
+    params: dict[str, Any] = {
+        "embed_tokens": {"embedding": jnp.asarray(state["model.embed_tokens.weight"])},
+        "norm": {"scale": jnp.asarray(state["model.norm.weight"])},
+        "lm_head": {"kernel": t("lm_head.weight")},
+    }
     for i in range(layers):
         pre = f"model.layers.{i}"
-        params[f"layers_{i}_self_attn"] = {f"{p}_proj": {"kernel": t(f"{pre}.self_attn.{p}_proj.weight")} for p in "qkvo"}
-        params[f"layers_{i}_mlp"] = {f"{p}_proj": {"kernel": t(f"{pre}.mlp.{p}_proj.weight")} for p in ("gate", "up", "down")}
+        params[f"layers_{i}_self_attn"] = {
+            f"{p}_proj": {"kernel": t(f"{pre}.self_attn.{p}_proj.weight")} for p in "qkvo"
+        }
+        params[f"layers_{i}_mlp"] = {
+            f"{p}_proj": {"kernel": t(f"{pre}.mlp.{p}_proj.weight")} for p in ("gate", "up", "down")
+        }
         params[f"layers_{i}_input_layernorm"] = {"scale": jnp.asarray(state[f"{pre}.input_layernorm.weight"])}
-        params[f"layers_{i}_post_attention_layernorm"] = {"scale": jnp.asarray(state[f"{pre}.post_attention_layernorm.weight"])}
+        params[f"layers_{i}_post_attention_layernorm"] = {
+            "scale": jnp.asarray(state[f"{pre}.post_attention_layernorm.weight"])
+        }
     return {"params": params}
 
 
@@ -130,7 +144,9 @@ class GPT2(nn.Module):
     @nn.compact
     def __call__(self, tokens: Array) -> Array:
         wte = nn.Embed(self.vocab, self.dim, name="wte")
-        h = (tokens if self.embedded else wte(tokens)) + nn.Embed(self.positions, self.dim, name="wpe")(jnp.arange(tokens.shape[1]))[None]
+        h = (tokens if self.embedded else wte(tokens)) + nn.Embed(self.positions, self.dim, name="wpe")(
+            jnp.arange(tokens.shape[1])
+        )[None]
         for i in range(self.layers):
             h = GPT2Block(self.heads, self.eps, name=f"h_{i}")(h)
         h = nn.LayerNorm(epsilon=self.eps, name="ln_f")(h)
@@ -140,37 +156,57 @@ class GPT2(nn.Module):
 def gpt2_variables(state: State, layers: int) -> dict[str, Any]:
     """Flax variables of :class:`GPT2` from a ``GPT2LMHeadModel`` state dict (``Conv1D`` weights are
     already ``(in, out)``)."""
-    a = lambda k: jnp.asarray(state[k])  # noqa: E731
-    ln = lambda k: {"scale": a(f"{k}.weight"), "bias": a(f"{k}.bias")}  # noqa: E731
-    dense = lambda k: {"kernel": a(f"{k}.weight"), "bias": a(f"{k}.bias")}  # noqa: E731
-    params: dict[str, Any] = {"wte": {"embedding": a("transformer.wte.weight")}, "wpe": {"embedding": a("transformer.wpe.weight")},
-                              "ln_f": ln("transformer.ln_f")}
+    a = lambda k: jnp.asarray(state[k])
+    ln = lambda k: {"scale": a(f"{k}.weight"), "bias": a(f"{k}.bias")}
+    dense = lambda k: {"kernel": a(f"{k}.weight"), "bias": a(f"{k}.bias")}
+    params: dict[str, Any] = {
+        "wte": {"embedding": a("transformer.wte.weight")},
+        "wpe": {"embedding": a("transformer.wpe.weight")},
+        "ln_f": ln("transformer.ln_f"),
+    }
     for i in range(layers):
         pre = f"transformer.h.{i}"
-        params[f"h_{i}"] = {"ln_1": ln(f"{pre}.ln_1"), "ln_2": ln(f"{pre}.ln_2"), "c_attn": dense(f"{pre}.attn.c_attn"),
-                            "attn_c_proj": dense(f"{pre}.attn.c_proj"), "c_fc": dense(f"{pre}.mlp.c_fc"),
-                            "mlp_c_proj": dense(f"{pre}.mlp.c_proj")}
+        params[f"h_{i}"] = {
+            "ln_1": ln(f"{pre}.ln_1"),
+            "ln_2": ln(f"{pre}.ln_2"),
+            "c_attn": dense(f"{pre}.attn.c_attn"),
+            "attn_c_proj": dense(f"{pre}.attn.c_proj"),
+            "c_fc": dense(f"{pre}.mlp.c_fc"),
+            "mlp_c_proj": dense(f"{pre}.mlp.c_proj"),
+        }
     return {"params": params}
 
 
 def vit_variables(state: State, layers: int) -> dict[str, Any]:
     """Flax variables of :class:`xai_jax.models.transformers.ViT` from torchvision's
     ``VisionTransformer`` state dict (conv kernels OIHW -> HWIO, Linear weights transposed)."""
-    a = lambda k: jnp.asarray(state[k])  # noqa: E731
-    t = lambda k: jnp.asarray(state[k].T)  # noqa: E731
-    ln = lambda k: {"scale": a(f"{k}.weight"), "bias": a(f"{k}.bias")}  # noqa: E731
-    dense = lambda k: {"kernel": t(f"{k}.weight"), "bias": a(f"{k}.bias")}  # noqa: E731
+    a = lambda k: jnp.asarray(state[k])
+    t = lambda k: jnp.asarray(state[k].T)
+    ln = lambda k: {"scale": a(f"{k}.weight"), "bias": a(f"{k}.bias")}
+    dense = lambda k: {"kernel": t(f"{k}.weight"), "bias": a(f"{k}.bias")}
     params: dict[str, Any] = {
-        "conv_proj": {"kernel": jnp.asarray(state["conv_proj.weight"].transpose(2, 3, 1, 0)), "bias": a("conv_proj.bias")},
-        "class_token": a("class_token"), "pos_embedding": a("encoder.pos_embedding"), "ln": ln("encoder.ln"),
+        "conv_proj": {
+            "kernel": jnp.asarray(state["conv_proj.weight"].transpose(2, 3, 1, 0)),
+            "bias": a("conv_proj.bias"),
+        },
+        "class_token": a("class_token"),
+        "pos_embedding": a("encoder.pos_embedding"),
+        "ln": ln("encoder.ln"),
         "head": dense("heads.head"),
     }
     for i in range(layers):
         pre = f"encoder.layers.encoder_layer_{i}"
         params[f"encoder_layer_{i}"] = {
-            "ln_1": ln(f"{pre}.ln_1"), "ln_2": ln(f"{pre}.ln_2"),
-            "self_attention": {"in_proj": {"kernel": t(f"{pre}.self_attention.in_proj_weight"), "bias": a(f"{pre}.self_attention.in_proj_bias")},
-                               "out_proj": dense(f"{pre}.self_attention.out_proj")},
-            "mlp_0": dense(f"{pre}.mlp.0"), "mlp_3": dense(f"{pre}.mlp.3"),
+            "ln_1": ln(f"{pre}.ln_1"),
+            "ln_2": ln(f"{pre}.ln_2"),
+            "self_attention": {
+                "in_proj": {
+                    "kernel": t(f"{pre}.self_attention.in_proj_weight"),
+                    "bias": a(f"{pre}.self_attention.in_proj_bias"),
+                },
+                "out_proj": dense(f"{pre}.self_attention.out_proj"),
+            },
+            "mlp_0": dense(f"{pre}.mlp.0"),
+            "mlp_3": dense(f"{pre}.mlp.3"),
         }
     return {"params": params}

@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..core import InputError, Inputs, UnsupportedError, NonNegativeFloat, OptionContext, Problem, compat, method
+from ..core import InputError, Inputs, NonNegativeFloat, OptionContext, Problem, UnsupportedError, compat, method
 from ..trace.gradients import LayerName
 from ..trace.graph import Step, default_handle, run
 from ..trace.xla_cpu import window_slices
