@@ -487,6 +487,8 @@ def annotate_units(graph: Graph) -> Graph:
         for start in [a for a in e.inputs if isinstance(a, Var)]:
             unit = elementwise_unit(start, flow, claimed, index)
             if unit is not None and any(m is e for m in unit.eqns):
+                if len(unit.eqns) == 1 and unit.eqns[0].activation is not None:
+                    break  # a recognised single-equation activation (jnp.maximum(x, 0): a ReLU) keeps its kind
                 unit.kind = name_unit(unit) if len(unit.eqns) > 1 else "elementwise"
                 claim(unit)
                 break
