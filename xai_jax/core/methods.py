@@ -220,8 +220,10 @@ class Method:
         resolution: str = "input",
         report_options: Mapping[str, Any] | None = None,
         validate: Validate | None = None,
+        tokens: bool = False,
     ) -> None:
         self.impl = impl
+        self.tokens = tokens
         self.name = name
         self.family = family
         self.signed = signed
@@ -270,14 +272,14 @@ class Method:
 
     def __call__(self, model: Model, variables: Any, x: Any, target: Target = None, *,
                  model_kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
-        problem, inputs = prepare(model, variables, x, target, model_kwargs)
+        problem, inputs = prepare(model, variables, x, target, model_kwargs, tokens=self.name if not self.tokens else True)
         call = self.prepare_call(problem, inputs, options)
         return call.run(problem, inputs)
 
     def lower(self, model: Model, variables: Any, x: Any, target: Target = None, *,
               model_kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
         """The lowered computation of this call (``.compile().as_text()`` shows the HLO)."""
-        problem, inputs = prepare(model, variables, x, target, model_kwargs)
+        problem, inputs = prepare(model, variables, x, target, model_kwargs, tokens=self.name if not self.tokens else True)
         call = self.prepare_call(problem, inputs, options)
         return _run_compiled.lower(call.traced, problem, inputs, prepared=call.prepared)
 
@@ -565,6 +567,7 @@ def method(
     report_options: Mapping[str, Any] | None = None,
     validate: Validate | None = None,
     register: bool = True,
+    tokens: bool = False,
 ) -> Callable[[Callable[..., Any]], Method]:
     """Declare an attribution method from its pure implementation (see the module docstring).
 
@@ -577,11 +580,13 @@ def method(
       validate: ``validate(ctx) -> extra options``: eager checks across options (``ctx.options`` are
         the options checked one by one); may return normalised options.
       register: add to :data:`METHODS` (default).
+      tokens: the method takes integer inputs (token ids): it explains the embedding lookup's output
+        and returns one value per token (LRP, DeepLIFT).
     """
 
     def declare(impl: Callable[..., Any]) -> Method:
         made = Method(impl, name=name, family=family, signed=signed, resolution=resolution, report_options=report_options,
-                      validate=validate)
+                      validate=validate, tokens=tokens)
         return METHODS.add(made) if register else made
 
     return declare

@@ -58,7 +58,7 @@ class Inputs(NamedTuple):
     kwargs: Mapping[str, Any]
 
 
-def check_input(x: Any, name: str = "x") -> jax.Array:
+def check_input(x: Any, name: str = "x", *, tokens: bool | str = False) -> jax.Array:
     """A floating array with a non-empty batch axis and, where it can be checked, finite values.
 
     The finite check runs whenever ``x`` is concrete, also inside a caller's ``jax.jit`` that
@@ -77,6 +77,14 @@ def check_input(x: Any, name: str = "x") -> jax.Array:
         )
     if x.shape[0] == 0:
         raise InputError(f"{name} has shape {tuple(x.shape)}: the batch is empty (B = 0); pass at least one example.")
+    if jnp.issubdtype(x.dtype, jnp.integer) and tokens is True:
+        return jnp.asarray(x)  # token ids: the method explains the embedding (see xai_jax.trace.tokens)
+    if jnp.issubdtype(x.dtype, jnp.integer) and isinstance(tokens, str):
+        raise InputError(
+            f"{name} has dtype {x.dtype} (token ids?): {tokens} differentiates its input, and integer inputs have no "
+            "gradient. Use xj.lrp (it explains the embedding lookup's output, one value per token), or pass the "
+            "embedding as the input (then sum the attribution over the embedding axis for one value per token)."
+        )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise InputError(
             f"{name} has dtype {x.dtype}; attributions need floating inputs in the model's input "
@@ -168,10 +176,13 @@ def prepare(
     x: Any,
     target: Target = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    *,
+    tokens: bool | str = False,
 ) -> tuple[Problem, Inputs]:
-    """Validate a method call and split it into its static and traced halves."""
+    """Validate a method call and split it into its static and traced halves (``tokens``: True if the
+    method takes integer inputs, or its name for the error that says it does not)."""
     forward, dynamic_kwargs = make_forward(model, model_kwargs)
-    x = check_input(x)
+    x = check_input(x, tokens=tokens)
     out = output_struct(forward, variables, x, dynamic_kwargs)
     output_shape = tuple(out.shape) if hasattr(out, "shape") else None
     spec, indices = resolve_target(target, x.shape[0], output_shape)

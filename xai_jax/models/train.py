@@ -192,6 +192,7 @@ SETTINGS: dict[str, TrainSettings] = {
         "classifier", epochs=2, batch_size=128, learning_rate=2e-3, model_kwargs={"deterministic": False}
     ),
     "evidential_cnn": TrainSettings("evidential", epochs=3, batch_size=128, learning_rate=1e-3),
+    "mnist_vit": TrainSettings("classifier", epochs=4, batch_size=128, learning_rate=1e-3),
     "mnist_gan_generator": TrainSettings(
         "gan", epochs=60, batch_size=64, learning_rate=2e-4, b1=0.5, schedule="constant", pair=_GAN, gan=_GAN_RECIPE
     ),

@@ -21,7 +21,7 @@ from typing import Any
 import flax.linen as nn
 
 from ..core.errors import CheckpointError, UnknownNameError, unknown_name_message
-from . import mnist
+from . import mnist, transformers
 from .checkpoint import (
     CHECKPOINTS_ENV, MANIFEST_NAME, checkpoints_dir, construct, load_checkpoint, manifest_entry_for, read_manifest,
     require_file,
@@ -49,6 +49,8 @@ ZOO: dict[str, ZooEntry] = {
     "mnist_gan_discriminator": ZooEntry(mnist.GanDiscriminator, {}, "discriminator", "MLP GAN discriminator"),
     "dcgan_generator": ZooEntry(mnist.DCGANGenerator, {}, "generator", "DCGAN generator, z (100) -> image"),
     "dcgan_discriminator": ZooEntry(mnist.DCGANDiscriminator, {}, "discriminator", "DCGAN discriminator"),
+    "mnist_vit": ZooEntry(transformers.ViT, {"stem": 16}, "classifier",
+                          "Vision Transformer: 3x3 conv stem, 7x7 patches (16 tokens + class token), 4 blocks, dim 64, 4 heads"),
 }
 
 

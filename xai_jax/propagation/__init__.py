@@ -8,17 +8,20 @@ a ``jax.custom_vjp`` whose forward is the layer's own computation.
 
 from . import composites, rules
 from .composites import (
-    COMPOSITES, Composite, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat,
+    COMPOSITES, AttnLRP, CPLRP, Composite, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat,
     LayerContext, MapComposite, PositionMix,
 )
 from .deeplift import deeplift
 from .lrp import lrp, propagation_plan
-from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, Stabilizer, WSquare, ZBox, ZPlus
+from .rules import (
+    AlphaBeta, Epsilon, Flat, Gamma, Gradient, HoldGates, Norm, Pass, Rule, SoftmaxGradient, Stabilizer, Uniform, WSquare, ZBox,
+    ZPlus,
+)
 from .taylor import deep_taylor, simple_taylor
 from .transpose import lrp_transpose
 
 __all__ = [
-    "COMPOSITES", "AlphaBeta", "Composite", "Epsilon", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox",
+    "COMPOSITES", "AlphaBeta", "AttnLRP", "CPLRP", "Composite", "HoldGates", "SoftmaxGradient", "Uniform", "Epsilon", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox",
     "EpsilonPlus", "EpsilonPlusFlat", "Flat", "Gamma", "Gradient", "LayerContext", "MapComposite", "Norm",
     "Pass", "PositionMix", "Rule", "Stabilizer", "WSquare", "ZBox", "ZPlus", "composites", "deep_taylor",
     "deeplift", "lrp", "lrp_transpose", "propagation_plan", "rules", "simple_taylor",

@@ -36,10 +36,13 @@ from typing import Any
 from ..core.errors import InputError
 from ..core.checks import check_bool
 from ..core.errors import unknown_name_message
-from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, Stabilizer, StabilizerLike, ZBox, ZPlus
+from .rules import (
+    AlphaBeta, Epsilon, Flat, Gamma, Gradient, HoldGates, Norm, Pass, Rule, SoftmaxGradient, Stabilizer, StabilizerLike, Uniform,
+    ZBox, ZPlus,
+)
 
 #: Kind words accepted as type selectors; ``"linear"`` is conv or dense.
-KIND_WORDS = frozenset({"conv", "dense", "linear", "avgpool", "sum", "activation", "maxpool", "affine"})
+KIND_WORDS = frozenset({"conv", "dense", "linear", "avgpool", "sum", "activation", "maxpool", "affine", "softmax", "product"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,6 +341,102 @@ class PositionMix(Composite):
         return (self.upper, self.middle, self.lower, self.first, self.bounds, _hashable(self.stabilizer), self.merge_batch_norm)
 
 
+def _linear_rule(linear: str | Rule, epsilon: StabilizerLike, gamma: float, stabilizer: StabilizerLike) -> Rule:
+    if isinstance(linear, Rule):
+        return linear
+    if linear == "epsilon":
+        return Epsilon(epsilon)
+    if linear == "gamma":
+        return Gamma(gamma, stabilizer)
+    raise InputError(f"linear must be 'epsilon', 'gamma' or a rule (e.g. Gamma(0.5)); got {linear!r}.")
+
+
+class AttnLRP(MapComposite):
+    """AttnLRP ([achtibat2024]_): LRP for transformers, the rules of LXT 2.1's ``attnLRP`` patches found
+    in the trace of any Flax model (no per-architecture code).
+
+    ============================== ====================================================================
+    layer (kind)                   rule
+    ============================== ====================================================================
+    conv / dense (``linear``)      ``Epsilon(epsilon)`` (LXT: the plain gradient, ε → 0), or
+                                   ``Gamma(gamma)`` with ``linear="gamma"`` (LXT's ViT recipe), or any rule
+    softmax                        :class:`~xai_jax.propagation.rules.SoftmaxGradient`: ``x ⊙ ∂s`` (Prop. 3.1)
+    product of two inputs          :class:`~xai_jax.propagation.rules.Uniform` (Eq. 7): ``q·kᵀ``, ``A·V``,
+                                   ``act(gate) ⊙ up`` split evenly
+    element-wise activation        ``Pass`` (the identity rule, Eq. 9): GELU, SiLU, any ``f(x)`` of one tensor
+    LayerNorm / RMSNorm / GroupNorm statistics held constant (identity rule on ``x / σ``); mean-centring by
+                                   ``Norm`` (the ε rule on ``x − mean(x)``)
+    shift or scale (``affine``)    ``Epsilon``: a position embedding or a norm's bias keeps its share
+    residual sum / mean pooling    ``Norm``
+    max pooling                    the gradient
+    ============================== ====================================================================
+
+    With the default ``epsilon`` the result equals LXT 2.1's ``attnLRP`` (input × modified gradient) to
+    ≤ 1e-4 × the maximum on Hugging Face LLaMA and GPT-2 twins with the same weights (measured: ~1e-6;
+    ``tests/transformers/test_lxt.py``).  Not conservative: the softmax rule drops a bias term, so
+    ``R.sum()`` differs from the logit even without biases (measured on the bias-free twins: 0.39-0.56
+    of the logit); :class:`CPLRP` is the conservative variant.  See docs/transformers.md.
+
+    Args:
+      linear: ``"epsilon"`` (default), ``"gamma"`` or a rule for conv/dense layers.
+      epsilon: the ε of the linear layers, affine steps, sums and products (default ``1e-9``: LXT's
+        plain gradient, only guarding against division by zero).
+      gamma: γ for ``linear="gamma"``.
+      names, types: more rules by layer name / type (they win over the defaults), as in
+        :class:`MapComposite` (e.g. ``names={"*/in_proj": Epsilon(1e-9)}`` to keep LRP-ε on some layers).
+
+    Example:
+      >>> from xai_jax.models.transformers import ViT
+      >>> vit = ViT(dim=16, depth=1, heads=2, mlp_dim=32)
+      >>> params = vit.init(jax.random.key(0), x)
+      >>> R = xj.lrp(vit, params, x, composite=xj.composites.AttnLRP())
+      >>> R.shape == x.shape
+      True
+    """
+
+    def __init__(
+        self, linear: str | Rule = "epsilon", *, epsilon: StabilizerLike = 1e-9, gamma: float = 0.25,
+        stabilizer: StabilizerLike = 1e-9, names: Any = None, types: Any = None,
+    ) -> None:
+        own = self._own(_linear_rule(linear, epsilon, gamma, stabilizer), epsilon)
+        super().__init__(names, (*_pairs(types, "types"), *own), stabilizer=epsilon)
+        self.user_types = _pairs(types, "types")
+        self.linear, self.epsilon, self.gamma = linear, epsilon, gamma
+
+    def _own(self, linear: Rule, epsilon: StabilizerLike) -> tuple[tuple[str, Rule | None], ...]:
+        return (
+            ("linear", linear), ("softmax", SoftmaxGradient()), ("product", Uniform(epsilon)), ("affine", Epsilon(epsilon)),
+            ("activation", Pass()), ("sum", Norm(epsilon)), ("avgpool", Norm(epsilon)), ("maxpool", None),
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(linear={self.linear!r}, epsilon={self.epsilon!r})"
+
+
+class CPLRP(AttnLRP):
+    """CP-LRP ([ali2022]_): as :class:`AttnLRP`, but attention weights and gates are held constant
+    (:class:`~xai_jax.propagation.rules.HoldGates`: no relevance through ``q``, ``k`` or a gated MLP's
+    gate; the values and the ``up`` branch take it all).  LXT 2.1's ``cp_LRP`` patches: equal to them
+    to ≤ 1e-4 × the maximum on LLaMA, GPT-2 and torchvision ViT twins (with ``linear="gamma"`` too,
+    once the attention projections are named ε as LXT's hooks leave them, see docs/transformers.md).
+    Conservative: on a bias-free model with ``linear="epsilon"`` the input relevance sums to the
+    target logit (to float32 precision, tested).
+
+    Example:
+      >>> from xai_jax.models.transformers import ViT
+      >>> vit = ViT(dim=16, depth=1, heads=2, mlp_dim=32)
+      >>> params = vit.init(jax.random.key(0), x)
+      >>> as_lxt = xj.composites.CPLRP("gamma", gamma=0.5, names={"*/in_proj": xj.rules.Epsilon(1e-9),
+      ...                                                       "*/out_proj": xj.rules.Epsilon(1e-9)})
+      >>> R = xj.lrp(vit, params, x, 3, composite=as_lxt)
+      >>> R.shape == x.shape
+      True
+    """
+
+    def _own(self, linear: Rule, epsilon: StabilizerLike) -> tuple[tuple[str, Rule | None], ...]:
+        return tuple((k, HoldGates(epsilon) if k == "product" else r) for k, r in super()._own(linear, epsilon))
+
+
 COMPOSITES: dict[str, type[Composite]] = {
     "epsilon_plus": EpsilonPlus,
     "epsilon_plus_flat": EpsilonPlusFlat,
@@ -345,9 +444,11 @@ COMPOSITES: dict[str, type[Composite]] = {
     "epsilon_alpha2_beta1_flat": EpsilonAlpha2Beta1Flat,
     "epsilon_gamma_box": EpsilonGammaBox,
     "position_mix": PositionMix,
+    "attn_lrp": AttnLRP,
+    "cp_lrp": CPLRP,
 }
 
 __all__ = [
-    "COMPOSITES", "Composite", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "EpsilonPlus",
+    "COMPOSITES", "AttnLRP", "CPLRP", "Composite", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "EpsilonPlus",
     "EpsilonPlusFlat", "LayerContext", "MapComposite", "PositionMix", "base_map",
 ]

@@ -34,7 +34,9 @@ import jax.numpy as jnp
 from ..core import Baseline, Choice, Inputs, NonNegativeFloat, Problem, method
 from ..trace.graph import SIGN_KEEPING, Plan, Step, Var
 from ..trace.xla_cpu import max_pool_first_max_gradient
+from ..trace.tokens import baseline_embedding, per_token
 from .engine import linear_layer, trace_model, with_backward
+from .rules import unbroadcast
 
 Array = jax.Array
 RULES = ("rescale", "reveal_cancel")
@@ -96,6 +98,10 @@ class DeepLiftPropagator:
             return step.forward(invals)
         if step.kind == "activation":
             return self.activation(step, invals)
+        if step.kind == "softmax":
+            return self.softmax(step, invals)
+        if step.kind in ("product", "quotient"):
+            return self.product(step, invals)
         if step.kind == "maxpool":
             return self.max_pool(step, invals)
         if step.kind in ("conv", "dense", "avgpool"):
@@ -130,6 +136,51 @@ class DeepLiftPropagator:
         primals = list(invals) + (list(parts) if parts is not None else [])
         mask = [i == pos for i in range(len(primals))]
         return [with_backward(lambda *a: forward(*a[:n]), backward, primals, mask)]
+
+    # ---- softmax: exp (Rescale), sum (linear), quotient (averaged) ----------------------------------
+    def softmax(self, step: Step, invals: list[Any]) -> list[Any]:
+        """Softmax ``y = u / Σu`` with ``u = exp(x − c)`` (one shift ``c`` for input and reference):
+        Rescale on ``exp``, the Linear rule on the sum and the quotient rule on ``u / s``
+        (:func:`_quotient_multipliers`); summation-to-delta holds exactly."""
+        axes, reveal, eps = step.unit.axes, self.reveal, self.eps
+
+        def backward(args: Sequence[Any], y: Array, g: Array) -> list[Array]:
+            x, x0 = args[0][0], args[0][1]
+            c = jax.lax.stop_gradient(jnp.maximum(jnp.max(x, axis=axes, keepdims=True), jnp.max(x0, axis=axes, keepdims=True)))
+            u, u0 = jnp.exp(x - c), jnp.exp(x0 - c)
+            s, s0 = jnp.sum(u, axis=axes, keepdims=True), jnp.sum(u0, axis=axes, keepdims=True)
+            gy = _collapse(g, y[0] - y[1]) if reveal else g[0]
+            m_u, m_s = _quotient_multipliers(u, u0, s, s0)
+            g_u = gy * m_u + jnp.sum(gy * m_s, axis=axes, keepdims=True)
+            small, r = _safe_ratio(u - u0, x - x0, eps)
+            m = g_u * jnp.where(small, u, r)
+            return [jnp.stack([m, m if reveal else jnp.zeros_like(m)])]
+
+        return [with_backward(lambda *a: _vmapped(step, a)[0], backward, invals, [True])]
+
+    # ---- products and quotients of two input-dependent values: averaged multipliers ----------------
+    def product(self, step: Step, invals: list[Any]) -> list[Any]:
+        """``z = f(a, b)`` bilinear (``a ⊙ b``, ``a · b``): ``Δz = f(Δa, b̄) + f(ā, Δb)`` with ``ā = (a + a₀)/2``;
+        ``z = a / b``: :func:`_quotient_multipliers`.  Exact, so summation-to-delta holds."""
+        reveal, quotient = self.reveal, step.kind == "quotient"
+        dependent = [bool(d) for d in step.dependent]
+
+        def backward(args: Sequence[Any], z: Array, g: Array) -> list[Array]:
+            gz = _collapse(g, z[0] - z[1]) if reveal else g[0]
+            halves = [(a[0], a[1]) if d else (a, a) for a, d in zip(args, dependent)]
+            if quotient:
+                (a, a0), (b, b0) = halves
+                m_a, m_b = _quotient_multipliers(a, a0, b, b0)
+                cts = [unbroadcast(gz * m_a, a.shape), unbroadcast(gz * m_b, b.shape)]
+            else:
+                means = [(h[0] + h[1]) / 2 for h in halves]
+                cts = []
+                for k, (value, _) in enumerate(halves):
+                    along = lambda v, k=k: step.forward([v if i == k else m for i, m in enumerate(means)])[0]  # noqa: E731
+                    cts.append(jax.vjp(along, value)[1](gz)[0])
+            return [jnp.stack([ct, ct if reveal else jnp.zeros_like(ct)]) for ct, d in zip(cts, dependent) if d]
+
+        return [with_backward(lambda *a: _vmapped(step, a)[0], backward, invals, dependent)]
 
     # ---- max pooling: Captum's rule ----------------------------------------------------------------
     def max_pool(self, step: Step, invals: list[Any]) -> list[Any]:
@@ -196,6 +247,12 @@ class DeepLiftPropagator:
             self.parts[step.outputs[0].id] = (moved[0], moved[1])
 
 
+def _quotient_multipliers(a: Array, a0: Array, b: Array, b0: Array) -> tuple[Array, Array]:
+    """Multipliers of ``Δa`` and ``Δb`` for ``a/b − a₀/b₀``: ``(1/b + 1/b₀)/2`` and ``−(a + a₀)/(2 b b₀)``
+    (the product rule on ``a · (1/b)``, exact)."""
+    return (1 / b + 1 / b0) / 2, -(a + a0) / (2 * b * b0)
+
+
 def _rescale_multiplier(dx: Array, dy: Array, grad: Array, g: Array, eps: float) -> Array:
     """Rescale: ``m = Δy/Δx`` (the gradient where ``|Δx| < eps``), in the input half."""
     small, m = _safe_ratio(dy, dx, eps)
@@ -230,9 +287,20 @@ def deeplift_handle(plan: Plan, rule: str, eps: float) -> Callable[[Step, list[A
     return DeepLiftPropagator(rule, eps)
 
 
-def deeplift_multipliers(problem: Problem, inputs: Inputs, x: Array, ref: Array, indices: Array | None, rule: str, eps: float) -> Array:
-    """DeepLIFT multipliers ``m`` at the input (attribution ``(x − ref) ⊙ m``)."""
-    traced = trace_model(problem, inputs, x)
+def deeplift_attribution(problem: Problem, inputs: Inputs, x: Array, ref: Any, indices: Array | None, rule: str, eps: float) -> Array:
+    """DeepLIFT attributions ``(x − ref) ⊙ m``; for integer inputs (tokens) the embedding's, summed per
+    token (``ref`` then is a constant embedding value or token ids, see
+    :func:`xai_jax.trace.tokens.baseline_embedding`)."""
+    traced = trace_model(problem, inputs, x, statistics="traced")
+    if not traced.tokens:
+        return (x - ref) * deeplift_multipliers(traced, problem, x, ref, indices, rule, eps)
+    e = traced.start()
+    e_ref = baseline_embedding(problem, inputs, ref, e)
+    return per_token((e - e_ref) * deeplift_multipliers(traced, problem, e, e_ref, indices, rule, eps), x)
+
+
+def deeplift_multipliers(traced: Any, problem: Problem, x: Array, ref: Array, indices: Array | None, rule: str, eps: float) -> Array:
+    """DeepLIFT multipliers ``m`` at the plan's start ``x`` (attribution ``(x − ref) ⊙ m``)."""
     handle = deeplift_handle(traced.plan, rule, eps)
     pair = jnp.stack([x, ref])
     outputs, pullback = jax.vjp(lambda p: traced.call(handle, p), pair)
@@ -275,5 +343,4 @@ def deeplift(
       >>> attr.shape == x.shape
       True
     """
-    m = deeplift_multipliers(problem, inputs, inputs.x, baseline, inputs.indices, rule, eps)
-    return (inputs.x - baseline) * m
+    return deeplift_attribution(problem, inputs, inputs.x, baseline, inputs.indices, rule, eps)

@@ -22,10 +22,11 @@ from ..core.errors import InputError, UnsupportedError
 from ..core.problem import Inputs, Problem
 from ..trace.graph import Plan, Step, run, trace_plan
 from ..trace.layers import layer_info, list_layers, probed_forward
+from ..trace.tokens import per_token
 from ..trace.xla_cpu import max_pool_first_max_gradient
 from .composites import Composite, LayerContext
 from .layer import LinearLayer
-from .rules import Rule
+from .rules import Product, Rule, unbroadcast
 
 Array = jax.Array
 MAX_POOL_MODES = ("winner", "average")
@@ -45,9 +46,22 @@ class Traced:
     x_position: int
     probe_shape: tuple[int, ...] | None
 
+    @property
+    def tokens(self) -> bool:
+        """The model's input is integer (tokens): the plan starts at its embedding lookup."""
+        return self.plan.embedding is not None
+
+    def start(self) -> Array:
+        """The value relevance is propagated to: ``x``, or for tokens the embedding ``(B, N, D)``."""
+        return self.plan.embedding.value(self.flat) if self.tokens else self.flat[self.x_position]
+
     def call(self, handle: Callable[[Step, list[Any]], list[Any]], x: Array, probe: Array | None = None) -> Any:
+        """The model through ``handle`` at ``x`` (for tokens: at the embedding ``x``)."""
         args = list(self.flat)
-        args[self.x_position] = x
+        if self.tokens:
+            args.append(x)
+        else:
+            args[self.x_position] = x
         return jax.tree_util.tree_unflatten(self.treedef, run(self.plan, args, handle, probe=probe))
 
 
@@ -62,13 +76,17 @@ def _module_types(problem: Problem, inputs: Inputs, x: Array) -> tuple[str | Non
 
 
 def trace_model(
-    problem: Problem, inputs: Inputs, x: Array, *, layer: str | None = None, merge_affine: bool = True
+    problem: Problem, inputs: Inputs, x: Array, *, layer: str | None = None, merge_affine: bool = True,
+    statistics: str = "constant",
 ) -> Traced:
-    """Trace ``problem``'s model at ``x`` into a :class:`Traced` plan (``layer``: add a probe there)."""
+    """Trace ``problem``'s model at ``x`` into a :class:`Traced` plan (``layer``: add a probe there;
+    ``statistics``: see :data:`xai_jax.trace.graph.STATISTICS`)."""
     root, types = _module_types(problem, inputs, x)
     if layer is None:
         args: tuple[Any, ...] = (inputs.variables, x, inputs.kwargs)
-        plan, treedef, flat = trace_plan(problem.forward, args, 1, root=root, module_types=types, merge_affine=merge_affine)
+        plan, treedef, flat = trace_plan(
+            problem.forward, args, 1, root=root, module_types=types, merge_affine=merge_affine, statistics=statistics
+        )
         probe_shape = None
     else:
         info = layer_info(problem.forward, inputs.variables, x, inputs.kwargs, layer)
@@ -80,7 +98,7 @@ def trace_model(
         probe = jnp.zeros(info.shape, info.dtype)
         args = (inputs.variables, x, inputs.kwargs, probe)
         plan, treedef, flat = trace_plan(
-            probed, args, 1, probe_argnum=3, root=root, module_types=types, merge_affine=merge_affine
+            probed, args, 1, probe_argnum=3, root=root, module_types=types, merge_affine=merge_affine, statistics=statistics
         )
         if plan.tap is None:
             raise InputError(f"layer {layer!r}: its output does not reach the model's output, so it has no relevance.")
@@ -184,6 +202,17 @@ def pooling_as_average(step: Step, x: Array) -> LinearLayer:
                        x_nonnegative=step.x_nonnegative)
 
 
+def product_view(step: Step, operands: Sequence[Any], z: Array) -> Product:
+    """The :class:`~xai_jax.propagation.rules.Product` view of a product step at ``operands``."""
+    operands = list(operands)
+
+    def backward(k: int, s: Array) -> Array:
+        along = lambda v: step.forward([v if i == k else a for i, a in enumerate(operands)])[0]  # noqa: E731
+        return jax.vjp(along, operands[k])[1](s)[0]
+
+    return Product(operands, z, step.gates or (False,) * len(operands), step.anchor.primitive == "mul", backward)
+
+
 def fast_max_pool(step: Step, invals: list[Any]) -> list[Any]:
     """Max pooling whose gradient goes to the first maximum of each window without XLA's scatter."""
     if step.anchor.primitive == "reduce_window_max":
@@ -213,7 +242,7 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
 
     def handle(step: Step, invals: list[Any]) -> list[Any]:
         kind = step.kind
-        if kind in ("constant", "structural"):
+        if kind in ("constant", "structural", "detach"):
             return step.forward(invals)
         if kind == "maxpool":
             if max_pool == "winner":
@@ -227,8 +256,32 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
                 invals, [True],
             )]
         rule = composite.resolve(context(step, None))
+        if kind == "quotient":
+            raise UnsupportedError(
+                f"relevance propagation cannot pass a division by an input-dependent value in {step.name or 'the model'!r} "
+                "that is not a normaliser's statistic (LayerNorm/RMSNorm/GroupNorm scales are held constant; other "
+                "divisions have no LRP rule). DeepLIFT handles it (its quotient rule keeps summation-to-delta)."
+            )
+        if rule is None and kind in ("softmax", "product"):
+            raise UnsupportedError(
+                f"{composite!r} has no rule for the {kind} in {step.name or 'the model'!r} "
+                f"({'+'.join(e.primitive for e in step.eqns)}): a transformer needs rules for softmax and for products of "
+                "input-dependent values. Use xj.composites.AttnLRP() or xj.composites.CPLRP(), or give the composite "
+                "rules for the kinds 'softmax' and 'product'."
+            )
         if rule is None:
             return step.forward(invals)
+        if kind == "softmax":
+            axes = step.unit.axes
+            return [with_backward(
+                lambda x: step.forward([x])[0], lambda args, s_, R: [rule.softmax(args[0], s_, R, axes)], invals, [True],
+            )]
+        if kind == "product":
+            return [with_backward(
+                lambda *a: step.forward(list(a))[0],
+                lambda args, z, R: [unbroadcast(r, a.shape) for r, a in zip(rule.product(product_view(step, args, z), R), args)],
+                invals, [bool(d) for d in step.dependent],
+            )]
         if kind in ("conv", "dense", "avgpool"):
             zero_bias = bool(getattr(rule, "zero_params", None))
 
@@ -239,10 +292,21 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
         if kind == "sum":
             return [with_backward(
                 lambda *a: step.forward(list(a))[0],
-                lambda args, z, R: rule.sum(args, step.signs, z, R),
+                lambda args, z, R: [unbroadcast(r, a.shape) for r, a in zip(rule.sum(args, step.signs, z, R), args)],
                 invals, [True, True],
             )]
-        if kind in ("activation", "affine"):
+        if kind == "affine":
+            pos = step.x_position
+            mask = [i == pos for i in range(len(invals))]
+
+            def affine_backward(args: Sequence[Any], y: Array, R: Array, rule: Rule = rule) -> list[Array]:
+                x = args[pos]
+                along = lambda v: step.forward([v if i == pos else a for i, a in enumerate(args)])[0]  # noqa: E731
+                slope = jax.jvp(along, (x,), (jnp.ones_like(x),))[1]  # element-wise affine: dy/dx per element
+                return [rule.affine(x, y, slope, R)]
+
+            return [with_backward(lambda *a: step.forward(list(a))[0], affine_backward, invals, mask)]
+        if kind == "activation":
             pos = step.x_position
             mask = [i == pos for i in range(len(invals))]
             return [with_backward(
@@ -276,11 +340,13 @@ def lrp_relevance(
                 f"model also has {others}. Use a composite without that restriction."
             )
     handle = lrp_handle(traced.plan, composite, max_pool)
+    start = traced.start()
     if layer is None:
-        outputs, pullback = jax.vjp(lambda v: traced.call(handle, v), x)
-        return pullback(initial_relevance(problem, outputs, indices))[0]
-    probe = jnp.zeros(traced.probe_shape, x.dtype)
-    outputs, pullback = jax.vjp(lambda p: traced.call(handle, x, p), probe)
+        outputs, pullback = jax.vjp(lambda v: traced.call(handle, v), start)
+        relevance = pullback(initial_relevance(problem, outputs, indices))[0]
+        return per_token(relevance, x) if traced.tokens else relevance
+    probe = jnp.zeros(traced.probe_shape, start.dtype)
+    outputs, pullback = jax.vjp(lambda p: traced.call(handle, start, p), probe)
     return pullback(initial_relevance(problem, outputs, indices))[0]
 
 

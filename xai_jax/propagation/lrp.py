@@ -46,7 +46,7 @@ def _validate(ctx: OptionContext) -> None:
 Composite_ = Annotated[Any, Option(_check_composite)]
 
 
-@method("lrp", family="propagation", signed=True, validate=_validate)
+@method("lrp", family="propagation", signed=True, validate=_validate, tokens=True)
 def lrp(
     problem: Problem,
     inputs: Inputs,

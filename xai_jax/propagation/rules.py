@@ -185,6 +185,17 @@ class Rule:
     def elementwise(self, x: Array, y: Array, R: Array) -> Array:
         raise UnsupportedError(f"{self!r} cannot be applied to an element-wise layer (activation); use Pass().")
 
+    def affine(self, x: Array, y: Array, slope: Array, R: Array) -> Array:
+        """A lone element-wise affine step ``y = slope ⊙ x + b`` (a constant shift or scale outside a
+        layer: position embeddings, a normalisation's scale and shift); default: :meth:`elementwise`."""
+        return self.elementwise(x, y, R)
+
+    def softmax(self, x: Array, s: Array, R: Array, axes: tuple[int, ...]) -> Array:
+        raise UnsupportedError(f"{self!r} cannot be applied to a softmax; use SoftmaxGradient() ([achtibat2024]_).")
+
+    def product(self, product: Product, R: Array) -> list[Array]:
+        raise UnsupportedError(f"{self!r} cannot be applied to a product of two input-dependent values; use Uniform() or HoldGates().")
+
 
 def _proportional(stab: Callable[[Array], Array], operands: Sequence[Array], signs: Sequence[float], z: Array, R: Array) -> list[Array]:
     s = R / stab(z)
@@ -213,6 +224,11 @@ class Epsilon(Rule):
 
     def sum(self, operands: Sequence[Array], signs: Sequence[float], z: Array, R: Array) -> list[Array]:
         return _proportional(_ensure_stabilizer(self.epsilon, "epsilon"), operands, signs, z, R)
+
+    def affine(self, x: Array, y: Array, slope: Array, R: Array) -> Array:
+        """The ε rule on ``y = slope ⊙ x + b``: ``R_x = x · slope · R / stab(y)`` (the shift ``b`` keeps
+        its share, as a bias does; a pure scale passes ``R``)."""
+        return x * slope * R / _ensure_stabilizer(self.epsilon, "epsilon")(y)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,11 +422,97 @@ class Gradient(Rule):
     """No rule: the layer passes the plain gradient (what Zennit does for layers without a rule)."""
 
 
+@dataclasses.dataclass
+class Product:
+    """A product of input-dependent values as rules see it: ``z = a ⊙ b`` (``elementwise``, with
+    broadcasting) or a contraction ``z = a · b`` (``dot_general``: ``q·kᵀ``, attention × values).
+
+    ``gates[k]`` says whether operand ``k`` is an attention weight or a gate (a softmax's or an
+    activation's output, see :func:`xai_jax.trace.graph.mark_gates`); ``backward(k, s)`` is the
+    transpose of ``v ↦ z(operand k := v)`` applied to ``s`` (the others held fixed).
+    """
+
+    operands: list[Array]
+    z: Array
+    gates: tuple[bool, ...]
+    elementwise: bool
+    backward: Callable[[int, Array], Array]
+
+    def share(self, k: int, R: Array, stab: Callable[[Array], Array]) -> Array:
+        """The relevance of operand ``k`` if it alone explained ``z``: ``x_k ⊙ ∂zᵀ/∂x_k (R / stab(z))``
+        -- exactly ``R`` (summed over broadcast axes) for an element-wise product."""
+        if self.elementwise:
+            return unbroadcast(R, self.operands[k].shape)
+        return self.operands[k] * self.backward(k, R / stab(self.z))
+
+
+def unbroadcast(value: Array, shape: tuple[int, ...]) -> Array:
+    """``value`` summed over the axes that ``shape`` broadcasts (size 1 there, larger in ``value``)."""
+    shape = tuple(shape)
+    if value.shape == shape:
+        return value
+    axes = tuple(i for i, (n, m) in enumerate(zip(shape, value.shape)) if n == 1 and m != 1)
+    return jnp.sum(value, axis=axes, keepdims=True).reshape(shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform(Rule):
+    """The uniform rule for products of input-dependent values ([achtibat2024]_, Eq. 7): each of the
+    ``n`` factors gets ``1/n`` of the relevance it would get alone, ``R_k = (1/n) x_k ⊙ ∂zᵀ/∂x_k
+    (R / stab(z))`` -- for ``a ⊙ b``: ``R_a = R_b = R/2``; for attention ``A·V`` half to ``A`` and half
+    to ``V``, and the half reaching ``q·kᵀ`` halves again (LXT's ``q, k: 1/4, v: 1/2``)."""
+
+    stabilizer: StabilizerLike = 1e-9
+
+    def __post_init__(self) -> None:
+        _ensure_stabilizer(self.stabilizer, "Uniform stabilizer")
+
+    def product(self, product: Product, R: Array) -> list[Array]:
+        stab, n = _ensure_stabilizer(self.stabilizer, "stabilizer"), len(product.operands)
+        return [product.share(k, R, stab) / n for k in range(n)]
+
+
+@dataclasses.dataclass(frozen=True)
+class HoldGates(Rule):
+    """CP-LRP's products ([ali2022]_): attention weights and gates held constant, so the other factor
+    takes all the relevance, ``R_v = v ⊙ ∂zᵀ/∂v (R / stab(z))`` (= ``R`` for ``act(gate) ⊙ up``), and
+    ``q``, ``k`` and the gate get none.  Conservative.  A product without exactly one kind of operand
+    (no gate, or only gates) falls back to :class:`Uniform`."""
+
+    stabilizer: StabilizerLike = 1e-9
+
+    def __post_init__(self) -> None:
+        _ensure_stabilizer(self.stabilizer, "HoldGates stabilizer")
+
+    def product(self, product: Product, R: Array) -> list[Array]:
+        stab = _ensure_stabilizer(self.stabilizer, "stabilizer")
+        free = [k for k, gate in enumerate(product.gates) if not gate]
+        if not free or len(free) == len(product.operands):
+            return Uniform(self.stabilizer).product(product, R)
+        return [product.share(k, R, stab) / len(free) if k in free else jnp.zeros_like(product.operands[k])
+                for k in range(len(product.operands))]
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftmaxGradient(Rule):
+    """AttnLRP's softmax rule ([achtibat2024]_, Prop. 3.1): input × gradient, ``R_i = x_i (R_i − s_i Σ_j
+    R_j)`` over the softmax axes (``x`` the logits, ``s`` the probabilities).  Not conservative: its
+    bias term ``Σ_i x_i s_i Σ_j R_j`` is dropped (shift the logits and the relevance changes), so
+    AttnLRP relevance does not sum to the logit even without biases.  A masked logit (``-inf`` or the
+    most negative float) gets zero relevance."""
+
+    def softmax(self, x: Array, s: Array, R: Array, axes: tuple[int, ...]) -> Array:
+        total = jnp.sum(R, axis=axes, keepdims=True)
+        out = x * (R - s * total)
+        return jnp.where(jnp.isfinite(x) & (s > 0), out, jnp.zeros_like(out))
+
+
 RULES: dict[str, type[Rule]] = {
-    cls.__name__: cls for cls in (Epsilon, ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox, Norm, Pass, Gradient)
+    cls.__name__: cls
+    for cls in (Epsilon, ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox, Norm, Pass, Gradient, Uniform, HoldGates, SoftmaxGradient)
 }
 
 __all__ = [
-    "RULES", "AlphaBeta", "Epsilon", "Flat", "Gamma", "Gradient", "Norm", "Pass", "Rule", "Stabilizer", "WSquare",
-    "ZBox", "ZPlus", "stabilize",
+    "RULES", "AlphaBeta", "Epsilon", "Flat", "Gamma", "Gradient", "HoldGates", "Norm", "Pass", "Product", "Rule",
+    "SoftmaxGradient", "Stabilizer", "Uniform", "WSquare", "ZBox", "ZPlus", "stabilize", "unbroadcast",
 ]

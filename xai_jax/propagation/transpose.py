@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..core import InputError, Inputs, NonNegativeFloat, OptionContext, Problem, compat, method
+from ..core import InputError, Inputs, NonNegativeFloat, OptionContext, Problem, UnsupportedError, compat, method
 from ..trace.gradients import LayerName
 from ..trace.graph import Step, default_handle, run
 from ..trace.xla_cpu import window_slices
@@ -84,12 +84,23 @@ def transpose_relevance(
     for step in reversed(plan.steps):
         if step.kind == "constant" or not any(step.dependent):
             continue
+        if step.kind in ("softmax", "product", "quotient", "detach"):
+            raise UnsupportedError(
+                f"lrp_transpose has no rule for the {step.kind} in {step.name or 'the model'!r} "
+                f"({'+'.join(e.primitive for e in step.eqns)}): use xj.lrp with xj.composites.AttnLRP() or CPLRP() for transformers."
+            )
         out = step.outputs[0]
         if plan.tap is not None and out is plan.tap:
             return relevance.get(out.id, jnp.zeros(out.shape, x.dtype))
-        r = relevance.pop(out.id, None)
-        if r is None:
-            continue
+        if len(step.outputs) > 1:  # a multi-output structural step (split): all outputs' relevance at once
+            rs = [relevance.pop(o.id, None) for o in step.outputs]
+            if all(v is None for v in rs):
+                continue
+            r = [jnp.zeros(o.shape, x.dtype) if v is None else v for o, v in zip(step.outputs, rs)]
+        else:
+            r = relevance.pop(out.id, None)
+            if r is None:
+                continue
         invals = [read(a) for a in step.inputs]
         if step.kind in ("conv", "dense", "avgpool"):
             a = invals[0]
@@ -119,7 +130,8 @@ def transpose_relevance(
                 vals = list(invals)
                 for i, d in zip(positions, deps):
                     vals[i] = d
-                return step.forward(vals)[0]
+                outs = step.forward(vals)
+                return outs if len(step.outputs) > 1 else outs[0]
 
             cts = jax.vjp(op, *[invals[i] for i in positions])[1](r)
             for i, ct in zip(positions, cts):

@@ -39,9 +39,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..core import compat
-from .walker import Dataflow, Eqn, Graph, Rule, Var, flatten, is_literal, is_zero_literal
+from .walker import Dataflow, Eqn, Graph, Rule, Unit, Var, flatten, is_literal, is_zero_literal
 
 # ---------------------------------------------------------------------------------------------------
 # Vocabulary
@@ -131,7 +132,7 @@ def relu_input(eqn: Any) -> int | None:
 #: ``jnp.var`` puts around an empty reduction.
 _STATISTIC_ARITHMETIC = frozenset({
     "add", "sub", "mul", "div", "neg", "broadcast_in_dim", "reshape", "squeeze", "expand_dims",
-    "convert_element_type", "copy", "transpose", "select_n", "psum", "reduce_precision",
+    "convert_element_type", "copy", "transpose", "select_n", "psum", "reduce_precision", "max",
 })
 #: What the clamped statistic passes through before it scales a value (``var + eps``, broadcasts).
 _SCALE_PASSTHROUGH = frozenset({
@@ -227,6 +228,25 @@ def is_normaliser_statistic(e: Eqn, flow: Dataflow) -> bool:
     )
 
 
+def is_normaliser_scale(e: Eqn, flow: Dataflow) -> bool:
+    """``e`` computes a normaliser's scale from its statistics: ``rsqrt``/``sqrt`` or a negative power
+    of a value computed from a reduction of squares -- ``rsqrt(var + ε)`` of LayerNorm, RMSNorm and
+    GroupNorm (Flax, Equinox, hand-written ``(x - μ) / sqrt(var + ε)``).  Relevance propagation holds
+    it constant (the identity rule on the normalisation, [achtibat2024]_, [ali2022]_)."""
+    p = e.primitive
+    if p in ("rsqrt", "sqrt"):
+        pass
+    elif p == "integer_pow":
+        if e.params.get("y", 0) >= 0:
+            return False
+    elif p == "pow":
+        if not (is_literal(e.inputs[1]) and float(compat.literal_value(e.inputs[1])) < 0):
+            return False
+    else:
+        return False
+    return isinstance(e.inputs[0], Var) and _computed_from_mean_square(e.inputs[0], flow)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The detector on a flat graph
 # ---------------------------------------------------------------------------------------------------
@@ -255,6 +275,226 @@ RECOGNISERS: tuple[Recogniser, ...] = (by_form,)
 EXCLUSIONS: tuple[Exclusion, ...] = (normaliser_statistic,)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Units: functions of one tensor spread over several equations (GELU, a hand-written softmax...)
+# ---------------------------------------------------------------------------------------------------
+
+#: Element-wise primitives (every operand of the output's shape, or a scalar literal).
+ELEMENTWISE = frozenset({
+    "neg", "exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic", "erf", "erfc", "erf_inv", "sin", "cos",
+    "sqrt", "rsqrt", "cbrt", "integer_pow", "square", "abs", "sign", "copy", "copy_p", "reduce_precision",
+    "add", "add_any", "sub", "mul", "div", "max", "min", "pow", "select_n", "gt", "ge", "lt", "le", "eq", "ne",
+    "convert_element_type",
+})
+#: Element-wise primitives that are affine in their one non-literal operand (trimmed off a unit's ends,
+#: so a scale or shift after an activation stays a step of its own).
+_AFFINE_LITERAL = frozenset({"add", "add_any", "sub", "mul", "div", "neg", "copy", "copy_p", "convert_element_type", "reduce_precision"})
+_COMPARISONS = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})
+
+#: Known element-wise functions a unit is compared with (on sample points) to name its kind.
+_KNOWN_FUNCTIONS: tuple[tuple[str, Callable[[jax.Array], jax.Array]], ...] = (
+    ("gelu", lambda v: jax.nn.gelu(v, approximate=False)),
+    ("gelu", lambda v: jax.nn.gelu(v, approximate=True)),
+    ("silu", jax.nn.silu),
+    ("sigmoid", jax.nn.sigmoid),
+    ("tanh", jnp.tanh),
+    ("softplus", jax.nn.softplus),
+    ("mish", jax.nn.mish),
+    ("relu", jax.nn.relu),
+    ("leaky_relu", jax.nn.leaky_relu),
+    ("elu", jax.nn.elu),
+)
+
+
+def _float(atom: Any) -> bool:
+    return jnp.issubdtype(atom.aval.dtype, jnp.inexact)
+
+
+def _elementwise_on(e: Eqn, members: set[int], shape: tuple[int, ...]) -> bool:
+    """``e`` is element-wise, every non-literal operand is in ``members`` (value ids), and it keeps
+    ``shape`` (a named activation call counts as element-wise)."""
+    if len(e.outputs) != 1 or e.outputs[0].shape != shape:
+        return False
+    if e.primitive not in ELEMENTWISE and named_activation(e.eqn) is None:
+        return False
+    operands = [a for a in e.inputs if not is_literal(a)]
+    return bool(operands) and all(isinstance(a, Var) and a.id in members and a.shape == shape for a in operands)
+
+
+def _is_affine_literal(e: Eqn) -> bool:
+    return e.primitive in _AFFINE_LITERAL and sum(not is_literal(a) for a in e.inputs) == 1
+
+
+def elementwise_unit(start: Var, flow: Dataflow, claimed: set[int], index: dict[int, int]) -> Unit | None:
+    """The largest element-wise function of the single tensor ``start`` that its consumers compute
+    with literals only (``x * Φ(x)``, ``0.5 x (1 + tanh(...))``, ``x * sigmoid(x)``, ``x ** 2``...), as
+    a :class:`Unit` with one value used outside it; ``None`` if there is none, if it is one equation
+    already recognised by its form, or if it is affine (a scale or shift is not an activation)."""
+    shape = start.shape
+    if not _float(start):
+        return None
+    members: set[int] = {start.id}
+    eqns: list[Eqn] = []
+    frontier = sorted({id(c): c for c in flow.consumers_of(start)}.values(), key=lambda c: index[id(c)])
+    while frontier:
+        grown = False
+        for e in frontier:
+            if id(e) in claimed or any(e is m for m in eqns) or not _elementwise_on(e, members, shape):
+                continue
+            eqns.append(e)
+            members.add(e.outputs[0].id)
+            grown = True
+        if not grown:
+            break
+        candidates = {id(c): c for m in eqns for c in flow.consumers_of(m.outputs[0])}
+        frontier = sorted((c for c in candidates.values() if not any(c is m for m in eqns)), key=lambda c: index[id(c)])
+    eqns.sort(key=lambda e: index[id(e)])
+    # trim the ends: a trailing scale/shift (its input then becomes the unit's output), a leading
+    # scale/shift that alone reads the start (its output then becomes the start)
+    while len(eqns) > 1 and _is_affine_literal(eqns[-1]) and _escapes(eqns, flow) == [eqns[-1].outputs[0]]:
+        operand = next(a for a in eqns[-1].inputs if not is_literal(a))
+        if len(flow.consumers_of(operand)) != 1:
+            break
+        eqns.pop()
+    while len(eqns) > 1 and _is_affine_literal(eqns[0]):
+        readers = [e for e in eqns if any(a is start for a in e.inputs)]
+        if readers != [eqns[0]]:
+            break
+        start = eqns.pop(0).outputs[0]
+    escaping = _escapes(eqns, flow)
+    if not eqns or len(escaping) != 1:
+        return None
+    if all(_is_affine_literal(e) for e in eqns):
+        return None
+    if len(eqns) == 1 and activation_form(eqns[0].eqn) is not None and eqns[0].primitive != "max":
+        return None  # a lone tanh/logistic/named call: already an activation by its form
+    if all(e.primitive in _COMPARISONS or _is_affine_literal(e) for e in eqns):
+        return None
+    return Unit("elementwise", eqns, start, escaping[0])
+
+
+def _escapes(eqns: Sequence[Eqn], flow: Dataflow) -> list[Var]:
+    """Values made by ``eqns`` that something outside them reads (or that the graph returns)."""
+    inside = {id(e) for e in eqns}
+    out = []
+    for e in eqns:
+        v = e.outputs[0]
+        users = flow.consumers_of(v)
+        if not users or any(id(u) not in inside for u in users):
+            out.append(v)
+    return out
+
+
+def name_unit(unit: Unit) -> str:
+    """The kind of an element-wise unit: the known function it equals on sample points (``"gelu"``,
+    ``"silu"``...), else ``"elementwise"``."""
+    shape = unit.input.shape
+    points = np.linspace(-4.0, 4.0, 41, dtype=np.float32)[: max(1, int(np.prod(shape)))]
+    try:
+        with jax.ensure_compile_time_eval():
+            values = jnp.asarray(np.resize(points, shape).astype(unit.input.aval.dtype))
+            got = np.asarray(unit.evaluate(values), np.float32).reshape(-1)[: points.size]
+            for kind, fn in _KNOWN_FUNCTIONS:
+                if np.allclose(got, np.asarray(fn(jnp.asarray(points))), rtol=1e-4, atol=1e-5):
+                    return kind
+    except Exception:  # noqa: BLE001 - a unit that cannot run on sample points keeps the generic name
+        return "elementwise"
+    return "elementwise"
+
+
+_SOFTMAX_SHAPE = frozenset({"broadcast_in_dim", "reshape", "convert_element_type", "expand_dims"})
+
+
+def softmax_unit(e: Eqn, flow: Dataflow) -> Unit | None:
+    """``e`` is the division of ``softmax(a) = exp(a - m) / Σ exp(a - m)`` (``m`` the stop-gradient
+    maximum of ``a``, or nothing): the whole softmax as a :class:`Unit` with input ``a``.  This is
+    how ``jax.nn.softmax`` traces (it is inlined, not a named call)."""
+    if e.primitive != "div" or not all(isinstance(a, Var) for a in e.inputs):
+        return None
+    numerator, denominator = e.inputs
+    exp = flow.producer_of(numerator)
+    if exp is None or exp.primitive != "exp":
+        return None
+    members = [e, exp]
+    chain = flow.producer_of(denominator)
+    while chain is not None and chain.primitive in _SOFTMAX_SHAPE:
+        members.append(chain)
+        chain = flow.producer_of(chain.inputs[0])
+    if chain is None or chain.primitive != "reduce_sum" or chain.inputs[0] is not numerator:
+        return None
+    members.append(chain)
+    axes = tuple(int(a) for a in chain.params["axes"])
+    a = exp.inputs[0]
+    source = flow.producer_of(a)
+    if source is not None and source.primitive == "sub" and isinstance(source.inputs[0], Var) and _is_constant_shift(source.inputs[1], flow):
+        members.append(source)  # exp(a - m) with m a stop-gradient value (the maximum): softmax is shift-invariant
+        a = source.inputs[0]
+    inside = {id(m) for m in members}
+    for m in members:  # nothing else may read the softmax's intermediate values
+        if m is not e and any(id(u) not in inside for u in flow.consumers_of(m.outputs[0])):
+            return None
+    if not isinstance(a, Var) or a.shape != e.outputs[0].shape:
+        return None
+    return Unit("softmax", members, a, e.outputs[0], axes)
+
+
+def _is_constant_shift(atom: Any, flow: Dataflow) -> bool:
+    """``atom`` is a literal or reaches a ``stop_gradient`` through broadcasts/reshapes/casts."""
+    for _ in range(_SEARCH_DEPTH):
+        if is_literal(atom):
+            return True
+        p = flow.producer_of(atom)
+        if p is None:
+            return False
+        if p.primitive == "stop_gradient":
+            return True
+        if p.primitive not in _SOFTMAX_SHAPE and p.primitive != "transpose":
+            return False
+        atom = p.inputs[0]
+    return False
+
+
+def annotate_units(graph: Graph) -> Graph:
+    """Mark the multi-equation units of ``graph`` (softmaxes first, then element-wise functions of
+    one tensor: :func:`softmax_unit`, :func:`elementwise_unit`): the last equation of each gets
+    ``Eqn.unit``, the others ``Eqn.member_of``.  A unit's members lose any single-equation
+    activation mark (the ``tanh`` inside a tanh-approximated GELU is part of the GELU).  Used by the
+    relevance propagation graph; the gradient interpreter keeps single equations."""
+    flow = graph.dataflow()
+    index = {id(e): i for i, e in enumerate(graph.eqns)}
+    claimed: set[int] = set()
+
+    def claim(unit: Unit) -> None:
+        unit.eqns.sort(key=lambda m: index[id(m)])
+        last = next(m for m in unit.eqns if m.outputs[0] is unit.output)
+        for m in unit.eqns:
+            claimed.add(id(m))
+            if m is not last:
+                m.member_of = last
+                m.activation = m.activation_input = None
+        last.unit = unit
+        last.activation = last.activation_input = None
+
+    for e in graph.eqns:
+        unit = softmax_unit(e, flow)
+        if unit is not None and not any(id(m) in claimed for m in unit.eqns):
+            claim(unit)
+    for e in graph.eqns:
+        if id(e) in claimed:
+            continue
+        if e.primitive not in ELEMENTWISE:
+            continue
+        for start in [a for a in e.inputs if isinstance(a, Var)]:
+            unit = elementwise_unit(start, flow, claimed, index)
+            if unit is not None and any(m is e for m in unit.eqns):
+                if len(unit.eqns) == 1 and unit.eqns[0].activation is not None:
+                    break  # a recognised single-equation activation (jnp.maximum(x, 0): a ReLU) keeps its kind
+                unit.kind = name_unit(unit) if len(unit.eqns) > 1 else "elementwise"
+                claim(unit)
+                break
+    return graph
+
+
 def annotate(graph: Graph) -> Graph:
     """Mark every activation of ``graph`` (``Eqn.activation``: its kind, ``Eqn.activation_input``:
     the position of its input) by :data:`RECOGNISERS`, minus :data:`EXCLUSIONS` (normaliser
@@ -269,7 +509,8 @@ def annotate(graph: Graph) -> Graph:
 
 
 def traced_graph(
-    jaxpr: Any, consts: Sequence[Any], *, inline_custom: bool, keep_whole: Callable[[Any], bool] | None = None
+    jaxpr: Any, consts: Sequence[Any], *, inline_custom: bool, keep_whole: Callable[[Any], bool] | None = None,
+    units: bool = False,
 ) -> Graph:
     """``jaxpr`` flattened (:func:`xai_jax.trace.walker.flatten`, named activation calls kept whole,
     and any equation ``keep_whole`` selects) with its activations marked (:func:`annotate`).
@@ -278,7 +519,8 @@ def traced_graph(
     def whole(eqn: Any) -> bool:
         return named_activation(eqn) is not None or (keep_whole is not None and keep_whole(eqn))
 
-    return annotate(flatten(jaxpr, consts, inline_custom=inline_custom, keep_whole=whole))
+    graph = annotate(flatten(jaxpr, consts, inline_custom=inline_custom, keep_whole=whole))
+    return annotate_units(graph) if units else graph
 
 
 def find_activations(fn: Callable[..., Any], *args: Any, inline_custom: bool = False) -> list[Eqn]:
@@ -330,11 +572,17 @@ __all__ = [
     "RECOGNISERS",
     "Activation",
     "activation_form",
+    "ELEMENTWISE",
     "activation_input",
     "annotate",
+    "annotate_units",
+    "elementwise_unit",
+    "name_unit",
+    "softmax_unit",
     "by_form",
     "count_relus",
     "find_activations",
+    "is_normaliser_scale",
     "is_normaliser_statistic",
     "is_relu_call",
     "named_activation",

@@ -51,9 +51,10 @@ from .activations import (  # noqa: F401  (ACTIVATION_* and activation_name are 
     ACTIVATION_PRIMITIVES,
     NONNEGATIVE_ACTIVATIONS,
     activation_form,
+    is_normaliser_scale,
     traced_graph,
 )
-from .walker import Atom, Eqn, Graph, Var, is_literal
+from .walker import Atom, Eqn, Graph, Unit, Var, is_literal
 
 # ---------------------------------------------------------------------------------------------------
 # Vocabulary
@@ -67,12 +68,22 @@ AFFINE = frozenset({"add", "add_any", "sub", "mul", "div", "neg"})
 STRUCTURAL = frozenset({
     "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "slice", "concatenate", "pad",
     "rev", "copy", "copy_p", "convert_element_type", "reduce_precision", "dynamic_slice", "gather",
-    "optimization_barrier",
+    "optimization_barrier", "split",
 })
-#: Structural primitives that keep a non-negative value non-negative.
-SIGN_KEEPING = STRUCTURAL - {"pad"}
+#: Structural primitives that keep a non-negative value non-negative (one output: ``split`` is left out).
+SIGN_KEEPING = STRUCTURAL - {"pad", "split"}
 
-KINDS = ("conv", "dense", "avgpool", "sum", "activation", "maxpool", "affine", "structural", "constant")
+KINDS = (
+    "conv", "dense", "avgpool", "sum", "activation", "maxpool", "affine", "structural", "constant", "softmax", "product",
+    "quotient", "detach",
+)
+#: How a plan treats a normaliser's statistics (the ``rsqrt(var + ε)`` of LayerNorm/RMSNorm/GroupNorm):
+#: ``"constant"`` (relevance propagation: the identity rule on the normalisation, [achtibat2024]_,
+#: [ali2022]_; ``stop_gradient`` values are constants too) or ``"traced"`` (DeepLIFT: every operation is
+#: propagated, so summation-to-delta stays exact).
+STATISTICS = ("constant", "traced")
+#: Primitives of fused attention kernels (cuDNN, Pallas): opaque to a trace.
+FUSED_KERNELS = ("dot_product_attention", "cudnn", "pallas_call", "mosaic", "triton", "custom_call")
 
 
 def supported_summary() -> str:
@@ -81,9 +92,12 @@ def supported_summary() -> str:
         "linear layers (conv_general_dilated, dot_general with one input-dependent operand) with their "
         "bias/BatchNorm chain (add, sub, mul, div, neg by constants); sum/average pooling (reduce_sum, "
         "reduce_window_sum); max pooling (reduce_window_max, reduce_max); residual sums (add/sub of two "
-        "input-dependent values); activations (nn.relu, jnp.maximum(x, 0), tanh, logistic and the named "
-        f"jax.nn functions {sorted(ACTIVATION_NAMES)}); structural ops {sorted(STRUCTURAL)}; nested "
-        "jit/pjit/closed_call/remat calls"
+        "input-dependent values, broadcasting allowed); activations (nn.relu, jnp.maximum(x, 0), tanh, logistic, the "
+        f"named jax.nn functions {sorted(ACTIVATION_NAMES)} and any element-wise function of one tensor such as "
+        "jax.nn.gelu); softmax over any axes; normalisation (LayerNorm, RMSNorm, GroupNorm: statistics held "
+        "constant); products of two input-dependent values (mul, dot_general: attention, gates); embedding "
+        f"lookups of integer inputs; jnp.where with a constant condition; structural ops {sorted(STRUCTURAL)}; "
+        "nested jit/pjit/closed_call/remat calls"
     )
 
 
@@ -97,8 +111,9 @@ activation_name = activation_form
 
 def flatten(closed: Any) -> Graph:
     """``closed`` (a ``ClosedJaxpr``) as one flat :class:`Graph` with the primal of custom-derivative
-    functions inlined and its activations marked (:func:`xai_jax.trace.activations.traced_graph`)."""
-    return traced_graph(closed.jaxpr, closed.consts, inline_custom=True)
+    functions inlined, its activations marked and its multi-equation units (softmax, GELU...)
+    grouped (:func:`xai_jax.trace.activations.traced_graph`)."""
+    return traced_graph(closed.jaxpr, closed.consts, inline_custom=True, units=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -128,6 +143,8 @@ class Step:
     has_weight: bool = False
     x_position: int = 0  # where x is: among the anchor's operands (layers), among the inputs (activation, affine)
     chain_slots: tuple[tuple[int, int], ...] = ()  # per chain eqn: (position of the running value, input index of the const or -1)
+    unit: Unit | None = None  # a multi-equation activation or softmax (its input is ``inputs[0]``)
+    gates: tuple[bool, ...] = ()  # products: per operand, is it an attention weight / a gate (a softmax's or activation's output)?
 
     # ---- evaluation -------------------------------------------------------------------------------
     @property
@@ -136,6 +153,10 @@ class Step:
 
     def forward(self, invals: Sequence[Any]) -> list[Any]:
         """The step's original computation on ``invals`` (a list of output values)."""
+        if self.unit is not None:
+            return [self.unit.evaluate(invals[0])]
+        if self.kind == "detach":
+            return [jax.lax.stop_gradient(v) for v in self.eqns[0].bind(invals)]
         if self.kind in ("conv", "dense", "avgpool"):
             x = invals[0]
             weight = invals[1] if self.has_weight else None
@@ -230,6 +251,9 @@ class Plan:
     tap: Var | None = None  # where an intermediate layer's relevance is read (see ``probe``)
     probe: Var | None = None
     depends: frozenset[int] = frozenset()
+    #: for integer inputs (tokens): how to compute the embedding the plan starts at (``x`` is then
+    #: that embedding, an extra input after the flat arguments); see :mod:`xai_jax.trace.tokens`
+    embedding: Any = None
 
     def layers(self) -> list[Step]:
         """The linear layers (conv/dense), in forward order."""
@@ -260,6 +284,7 @@ def analyse(
     merge_affine: bool = True,
     root: str | None = None,
     module_types: Mapping[str, str] | None = None,
+    statistics: str = "constant",
 ) -> Plan:
     """Group ``graph`` into steps; ``x_index`` is the position of the input among ``graph.inputs``.
 
@@ -267,7 +292,9 @@ def analyse(
     :func:`xai_jax.trace.layers.probed_forward`: that ``add`` is removed and its position becomes the
     plan's ``tap`` (moved to the end of the layer it falls inside).  ``merge_affine=False`` keeps
     constant ``add``/``mul`` chains from other modules (BatchNorm) out of the layer before them (no
-    BatchNorm merging; they become ``affine`` steps).
+    BatchNorm merging; they become ``affine`` steps).  ``statistics`` (:data:`STATISTICS`):
+    ``"constant"`` holds normaliser statistics and ``stop_gradient`` values constant (relevance
+    propagation), ``"traced"`` propagates through them (DeepLIFT).
 
     The steps: remove the probe, compute input dependence and liveness (:class:`Flow`), group
     layers with their constant chains (:func:`find_layers`), emit every step in execution order
@@ -276,13 +303,16 @@ def analyse(
     x = graph.inputs[x_index]
     probe = graph.inputs[probe_index] if probe_index is not None else None
     graph, tap = remove_probe(graph, probe)
-    flow = Flow.of(graph, x, tap)
+    if statistics not in STATISTICS:
+        raise ValueError(f"statistics must be one of {STATISTICS}; got {statistics!r}")
+    flow = Flow.of(graph, x, tap, constant_statistics=statistics == "constant")
 
     def name_of(e: Eqn) -> str:
         return layer_name(e.scope, root)
 
     layers = find_layers(graph.eqns, flow, name_of, merge_affine=merge_affine)
     steps = order_steps(graph.eqns, layers, flow, name_of, dict(module_types or {}))
+    mark_gates(steps)
     return Plan(graph, steps, x, tap_at_layer_end(steps, tap), probe, frozenset(flow.depends))
 
 
@@ -307,38 +337,62 @@ def remove_probe(graph: Graph, probe: Var | None) -> tuple[Graph, Var | None]:
 
 @dataclasses.dataclass
 class Flow:
-    """Which values depend on the input, which reach an output (or the tap), and who reads them."""
+    """Which values depend on the input, which reach an output (or the tap), and who reads them.
+
+    ``detached`` are the equations whose outputs are held constant although computed from the
+    input (a normaliser's ``rsqrt(var + ε)``, a ``stop_gradient``); ``relevant`` the values through
+    which relevance can reach an output (not through a detached value).  A multi-equation unit is
+    one equation here: its members are read through the unit (its input reaches its output).
+    """
 
     depends: set[int]  # ids of values that depend on x
     live: set[int]  # ids of values that reach an output or the tap
     consumers: dict[int, list[Eqn]]  # value id -> the live equations reading it
     output_ids: set[int]
+    relevant: set[int] = dataclasses.field(default_factory=set)
+    detached: set[int] = dataclasses.field(default_factory=set)  # id(eqn)
 
     @classmethod
-    def of(cls, graph: Graph, x: Var, tap: Var | None) -> Flow:
+    def of(cls, graph: Graph, x: Var, tap: Var | None, *, constant_statistics: bool = True) -> Flow:
+        flow = graph.dataflow()
+        detached: set[int] = set()
         depends: set[int] = {x.id}
         for e in graph.eqns:
-            if any(isinstance(a, Var) and a.id in depends for a in e.inputs):
-                depends.update(o.id for o in e.outputs)
+            if not any(isinstance(a, Var) and a.id in depends for a in e.inputs):
+                continue
+            if constant_statistics and (e.primitive == "stop_gradient" or is_normaliser_scale(e, flow)):
+                detached.add(id(e))
+                continue
+            depends.update(o.id for o in e.outputs)
         output_ids = {a.id for a in graph.outputs if isinstance(a, Var)}
-        live = set(output_ids) | ({tap.id} if tap is not None else set())
+        ends = set(output_ids) | ({tap.id} if tap is not None else set())
+        live, relevant = set(ends), set(ends)
         for e in reversed(graph.eqns):
+            if e.member_of is not None:
+                continue
+            reads = [e.unit.input] if e.unit is not None else [a for a in e.inputs if isinstance(a, Var)]
             if any(o.id in live for o in e.outputs):
-                live.update(a.id for a in e.inputs if isinstance(a, Var))
+                live.update(a.id for a in reads)
+            if id(e) not in detached and any(o.id in relevant for o in e.outputs):
+                relevant.update(a.id for a in reads if a.id in depends)
         consumers: dict[int, list[Eqn]] = {}
         for e in graph.eqns:
-            if any(o.id in live for o in e.outputs):
-                for a in e.inputs:
+            if e.member_of is None and any(o.id in live for o in e.outputs):
+                for a in ([e.unit.input] if e.unit is not None else e.inputs):
                     if isinstance(a, Var):
                         consumers.setdefault(a.id, []).append(e)
-        return cls(depends, live, consumers, output_ids)
+        return cls(depends, live, consumers, output_ids, relevant, detached)
 
     def dep(self, a: Atom) -> bool:
         """``a`` depends on the input."""
         return isinstance(a, Var) and a.id in self.depends
 
     def is_live(self, e: Eqn) -> bool:
-        return any(o.id in self.live for o in e.outputs)
+        return e.member_of is None and any(o.id in self.live for o in e.outputs)
+
+    def is_relevant(self, e: Eqn) -> bool:
+        """Relevance can flow from ``e``'s outputs to an output."""
+        return any(o.id in self.relevant for o in e.outputs)
 
 
 @dataclasses.dataclass
@@ -362,7 +416,7 @@ def find_layers(eqns: Sequence[Eqn], flow: Flow, name_of: Callable[[Eqn], str], 
     """Every linear layer (conv/dense, sum/average pooling) with the constant affine chain after it."""
     layers = Layers()
     for e in eqns:
-        if not flow.is_live(e) or not any(flow.dep(a) for a in e.inputs):
+        if not flow.is_live(e) or not flow.is_relevant(e) or e.unit is not None or not any(flow.dep(a) for a in e.inputs):
             continue
         step = layer_anchor(e, flow, name_of)
         if step is not None:
@@ -376,12 +430,8 @@ def layer_anchor(e: Eqn, flow: Flow, name_of: Callable[[Eqn], str]) -> Step | No
     prim = e.primitive
     if prim in LINEAR_ANCHORS:
         dep_pos = [i for i, a in enumerate(e.inputs) if flow.dep(a)]
-        if len(dep_pos) != 1:
-            raise UnsupportedError(
-                f"{prim} in {name_of(e) or 'the model'!r} multiplies two input-dependent values "
-                "(attention, bilinear layers): relevance propagation through it is not defined here. "
-                f"Supported: {supported_summary()}."
-            )
+        if len(dep_pos) != 1:  # two input-dependent operands: a product step (attention), not a layer
+            return None
         kind = "conv" if prim == "conv_general_dilated" else "dense"
         position = dep_pos[0]
         return Step(kind, [e], [e.inputs[position], e.inputs[1 - position]], [], has_weight=True, x_position=position)
@@ -420,6 +470,8 @@ def absorb_chain(step: Step, flow: Flow, name_of: Callable[[Eqn], str], *, merge
         if value.id in flow.output_ids or len(users) != 1:
             break
         nxt = users[0]
+        if nxt.unit is not None or id(nxt) in flow.detached:
+            break
         slot = affine_slot(nxt, value, flow)
         if slot is None:
             break
@@ -450,8 +502,15 @@ def order_steps(
     for e in eqns:
         if id(e) in layers.by_last:
             step = layers.by_last[id(e)]
-        elif layers.covers(e):
+        elif layers.covers(e) or e.member_of is not None:
             continue
+        elif not flow.is_live(e):
+            continue
+        elif id(e) in flow.detached:
+            step = Step("detach", [e], list(e.inputs), list(e.outputs))
+        elif any(flow.dep(o) for o in e.outputs) and not flow.is_relevant(e):
+            # computed from the input but only feeding a detached value (a normaliser's statistic)
+            step = Step("constant", [e], [e.unit.input] if e.unit is not None else list(e.inputs), list(e.outputs), unit=e.unit)
         else:
             classified = _classify(e, flow.dep, flow.live, name_of)
             if classified is None:
@@ -480,6 +539,8 @@ def output_nonnegative(step: Step, nonneg: set[int]) -> bool:
     x_in = step.inputs[0] if step.inputs else None
     if step.kind == "activation":
         return step.activation in NONNEGATIVE_ACTIVATIONS
+    if step.kind == "softmax":
+        return True
     if step.kind == "maxpool" or (step.kind == "avgpool" and not step.has_scale and not step.has_bias):
         return _nonnegative(x_in, nonneg)
     if step.kind == "structural":
@@ -503,11 +564,30 @@ def tap_at_layer_end(steps: Sequence[Step], tap: Var | None) -> Var | None:
     return tap
 
 
+def _inner_scope(e: Eqn) -> str:
+    """For a higher-order equation at the top level (``nn.scan`` over layers puts the ``scan`` itself
+    at the root): the Flax scope of the first equation of its body (``"layers"``)."""
+    for param in e.eqn.params.values():
+        body = getattr(param, "jaxpr", param)
+        for inner in getattr(body, "eqns", ()):
+            scope = str(inner.source_info.name_stack)
+            if scope:
+                return scope
+    return ""
+
+
 def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Callable[[Eqn], str]) -> Step | None:
-    """The step of a single (non-layer) equation, or an error for an unsupported one."""
+    """The step of a single (non-layer) equation or unit, or an error for an unsupported one."""
     outs = list(e.outputs)
     if not any(o.id in live for o in outs):
         return None
+    if e.unit is not None:
+        unit = e.unit
+        if not dep(unit.input):
+            return Step("constant", [e], [unit.input], outs, unit=unit)
+        if unit.kind == "softmax":
+            return Step("softmax", [e], [unit.input], outs, unit=unit)
+        return Step("activation", [e], [unit.input], outs, activation=unit.kind, unit=unit)
     dependent = [dep(a) for a in e.inputs]
     if not any(dependent):
         return Step("constant", [e], list(e.inputs), outs)
@@ -522,13 +602,11 @@ def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Call
     if prim in MAX_POOLS:
         return Step("maxpool", [e], list(e.inputs), outs)
     if prim in ("add", "add_any", "sub") and all(dependent):
-        a, b = e.inputs
-        if a.shape != outs[0].shape or b.shape != outs[0].shape:
-            raise UnsupportedError(
-                f"{prim} of two input-dependent values with broadcasting in {name_of(e)!r}: residual sums must "
-                "add values of the same shape."
-            )
         return Step("sum", [e], list(e.inputs), outs, signs=(1.0, -1.0 if prim == "sub" else 1.0))
+    if (prim == "mul" and all(dependent)) or (prim == "dot_general" and all(dependent)):
+        return Step("product", [e], list(e.inputs), outs)
+    if prim == "div" and dependent[1]:  # a / b with b computed from the input (and not a normaliser's statistic)
+        return Step("quotient", [e], list(e.inputs), outs)
     elementwise_affine = prim in AFFINE and not (prim == "div" and dependent[1]) and not (prim == "mul" and all(dependent))
     if elementwise_affine:  # a constant shift/scale not absorbed into a layer (e.g. input normalisation)
         position = dependent.index(True)
@@ -537,19 +615,48 @@ def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Call
         if e.inputs[position].shape != outs[0].shape:
             step.kind = "structural"  # broadcasting: the gradient distributes it
         return step
+    if prim == "select_n" and not dependent[0]:  # jnp.where with a constant condition (a mask)
+        return Step("structural", [e], list(e.inputs), outs)
     if prim in STRUCTURAL and not (prim in ("dynamic_slice", "gather") and any(dependent[1:])):
         return Step("structural", [e], list(e.inputs), outs)
+    where = name_of(e) or _inner_scope(e) or "the model (top level)"
+    if any(k in prim for k in FUSED_KERNELS):
+        raise UnsupportedError(
+            f"relevance propagation cannot see inside the fused kernel {prim!r} in {where!r}: a fused attention "
+            "kernel (jax.nn.dot_product_attention with implementation='cudnn', a Pallas/Triton kernel) is opaque to "
+            "the trace. Use the XLA implementation (jax.nn.dot_product_attention(..., implementation='xla'), or "
+            "flax.linen.dot_product_attention) when explaining the model."
+        )
     what = {
-        "mul": "a product of two input-dependent values (gating, attention, an unsupported activation such as approximate GELU)",
-        "div": "a division by an input-dependent value (normalisation such as softmax or LayerNorm)",
+        "mul": "a product of two input-dependent values",
+        "div": "a division by an input-dependent value that is not a normaliser's statistic",
         "select_n": "a selection on an input-dependent condition (jnp.where on the input; write activations as nn.relu/jax.nn calls)",
     }.get(prim, f"the primitive {prim!r}")
     raise UnsupportedError(
-        f"relevance propagation cannot pass {what} in {name_of(e) or 'the model (top level)'!r}. "
-        f"Supported: {supported_summary()}. Unsupported higher-order primitives (scan, while, cond) "
-        "and other non-linearities (exp, log, softmax, normalisation by the input) raise this error "
-        "rather than give a silently wrong map."
+        f"relevance propagation cannot pass {what} in {where!r}. "
+        f"Supported: {supported_summary()}. Unsupported higher-order primitives (scan, while, cond, custom kernels) "
+        "raise this error rather than give a silently wrong map."
     )
+
+
+#: Single-input steps through which an attention weight or a gate keeps its identity (reshapes, masks...).
+_GATE_PASSTHROUGH = frozenset({"structural", "affine"})
+
+
+def mark_gates(steps: Sequence[Step]) -> None:
+    """Set ``Step.gates`` of every product: an operand is a *gate* when it is the output of a softmax
+    (attention weights) or of an activation (a gated MLP's ``act(gate)``), through reshapes,
+    transposes, masks and constant scalings.  CP-LRP ([ali2022]_) holds gates constant."""
+    source: dict[int, bool] = {}
+    for step in steps:
+        if step.kind in ("softmax", "activation"):
+            source.update((o.id, True) for o in step.outputs)
+        elif step.kind in _GATE_PASSTHROUGH:
+            dependent = [a for a, d in zip(step.inputs, step.dependent) if d]
+            if len(dependent) == 1 and isinstance(dependent[0], Var) and source.get(dependent[0].id):
+                source.update((o.id, True) for o in step.outputs)
+        elif step.kind == "product":
+            step.gates = tuple(isinstance(a, Var) and source.get(a.id, False) for a in step.inputs)
 
 
 def run(
@@ -600,7 +707,15 @@ def trace_plan(
     flat_args, _ = jax.tree_util.tree_flatten(args)
     offsets = list(itertools.accumulate([len(jax.tree_util.tree_leaves(a)) for a in args], initial=0))
     graph = flatten(closed)
+    x_index = offsets[x_argnum]
+    embedding = None
+    if not jnp.issubdtype(graph.inputs[x_index].aval.dtype, jnp.inexact):
+        from .tokens import split_at_embedding  # integer inputs: the plan starts at the embedding lookup
+
+        graph, embedding = split_at_embedding(graph, x_index, name_of=lambda e: layer_name(e.scope, options.get("root")))
+        x_index = len(graph.inputs) - 1
     plan = analyse(
-        graph, offsets[x_argnum], probe_index=None if probe_argnum is None else offsets[probe_argnum], **options
+        graph, x_index, probe_index=None if probe_argnum is None else offsets[probe_argnum], **options
     )
+    plan.embedding = embedding
     return plan, jax.tree_util.tree_structure(out_shape), flat_args

@@ -29,6 +29,9 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 from ..core import compat
 
 # rule(eqn, invals) -> outvals (a list when eqn.primitive.multiple_results, else one value); ``eqn``
@@ -110,6 +113,11 @@ class Eqn:
     depth: int = 0  # how many inlined calls it was nested in (0: the traced function's own equation)
     activation: str | None = None
     activation_input: int | None = None
+    #: set on the last equation of a multi-equation unit (an element-wise function of one tensor
+    #: spread over several equations, a softmax): see :mod:`xai_jax.trace.activations`
+    unit: Unit | None = None
+    #: set on the other equations of a unit: the unit's last equation
+    member_of: Eqn | None = None
 
     @property
     def primitive(self) -> str:
@@ -122,6 +130,39 @@ class Eqn:
     def bind(self, invals: Sequence[Any]) -> list[Any]:
         out = bind_original(self.eqn, invals)
         return list(out) if self.eqn.primitive.multiple_results else [out]
+
+
+@dataclasses.dataclass(eq=False)
+class Unit:
+    """Several equations that together compute one function of one tensor ``input``.
+
+    ``kind`` is ``"softmax"`` (``axes``: the normalised axes) or an element-wise activation's kind
+    (``"gelu"``, ``"silu"``..., ``"elementwise"`` when it matches no known function).  ``eqns`` are
+    the members in program order; ``output`` is the one value used outside the unit.  ``consts``
+    are the non-literal values the members read besides ``input`` and each other (none for the
+    recognisers here, which accept literals only).
+    """
+
+    kind: str
+    eqns: list[Eqn]
+    input: Var
+    output: Var
+    axes: tuple[int, ...] = ()
+
+    def evaluate(self, value: Any) -> Any:
+        """The unit's function applied to ``value`` (in place of :attr:`input`).  A softmax is
+        computed as ``jax.nn.softmax`` does (its shift, a stop-gradient maximum, may be computed
+        from another view of the input, so it is recomputed here)."""
+        if self.kind == "softmax":
+            shift = jax.lax.stop_gradient(jnp.max(value, axis=self.axes, keepdims=True))
+            unnormalized = jnp.exp(value - shift)
+            return unnormalized / jnp.sum(unnormalized, axis=self.axes, keepdims=True)
+        env: dict[int, Any] = {self.input.id: value}
+        for e in self.eqns:
+            invals = [compat.literal_value(a) if is_literal(a) else env[a.id] for a in e.inputs]
+            for var, out in zip(e.outputs, e.bind(invals)):
+                env[var.id] = out
+        return env[self.output.id]
 
 
 @dataclasses.dataclass
