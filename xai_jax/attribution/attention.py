@@ -16,8 +16,10 @@ token-to-token matrix through the layers:
 The map is the row of the token the classifier reads, ``R[q, prefix_tokens:]`` (``q = 0``, the
 class token), on the patch grid ``(B, h, w)`` for image inputs (the split of
 :func:`xai_jax.attribution.cam.token_grid`: ``prefix_tokens`` and ``grid`` inferred or given), or
-one value per input token ``(B, N_input)`` for token inputs (``prefix_tokens`` defaults to the
-number of tokens the model adds before the input's).  A model without such a token
+one value per input position ``(B, N_input)`` for sequence inputs ``(B, N_input, ...)`` such as
+given embeddings (``prefix_tokens`` defaults to the number of tokens the model adds before the
+input's).  Integer token ids are not accepted by the calling convention here yet (``x`` must be
+floating).  A model without such a token
 (``prefix_tokens=0``, e.g. average-pooled tokens) has no row to read; pass ``query=`` to choose one.
 """
 
@@ -80,7 +82,7 @@ def _resolve(ctx: OptionContext) -> dict[str, Any]:
         if grid is not None:
             raise InputError(f"{ctx.method}: grid applies to image inputs (B, H, W, C); x has shape {tuple(x.shape)}.")
         if prefix is None:
-            prefix = n - x.shape[1] if x.ndim == 2 else None
+            prefix = n - x.shape[1] if x.ndim >= 2 else None
             if prefix is None or prefix < 0:
                 raise InputError(f"{ctx.method}: cannot tell the patch/input tokens among the {n} attended tokens for x of "
                                  f"shape {tuple(x.shape)}; pass prefix_tokens=.")
@@ -142,13 +144,13 @@ def attention_rollout(problem: Problem, inputs: Inputs, *, layers: AttentionLaye
       layers: the attention softmax layers, in the order the model applies them (default: every
         softmax of the model, ``xj.layers`` type ``"softmax"``).
       prefix_tokens: leading non-patch tokens (class, register tokens; default inferred, see
-        :func:`xai_jax.attribution.cam.token_grid`; for token inputs, the tokens the model adds).
+        :func:`xai_jax.attribution.cam.token_grid`; for sequence inputs, the tokens the model adds).
       grid: the patch grid ``(h, w)`` (image inputs; default inferred).
       query: the token whose row is read (default 0, the class token).
 
     Returns:
       ``(B, h, w)`` on the patch grid for images (``xj.upsample(maps, x.shape)`` resizes them),
-      ``(B, N_input)`` per input token for token inputs.
+      ``(B, N_input)`` per input position for sequence inputs.
 
     Example:
       >>> vit, vit_variables = xj.models.load("mnist_vit")
@@ -172,12 +174,12 @@ def chefer_attention(problem: Problem, inputs: Inputs, *, layers: AttentionLayer
       layers: the attention softmax layers, in the order the model applies them (default: every
         softmax of the model, ``xj.layers`` type ``"softmax"``).
       prefix_tokens: leading non-patch tokens (class, register tokens; default inferred, see
-        :func:`xai_jax.attribution.cam.token_grid`; for token inputs, the tokens the model adds).
+        :func:`xai_jax.attribution.cam.token_grid`; for sequence inputs, the tokens the model adds).
       grid: the patch grid ``(h, w)`` (image inputs; default inferred).
       query: the token whose row is read (default 0, the class token).
 
     Returns:
-      ``(B, h, w)`` on the patch grid for images, ``(B, N_input)`` per input token for token inputs.
+      ``(B, h, w)`` on the patch grid for images, ``(B, N_input)`` per input position for sequence inputs.
 
     Example:
       >>> vit, vit_variables = xj.models.load("mnist_vit")
