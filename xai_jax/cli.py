@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-
 # ------------------------------------------------------------------------------ argument types
 # argparse reports a bad value as "xai-jax explain: error: argument --count: ..." with exit code 2,
 # before anything is loaded.

@@ -9,6 +9,7 @@ one layer at a time with ``xj.capture`` / ``xj.layer_gradient``.
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,8 +17,6 @@ import pytest
 
 import xai_jax as xj
 from xai_jax.attribution.cam import token_grid
-import flax.linen as nn
-
 from xai_jax.models.transformers import EncoderBlock, ViT
 
 torch = pytest.importorskip("torch")
@@ -29,21 +28,31 @@ SOFTMAXES = [f"encoder_layer_{i}/self_attention/softmax" for i in range(DEPTH)]
 
 def _port(state: dict[str, np.ndarray]) -> dict:
     """torchvision ``VisionTransformer`` state dict -> :class:`ViT` variables (OIHW -> HWIO, Linear transposed)."""
-    a = lambda k: jnp.asarray(state[k])  # noqa: E731
-    ln = lambda k: {"scale": a(f"{k}.weight"), "bias": a(f"{k}.bias")}  # noqa: E731
-    dense = lambda k: {"kernel": jnp.asarray(state[f"{k}.weight"].T), "bias": a(f"{k}.bias")}  # noqa: E731
+    a = lambda k: jnp.asarray(state[k])
+    ln = lambda k: {"scale": a(f"{k}.weight"), "bias": a(f"{k}.bias")}
+    dense = lambda k: {"kernel": jnp.asarray(state[f"{k}.weight"].T), "bias": a(f"{k}.bias")}
     params = {
-        "conv_proj": {"kernel": jnp.asarray(state["conv_proj.weight"].transpose(2, 3, 1, 0)), "bias": a("conv_proj.bias")},
-        "class_token": a("class_token"), "pos_embedding": a("encoder.pos_embedding"), "ln": ln("encoder.ln"),
+        "conv_proj": {
+            "kernel": jnp.asarray(state["conv_proj.weight"].transpose(2, 3, 1, 0)),
+            "bias": a("conv_proj.bias"),
+        },
+        "class_token": a("class_token"),
+        "pos_embedding": a("encoder.pos_embedding"),
+        "ln": ln("encoder.ln"),
         "head": dense("heads.head"),
     }
     for i in range(DEPTH):
         pre = f"encoder.layers.encoder_layer_{i}"
         params[f"encoder_layer_{i}"] = {
-            "ln_1": ln(f"{pre}.ln_1"), "ln_2": ln(f"{pre}.ln_2"), "mlp_0": dense(f"{pre}.mlp.0"), "mlp_3": dense(f"{pre}.mlp.3"),
+            "ln_1": ln(f"{pre}.ln_1"),
+            "ln_2": ln(f"{pre}.ln_2"),
+            "mlp_0": dense(f"{pre}.mlp.0"),
+            "mlp_3": dense(f"{pre}.mlp.3"),
             "self_attention": {
-                "in_proj": {"kernel": jnp.asarray(state[f"{pre}.self_attention.in_proj_weight"].T),
-                            "bias": a(f"{pre}.self_attention.in_proj_bias")},
+                "in_proj": {
+                    "kernel": jnp.asarray(state[f"{pre}.self_attention.in_proj_weight"].T),
+                    "bias": a(f"{pre}.self_attention.in_proj_bias"),
+                },
                 "out_proj": dense(f"{pre}.self_attention.out_proj"),
             },
         }
@@ -55,8 +64,9 @@ def twin():
     """A torchvision ViT (28×28 RGB, 7×7 patches: 16 patch tokens + class token) with random
     weights (biases and class token included), and its Flax twin."""
     torch.manual_seed(0)
-    tv = torchvision.models.VisionTransformer(image_size=28, patch_size=7, num_layers=DEPTH, num_heads=HEADS,
-                                              hidden_dim=DIM, mlp_dim=MLP, num_classes=10).eval()
+    tv = torchvision.models.VisionTransformer(
+        image_size=28, patch_size=7, num_layers=DEPTH, num_heads=HEADS, hidden_dim=DIM, mlp_dim=MLP, num_classes=10
+    ).eval()
     with torch.no_grad():
         for p in tv.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
@@ -97,7 +107,9 @@ def test_grad_cam_on_tokens_matches_pytorch_grad_cam(twin):
         nonzero += int((ref > 0).sum())
     assert nonzero > 20  # the comparison is not between two blank maps
     given = xj.grad_cam(model, variables, x, 2, layer="encoder_layer_1/ln_1", prefix_tokens=1, grid=(4, 4))
-    np.testing.assert_array_equal(np.asarray(given), np.asarray(xj.grad_cam(model, variables, x, 2, layer="encoder_layer_1/ln_1")))
+    np.testing.assert_array_equal(
+        np.asarray(given), np.asarray(xj.grad_cam(model, variables, x, 2, layer="encoder_layer_1/ln_1"))
+    )
 
 
 def test_every_cam_weighting_runs_on_tokens(twin):
@@ -106,8 +118,13 @@ def test_every_cam_weighting_runs_on_tokens(twin):
     a, g = np.asarray(a)[:, 1:].reshape(3, 4, 4, DIM), np.asarray(g)[:, 1:].reshape(3, 4, 4, DIM)
     for name, weighting in xj.attribution.WEIGHTINGS.items():
         ref = np.maximum((np.asarray(weighting(jnp.asarray(a), jnp.asarray(g))) * a).sum(-1), 0)
-        np.testing.assert_allclose(np.asarray(getattr(xj, name)(model, variables, x, 1, layer="encoder_layer_1/ln_1")),
-                                   ref, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            np.asarray(getattr(xj, name)(model, variables, x, 1, layer="encoder_layer_1/ln_1")),
+            ref,
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=name,
+        )
     assert xj.score_cam(model, variables, x, 1, layer="encoder_layer_1/ln_1").shape == (3, 4, 4)
 
 
@@ -141,8 +158,11 @@ def test_layer_gradient_of_attention_is_the_gradient(twin):
     _, model, variables, x = twin
     a, g = xj.layer_gradient(model, variables, x, 4, layer=SOFTMAXES[-1])
     direction = np.asarray(jax.random.normal(jax.random.key(7), a.shape), np.float32)
-    f = lambda eps: float(xj.trace.probed_forward(  # noqa: E731
-        xj.core.make_forward(model, None)[0], SOFTMAXES[-1])(variables, jnp.asarray(x), {}, eps * jnp.asarray(direction))[0][:, 4].sum())
+    f = lambda eps: float(
+        xj.trace.probed_forward(
+            xj.core.make_forward(model, None)[0], SOFTMAXES[-1]
+        )(variables, jnp.asarray(x), {}, eps * jnp.asarray(direction))[0][:, 4].sum()
+    )
     fd = (f(1e-2) - f(-1e-2)) / 2e-2
     np.testing.assert_allclose(float((np.asarray(g) * direction).sum()), fd, rtol=2e-3)
 
@@ -159,7 +179,9 @@ def test_rollout_is_the_product_of_averaged_attentions(twin):
     np.testing.assert_allclose(np.asarray(xj.attention_rollout(model, variables, x)), ref, rtol=1e-5, atol=1e-7)
     one = xj.attention_rollout(model, variables, x, layers=SOFTMAXES[:1])
     m = 0.5 * attns[0].mean(1) + 0.5 * np.eye(17)
-    np.testing.assert_allclose(np.asarray(one), (m / m.sum(-1, keepdims=True))[:, 0, 1:].reshape(3, 4, 4), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(one), (m / m.sum(-1, keepdims=True))[:, 0, 1:].reshape(3, 4, 4), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_chefer_is_the_gradient_weighted_recursion(twin):
@@ -214,7 +236,7 @@ def test_token_grid_inference():
     assert token_grid(9, (1, 20, 30, 1), prefix_tokens=3) == (3, 2, 3)
     with pytest.raises(xj.InputError, match="ambiguous"):
         token_grid(9, (1, 28, 28, 1))  # 3×3 patches, or 5 leading tokens + 2×2
-    with pytest.raises(xj.InputError, match="which is no .* grid"):
+    with pytest.raises(xj.InputError, match=r"which is no .* grid"):
         token_grid(23, (1, 28, 28, 1))
 
 
@@ -238,3 +260,12 @@ def test_bad_input(twin):
     cnn, cnn_variables = xj.models.load("mnist_cnn")
     with pytest.raises(xj.InputError, match="no softmax"):
         xj.attention_rollout(cnn, cnn_variables, np.zeros((1, 28, 28, 1), np.float32))
+
+
+def test_report_default_layer_of_a_vit_is_the_last_attention_input_norm(twin):
+    from xai_jax.cli import _default_layer
+
+    _, model, variables, x = twin
+    assert _default_layer(model, variables, x) == "encoder_layer_1/ln_1"
+    cnn, cnn_variables = xj.models.load("mnist_cnn")
+    assert _default_layer(cnn, cnn_variables, np.zeros((1, 28, 28, 1), np.float32)) == "conv4+relu"

@@ -37,7 +37,12 @@ from .cam import Grid, PrefixTokens, token_grid
 
 
 def _check_layers(ctx: OptionContext, name: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Sequence) or not value or not all(isinstance(v, str) for v in value):
+    if (
+        isinstance(value, str)
+        or not isinstance(value, Sequence)
+        or not value
+        or not all(isinstance(v, str) for v in value)
+    ):
         raise InputError(f"{name} must be a non-empty sequence of softmax layer names (see xj.layers); got {value!r}.")
     return tuple(value)
 
@@ -54,24 +59,32 @@ def _resolve(ctx: OptionContext) -> dict[str, Any]:
     if names is None:
         names = tuple(n for n, info in listed.items() if info.type == SOFTMAX)
         if not names:
-            raise InputError(f"{ctx.method} needs attention: the model has no softmax the trace engine recognises "
-                             "(jax.nn.softmax or exp(a - max) / sum); it is not a transformer, or its attention is a fused "
-                             "kernel (use the XLA implementation).")
+            raise InputError(
+                f"{ctx.method} needs attention: the model has no softmax the trace engine recognises "
+                "(jax.nn.softmax or exp(a - max) / sum); it is not a transformer, or its attention is a fused "
+                "kernel (use the XLA implementation)."
+            )
     shapes = []
     for n in names:
         info = listed.get(n)
         if info is None or info.type != SOFTMAX:
             softmaxes = [k for k, i in listed.items() if i.type == SOFTMAX]
-            raise InputError(f"{ctx.method}: {n!r} is not a softmax layer of the model; its softmax layers: {softmaxes}.")
+            raise InputError(
+                f"{ctx.method}: {n!r} is not a softmax layer of the model; its softmax layers: {softmaxes}."
+            )
         shape = info.shape or ()
         if len(shape) not in (3, 4) or shape[-1] != shape[-2]:
-            raise InputError(f"{ctx.method}: {n!r} has shape {shape}; self-attention probabilities are (B, heads, N, N) "
-                             "or (B, N, N) (queries and keys over the same tokens).")
+            raise InputError(
+                f"{ctx.method}: {n!r} has shape {shape}; self-attention probabilities are (B, heads, N, N) "
+                "or (B, N, N) (queries and keys over the same tokens)."
+            )
         shapes.append(shape)
     tokens = {s[-1] for s in shapes}
     if len(tokens) != 1:
-        raise InputError(f"{ctx.method}: the attention layers {list(names)} attend over different numbers of tokens "
-                         f"{sorted(tokens)}; choose layers over one token sequence with layers=.")
+        raise InputError(
+            f"{ctx.method}: the attention layers {list(names)} attend over different numbers of tokens "
+            f"{sorted(tokens)}; choose layers over one token sequence with layers=."
+        )
     n = tokens.pop()
     prefix, grid = options.get("prefix_tokens"), options.get("grid")
     x = inputs.x
@@ -84,15 +97,19 @@ def _resolve(ctx: OptionContext) -> dict[str, Any]:
         if prefix is None:
             prefix = n - x.shape[1] if x.ndim >= 2 else None
             if prefix is None or prefix < 0:
-                raise InputError(f"{ctx.method}: cannot tell the patch/input tokens among the {n} attended tokens for x of "
-                                 f"shape {tuple(x.shape)}; pass prefix_tokens=.")
+                raise InputError(
+                    f"{ctx.method}: cannot tell the patch/input tokens among the {n} attended tokens for x of "
+                    f"shape {tuple(x.shape)}; pass prefix_tokens=."
+                )
         if prefix > n:
             raise InputError(f"{ctx.method}: prefix_tokens={prefix} exceeds the {n} attended tokens.")
     query = options.get("query")
     if query is None:
         if prefix == 0:
-            raise InputError(f"{ctx.method}: prefix_tokens=0, so there is no class token whose attention row to read; "
-                             "pass query= (the token the classifier reads).")
+            raise InputError(
+                f"{ctx.method}: prefix_tokens=0, so there is no class token whose attention row to read; "
+                "pass query= (the token the classifier reads)."
+            )
         query = 0
     if query >= n:
         raise InputError(f"{ctx.method}: query={query} is out of range for {n} tokens.")
@@ -125,7 +142,8 @@ def rollout_matrix(attentions: Sequence[jax.Array]) -> jax.Array:
 
 
 def chefer_matrix(attentions: Sequence[jax.Array], gradients: Sequence[jax.Array]) -> jax.Array:
-    """``R_L`` of ``R_l = R_{l-1} + mean_h (∇A_l ⊙ A_l)⁺ R_{l-1}``, ``R_0 = I`` ([chefer2021generic]_): ``(B, N, N)``."""
+    """``R_L`` of ``R_l = R_{l-1} + mean_h (∇A_l ⊙ A_l)⁺ R_{l-1}``, ``R_0 = I`` ([chefer2021generic]_):
+    ``(B, N, N)``."""
     b, n = attentions[0].shape[0], attentions[0].shape[-1]
     r = jnp.broadcast_to(jnp.eye(n, dtype=attentions[0].dtype), (b, n, n))
     for a, g in zip(attentions, gradients):
@@ -135,8 +153,15 @@ def chefer_matrix(attentions: Sequence[jax.Array], gradients: Sequence[jax.Array
 
 
 @method("attention_rollout", family="attention", signed=False, resolution="layer", validate=_resolve)
-def attention_rollout(problem: Problem, inputs: Inputs, *, layers: AttentionLayers = None,
-                      prefix_tokens: PrefixTokens = None, grid: Grid = None, query: Query = None) -> jax.Array:
+def attention_rollout(
+    problem: Problem,
+    inputs: Inputs,
+    *,
+    layers: AttentionLayers = None,
+    prefix_tokens: PrefixTokens = None,
+    grid: Grid = None,
+    query: Query = None,
+) -> jax.Array:
     """Attention rollout ([abnar2020]_): ``R = Π_l (½ mean_h A_l + ½ I)`` (rows renormalised), read
     at the class token's row.  Class-agnostic: the target is ignored.
 
@@ -157,14 +182,22 @@ def attention_rollout(problem: Problem, inputs: Inputs, *, layers: AttentionLaye
       >>> xj.attention_rollout(vit, vit_variables, x).shape
       (4, 4, 4)
     """
-    _, attentions = probed_softmaxes(problem.forward, layers)(inputs.variables, inputs.x, inputs.kwargs,
-                                                              _probes(problem, inputs, layers))
+    _, attentions = probed_softmaxes(problem.forward, layers)(
+        inputs.variables, inputs.x, inputs.kwargs, _probes(problem, inputs, layers)
+    )
     return _read(rollout_matrix(attentions), query, prefix_tokens, grid)
 
 
 @method("chefer_attention", family="attention", signed=False, resolution="layer", validate=_resolve)
-def chefer_attention(problem: Problem, inputs: Inputs, *, layers: AttentionLayers = None,
-                     prefix_tokens: PrefixTokens = None, grid: Grid = None, query: Query = None) -> jax.Array:
+def chefer_attention(
+    problem: Problem,
+    inputs: Inputs,
+    *,
+    layers: AttentionLayers = None,
+    prefix_tokens: PrefixTokens = None,
+    grid: Grid = None,
+    query: Query = None,
+) -> jax.Array:
     """Gradient-weighted attention of Chefer et al. ([chefer2021generic]_, Eqs. 5–6):
     ``Ā_l = mean_h (∂f_c/∂A_l ⊙ A_l)⁺``, ``R_0 = I``, ``R_l = R_{l-1} + Ā_l R_{l-1}``, read at the
     class token's row of ``R_L``.  This is the gradient-only rule of their ICCV 2021 paper (the

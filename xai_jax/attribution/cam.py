@@ -116,8 +116,8 @@ def _check_cam_layer(ctx: OptionContext, name: str, layer: Any) -> str:
     info = layer_info(ctx.problem.forward, ctx.inputs.variables, ctx.inputs.x, ctx.inputs.kwargs, layer)
     if info.type == SOFTMAX:
         raise InputError(f"layer {layer!r} holds attention probabilities {info.shape}; CAM methods need a spatial "
-                         "(B, h, w, channels) or token (B, tokens, channels) layer (attention maps: xj.attention_rollout, "
-                         "xj.chefer_attention).")
+                         "(B, h, w, channels) or token (B, tokens, channels) layer (attention maps: "
+                         "xj.attention_rollout, xj.chefer_attention).")
     if len(info.shape) not in (3, 4) or not info.dtype or "float" not in info.dtype:
         raise InputError(f"layer {layer!r} has output {info.dtype}{list(info.shape)}; CAM methods need a spatial "
                          "(B, h, w, channels) or token (B, tokens, channels) floating layer.")
@@ -153,7 +153,9 @@ def token_grid(tokens: int, x_shape: tuple[int, ...], prefix_tokens: int | None 
         prefix = tokens - h * w if prefix_tokens is None else prefix_tokens
         if prefix < 0 or prefix + h * w != tokens:
             given = f"prefix_tokens={prefix_tokens} + " if prefix_tokens is not None else ""
-            raise InputError(f"{layer} has {tokens} tokens, but {given}grid={h}x{w} ({h * w} patches) does not add up to it.")
+            raise InputError(
+                f"{layer} has {tokens} tokens, but {given}grid={h}x{w} ({h * w} patches) does not add up to it."
+            )
         return prefix, h, w
     height, width = (x_shape[1], x_shape[2]) if len(x_shape) == 4 else (1, 1)
     prefixes = range(MAX_PREFIX_TOKENS + 1) if prefix_tokens is None else [prefix_tokens]
@@ -167,11 +169,14 @@ def token_grid(tokens: int, x_shape: tuple[int, ...], prefix_tokens: int | None 
         return found[0]
     shape = "square" if len(x_shape) != 4 else f"{height}:{width} (the input's aspect ratio)"
     if not found:
-        raise InputError(f"{layer} has {tokens} tokens, which is no {'' if prefix_tokens is None else f'{prefix_tokens} + '}"
-                         f"{shape} grid of patches{' after 0..%d leading tokens' % MAX_PREFIX_TOKENS if prefix_tokens is None else ''}; "
+        given = "" if prefix_tokens is None else f"{prefix_tokens} + "
+        after = f" after 0..{MAX_PREFIX_TOKENS} leading tokens" if prefix_tokens is None else ""
+        raise InputError(f"{layer} has {tokens} tokens, which is no {given}{shape} grid of patches{after}; "
                          "pass prefix_tokens= (class/register tokens before the patches) and grid=(h, w).")
     options = ", ".join(f"prefix_tokens={p}, grid=({h}, {w})" for p, h, w in found)
-    raise InputError(f"{layer} has {tokens} tokens; the patch grid is ambiguous ({options}): pass prefix_tokens= and grid=.")
+    raise InputError(
+        f"{layer} has {tokens} tokens; the patch grid is ambiguous ({options}): pass prefix_tokens= and grid=."
+    )
 
 
 def _resolve_tokens(ctx: OptionContext) -> dict[str, Any]:
@@ -280,7 +285,8 @@ def cam_method(name: str, weighting: Weighting, summary: str, *, register: bool 
       (4, 14, 14)
     """
     impl.__module__ = __name__
-    return method(name, family="cam", signed=False, resolution="layer", register=register, validate=_resolve_tokens)(impl)
+    declare = method(name, family="cam", signed=False, resolution="layer", register=register, validate=_resolve_tokens)
+    return declare(impl)
 
 
 grad_cam = cam_method("grad_cam", grad_cam_weights, "Grad-CAM ([selvaraju2017]_): ReLU(Σ_k mean_ij(∂f_c/∂A_k) · A_k).")

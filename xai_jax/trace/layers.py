@@ -183,7 +183,9 @@ def _model_graph(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, 
     return traced_graph(closed.jaxpr, closed.consts, inline_custom=True, units=True), shapes
 
 
-def softmax_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, Any]) -> tuple[list[tuple[str, Eqn]], Graph, Any]:
+def softmax_layers(
+    forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, Any]
+) -> tuple[list[tuple[str, Eqn]], Graph, Any]:
     """``([(name, last equation of the softmax)], graph, output shapes)`` for every softmax of the
     model, in program order, named ``"<module path>/softmax"`` (``"#k"`` for the k-th later one in
     the same module)."""
