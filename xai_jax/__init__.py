@@ -13,8 +13,8 @@ _numerics.install()
 from . import core, data, models, trace, viz  # noqa: E402
 from .attribution import (  # noqa: E402
     attention_rollout, cam, cam_method, chefer_attention, deconvnet, deconvnet_per_filter, grad_cam, grad_cam_plus_plus,
-    gradient, gradient_cam, guided_backprop, guided_grad_cam, input_x_gradient, integrated_gradients, layer_cam, occlusion, saliency, score_cam, smoothgrad,
-    upsample, xgrad_cam,
+    gradient, gradient_cam, guided_backprop, guided_grad_cam, input_x_gradient, integrated_gradients, layer_cam, occlusion,
+    saliency, score_cam, smoothgrad, upsample, xgrad_cam,
 )
 from .core import METHODS, Method, method  # noqa: E402
 from .core.errors import (  # noqa: E402

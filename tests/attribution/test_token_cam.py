@@ -83,6 +83,7 @@ def test_twin_outputs_agree(twin):
     np.testing.assert_allclose(np.asarray(model.apply(variables, x)), ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_grad_cam_on_tokens_matches_pytorch_grad_cam(twin):
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -112,6 +113,7 @@ def test_grad_cam_on_tokens_matches_pytorch_grad_cam(twin):
     )
 
 
+@pytest.mark.slow
 def test_every_cam_weighting_runs_on_tokens(twin):
     _, model, variables, x = twin
     a, g = xj.layer_gradient(model, variables, x, 1, layer="encoder_layer_1/ln_1")
