@@ -12,9 +12,9 @@ _numerics.install()
 
 from . import core, data, models, trace, viz  # noqa: E402
 from .attribution import (  # noqa: E402
-    cam, cam_method, deconvnet, deconvnet_per_filter, grad_cam, grad_cam_plus_plus, gradient, gradient_cam, guided_backprop,
-    guided_grad_cam, input_x_gradient, integrated_gradients, layer_cam, occlusion, saliency, score_cam, smoothgrad,
-    upsample, xgrad_cam,
+    attention_rollout, cam, cam_method, chefer_attention, deconvnet, deconvnet_per_filter, grad_cam, grad_cam_plus_plus,
+    gradient, gradient_cam, guided_backprop, guided_grad_cam, input_x_gradient, integrated_gradients, layer_cam, occlusion,
+    saliency, score_cam, smoothgrad, upsample, xgrad_cam,
 )
 from .core import METHODS, Method, method  # noqa: E402
 from .core.errors import (  # noqa: E402
@@ -45,7 +45,8 @@ __version__ = "0.1.0"
 __all__ = [
     "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "Method", "OutputError", "ResourceExhaustedError",
     "TargetError", "UnknownNameError", "UnsupportedError", "XaiJaxError", "activation_maximization",
-    "activation_maximization_codespace", "cam", "cam_method", "capture", "composites", "core", "data",
+    "activation_maximization_codespace", "attention_rollout", "cam", "cam_method", "capture", "chefer_attention",
+    "composites", "core", "data",
     "deconvnet", "deconvnet_per_filter", "deep_dream", "deep_taylor", "deeplift", "featureviz", "grad_cam",
     "grad_cam_plus_plus", "gradient", "gradient_cam", "guided_backprop", "guided_grad_cam", "input_x_gradient",
     "integrated_gradients", "invert_features", "layer_cam", "layer_gradient", "layers", "lrp", "lrp_transpose", "method",

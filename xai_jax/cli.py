@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-
 # ------------------------------------------------------------------------------ argument types
 # argparse reports a bad value as "xai-jax explain: error: argument --count: ..." with exit code 2,
 # before anything is loaded.
@@ -168,11 +167,28 @@ def _checked_images(images: Any, labels: Any, where: str, start: int, count: int
 
 
 def _default_layer(model: Any, variables: Any, x: np.ndarray) -> str | None:
-    """The last layer with a spatial (B, h, w, c) output, after its activation when one follows
-    (``conv4+relu``: the rectified maps, the usual Grad-CAM choice)."""
+    """The CAM layer: for a vision transformer (attention softmaxes in the trace), the normalisation
+    that feeds the last attention (pytorch-grad-cam's ``blocks[-1].norm1``: later token layers reach
+    the head through the class token only) when its tokens form a patch grid; otherwise the last
+    layer with a spatial (B, h, w, c) output, after its activation when one follows (``conv4+relu``:
+    the rectified maps, the usual Grad-CAM choice)."""
+    from .attribution.cam import token_grid
+    from .core.errors import InputError
     from .trace import layers
+    from .trace.layers import SOFTMAX
 
-    spatial = [layer for layer in layers(model, variables, x[:1]) if layer.shape is not None and len(layer.shape) == 4]
+    listed = list(layers(model, variables, x[:1]))
+    softmaxes = [i for i, layer in enumerate(listed) if layer.type == SOFTMAX]
+    if softmaxes:
+        norms = [layer for layer in listed[:softmaxes[-1]]
+                 if layer.type in ("LayerNorm", "RMSNorm") and layer.shape is not None and len(layer.shape) == 3]
+        if norms:
+            try:
+                token_grid(norms[-1].shape[1], tuple(x.shape))  # type: ignore[index]
+                return norms[-1].name
+            except InputError:
+                pass
+    spatial = [layer for layer in listed if layer.shape is not None and len(layer.shape) == 4 and layer.type != SOFTMAX]
     return spatial[-1].name if spatial else None
 
 

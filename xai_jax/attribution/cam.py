@@ -26,6 +26,18 @@ Grad-CAM (guided backprop × Grad-CAM upsampled to the input, nearest, as Captum
 
 Grad-CAM++/XGrad/Layer/Score-CAM follow pytorch-grad-cam (its ε values; a final ReLU as its
 ``BaseCAM``), before its min-max scaling.  Constant or all-zero maps give finite output, never NaN.
+
+**Token layers.**  On a transformer's ``(B, N, C)`` layer the patch tokens are put back on their
+grid before the weighting, as pytorch-grad-cam's ``reshape_transform`` for ViTs does: the first
+``prefix_tokens`` tokens (class, distillation, register tokens) are dropped and the remaining
+``h·w`` tokens, row-major, become ``(B, h, w, C)``; activations and gradients alike.  By default
+both are inferred: ``prefix_tokens`` in ``0..5`` and a grid of at least 2 × 2 with the aspect ratio
+of the input images (square for non-image inputs) such that ``N = prefix_tokens + h·w``; when no
+or more than one split fits, :class:`~xai_jax.core.errors.InputError` lists the candidates and asks
+for ``prefix_tokens=`` / ``grid=(h, w)``.  For a ViT, choose a layer whose patch tokens still reach
+the output: the last block's first LayerNorm (``"encoder_layer_3/ln_1"``, pytorch-grad-cam's
+``blocks[-1].norm1``), not the last block's output, which reaches the head through the class token
+only (its patch-token gradient is zero).
 """
 
 from __future__ import annotations
@@ -36,11 +48,12 @@ from typing import Annotated, Any
 import jax
 import jax.numpy as jnp
 
-from ..core import ChunkSize, InputError, Inputs, Method, Option, OptionContext, Problem, chunked_vmap, method
+from ..core import ChunkSize, InputError, Inputs, Method, Option, OptionContext, Problem, checks, chunked_vmap, method
 from ..core.errors import LayerNotFoundError, unknown_name_message
 from ..core.resize import upsample
 from ..trace import layer_info, probed_forward
 from ..trace.gradients import layer_activation_and_gradient
+from ..trace.layers import SOFTMAX
 from .backprop import modified_relu_gradient
 
 #: ``(A, g) -> w``: activations and gradients ``(B, h, w, K)`` to weights broadcastable to ``A``.
@@ -94,13 +107,113 @@ def weighted_map(weighting: Weighting, a: jax.Array, g: jax.Array) -> jax.Array:
 
 def _check_spatial_layer(ctx: OptionContext, name: str, layer: Any) -> str:
     info = layer_info(ctx.problem.forward, ctx.inputs.variables, ctx.inputs.x, ctx.inputs.kwargs, layer)
-    if len(info.shape) != 4:
+    if len(info.shape) != 4 or info.type == SOFTMAX:
         raise InputError(f"layer {layer!r} has output shape {info.shape}; CAM methods need a spatial (B, h, w, channels) layer.")
+    return layer
+
+
+def _check_cam_layer(ctx: OptionContext, name: str, layer: Any) -> str:
+    info = layer_info(ctx.problem.forward, ctx.inputs.variables, ctx.inputs.x, ctx.inputs.kwargs, layer)
+    if info.type == SOFTMAX:
+        raise InputError(f"layer {layer!r} holds attention probabilities {info.shape}; CAM methods need a spatial "
+                         "(B, h, w, channels) or token (B, tokens, channels) layer (attention maps: "
+                         "xj.attention_rollout, xj.chefer_attention).")
+    if len(info.shape) not in (3, 4) or not info.dtype or "float" not in info.dtype:
+        raise InputError(f"layer {layer!r} has output {info.dtype}{list(info.shape)}; CAM methods need a spatial "
+                         "(B, h, w, channels) or token (B, tokens, channels) floating layer.")
     return layer
 
 
 #: A layer name whose output is spatial, ``(B, h, w, channels)``.
 SpatialLayer = Annotated[str, Option(_check_spatial_layer, needs="layer")]
+#: A spatial layer or a token layer ``(B, N, channels)`` (put back on its patch grid).
+CamLayer = Annotated[str, Option(_check_cam_layer, needs="layer")]
+
+#: The most leading non-patch tokens (class, distillation, register tokens) inferred by default.
+MAX_PREFIX_TOKENS = 5
+
+
+def _check_prefix(ctx: OptionContext, name: str, value: Any) -> int:
+    return checks.check_int(name, value, minimum=0)
+
+
+def _check_grid(ctx: OptionContext, name: str, value: Any) -> tuple[int, int]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise InputError(f"grid must be a pair (h, w) of positive integers, the patch grid; got {value!r}.")
+    return (checks.check_positive_int(f"{name}[0]", value[0]), checks.check_positive_int(f"{name}[1]", value[1]))
+
+
+def token_grid(tokens: int, x_shape: tuple[int, ...], prefix_tokens: int | None = None,
+               grid: tuple[int, int] | None = None, layer: str = "the layer") -> tuple[int, int, int]:
+    """``(prefix_tokens, h, w)`` with ``tokens = prefix_tokens + h·w``: the given values, else the one
+    split with ``prefix_tokens <= MAX_PREFIX_TOKENS``, ``h, w >= 2`` and the input images' aspect
+    ratio (``x_shape`` ``(B, H, W, C)``; square otherwise).  :class:`InputError` when none or several fit."""
+    if grid is not None:
+        h, w = grid
+        prefix = tokens - h * w if prefix_tokens is None else prefix_tokens
+        if prefix < 0 or prefix + h * w != tokens:
+            given = f"prefix_tokens={prefix_tokens} + " if prefix_tokens is not None else ""
+            raise InputError(
+                f"{layer} has {tokens} tokens, but {given}grid={h}x{w} ({h * w} patches) does not add up to it."
+            )
+        return prefix, h, w
+    height, width = (x_shape[1], x_shape[2]) if len(x_shape) == 4 else (1, 1)
+    prefixes = range(MAX_PREFIX_TOKENS + 1) if prefix_tokens is None else [prefix_tokens]
+    found = []
+    for prefix in prefixes:
+        m = tokens - prefix
+        for h in range(2, m + 1):
+            if m % h == 0 and m // h >= 2 and h * width == (m // h) * height:
+                found.append((prefix, h, m // h))
+    if len(found) == 1:
+        return found[0]
+    shape = "square" if len(x_shape) != 4 else f"{height}:{width} (the input's aspect ratio)"
+    if not found:
+        given = "" if prefix_tokens is None else f"{prefix_tokens} + "
+        after = f" after 0..{MAX_PREFIX_TOKENS} leading tokens" if prefix_tokens is None else ""
+        raise InputError(f"{layer} has {tokens} tokens, which is no {given}{shape} grid of patches{after}; "
+                         "pass prefix_tokens= (class/register tokens before the patches) and grid=(h, w).")
+    options = ", ".join(f"prefix_tokens={p}, grid=({h}, {w})" for p, h, w in found)
+    raise InputError(
+        f"{layer} has {tokens} tokens; the patch grid is ambiguous ({options}): pass prefix_tokens= and grid=."
+    )
+
+
+def _resolve_tokens(ctx: OptionContext) -> dict[str, Any]:
+    """The token split of a ``(B, N, C)`` layer (``prefix_tokens``, ``grid``) as :func:`token_grid`
+    decides it; a spatial layer takes neither option."""
+    options, inputs = ctx.options, ctx.inputs
+    info = layer_info(ctx.problem.forward, inputs.variables, inputs.x, inputs.kwargs, options["layer"])
+    if len(info.shape) == 4:
+        if options.get("prefix_tokens") is not None or options.get("grid") is not None:
+            raise InputError(f"layer {options['layer']!r} is spatial {info.shape}: prefix_tokens and grid apply to "
+                             "token layers (B, tokens, channels) only.")
+        return {}
+    prefix, h, w = token_grid(info.shape[1], tuple(inputs.x.shape), options.get("prefix_tokens"), options.get("grid"),
+                              f"layer {options['layer']!r}")
+    return {"prefix_tokens": prefix, "grid": (h, w)}
+
+
+#: Number of leading non-patch tokens of a token layer (default: inferred).
+PrefixTokens = Annotated[int | None, Option(_check_prefix)]
+#: The patch grid ``(h, w)`` of a token layer (default: inferred).
+Grid = Annotated[tuple[int, int] | None, Option(_check_grid)]
+
+
+def to_grid(a: jax.Array, prefix_tokens: int | None, grid: tuple[int, int] | None) -> jax.Array:
+    """A token layer's ``(B, N, C)`` values as ``(B, h, w, C)`` (leading tokens dropped); a spatial
+    layer's values unchanged."""
+    if a.ndim == 4:
+        return a
+    h, w = grid  # type: ignore[misc]
+    return a[:, prefix_tokens:].reshape(a.shape[0], h, w, a.shape[-1])
+
+
+def grid_activation_and_gradient(problem: Problem, inputs: Inputs, layer: str, prefix_tokens: int | None,
+                                 grid: tuple[int, int] | None) -> tuple[jax.Array, jax.Array]:
+    """The layer's activation and gradient, token layers put back on their patch grid."""
+    activation, gradient = layer_activation_and_gradient(problem, inputs, layer)
+    return to_grid(activation, prefix_tokens, grid), to_grid(gradient, prefix_tokens, grid)
 
 
 def _check_weighting(ctx: OptionContext, name: str, value: Any) -> Weighting:
@@ -113,19 +226,24 @@ def _check_weighting(ctx: OptionContext, name: str, value: Any) -> Weighting:
     return value
 
 
-@method("gradient_cam", family="cam", signed=False, resolution="layer", register=False)
+@method("gradient_cam", family="cam", signed=False, resolution="layer", register=False, validate=_resolve_tokens)
 def gradient_cam(
     problem: Problem,
     inputs: Inputs,
     *,
-    layer: SpatialLayer,
+    layer: CamLayer,
     weighting: Annotated[Any, Option(_check_weighting)] = "grad_cam",
+    prefix_tokens: PrefixTokens = None,
+    grid: Grid = None,
 ) -> jax.Array:
     """Any gradient-weighted CAM: ``ReLU(Σ_k (w ⊙ A)_k)`` with ``w = weighting(A, ∂f_c/∂A)``.
 
     Args:
       layer: a spatial layer (see ``xj.layers``), usually the last convolution (after its ReLU:
-        ``"conv4+relu"``).
+        ``"conv4+relu"``), or a transformer's token layer ``(B, N, C)``.
+      prefix_tokens: token layers: the number of leading non-patch tokens (class,
+        register tokens) to drop (default: inferred, see the module docstring).
+      grid: token layers: the patch grid ``(h, w)`` (default: inferred).
       weighting: a name in ``xj.attribution.cam.WEIGHTINGS`` or a function ``(A, g) -> w`` with
         ``w`` of shape ``(B, 1, 1, K)`` (per channel) or ``(B, h, w, K)`` (per location).
 
@@ -137,22 +255,26 @@ def gradient_cam(
       >>> hires.shape
       (4, 14, 14)
     """
-    activation, gradient = layer_activation_and_gradient(problem, inputs, layer)
+    activation, gradient = grid_activation_and_gradient(problem, inputs, layer, prefix_tokens, grid)
     return weighted_map(weighting, activation, gradient)
 
 
 def cam_method(name: str, weighting: Weighting, summary: str, *, register: bool = True) -> Method:
     """Declare (and register) a gradient-weighted CAM method from a weighting ``(A, g) -> w``."""
 
-    def impl(problem: Problem, inputs: Inputs, *, layer: SpatialLayer) -> jax.Array:
-        activation, gradient = layer_activation_and_gradient(problem, inputs, layer)
+    def impl(problem: Problem, inputs: Inputs, *, layer: CamLayer, prefix_tokens: PrefixTokens = None,
+             grid: Grid = None) -> jax.Array:
+        activation, gradient = grid_activation_and_gradient(problem, inputs, layer, prefix_tokens, grid)
         return weighted_map(weighting, activation, gradient)
 
     impl.__doc__ = f"""{summary}
 
     Args:
       layer: a spatial layer (see ``xj.layers``), usually the last convolution (after its ReLU:
-        ``"conv4+relu"``).
+        ``"conv4+relu"``), or a transformer's token layer ``(B, N, C)``.
+      prefix_tokens: token layers: the number of leading non-patch tokens (class,
+        register tokens) to drop (default: inferred, see :mod:`xai_jax.attribution.cam`).
+      grid: token layers: the patch grid ``(h, w)`` (default: inferred).
 
     Returns:
       ``(B, h, w)`` maps at the layer's resolution; ``xj.upsample(maps, x.shape)`` resizes them.
@@ -163,7 +285,8 @@ def cam_method(name: str, weighting: Weighting, summary: str, *, register: bool 
       (4, 14, 14)
     """
     impl.__module__ = __name__
-    return method(name, family="cam", signed=False, resolution="layer", register=register)(impl)
+    declare = method(name, family="cam", signed=False, resolution="layer", register=register, validate=_resolve_tokens)
+    return declare(impl)
 
 
 grad_cam = cam_method("grad_cam", grad_cam_weights, "Grad-CAM ([selvaraju2017]_): ReLU(Σ_k mean_ij(∂f_c/∂A_k) · A_k).")
@@ -223,12 +346,15 @@ def cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer, head: str | No
     return jnp.einsum("bhwk,kb->bhw", activation, kernel[:, indices])
 
 
-@method("score_cam", family="cam", signed=False, resolution="layer")
-def score_cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer, batch_size: ChunkSize = "auto") -> jax.Array:
+@method("score_cam", family="cam", signed=False, resolution="layer", validate=_resolve_tokens)
+def score_cam(problem: Problem, inputs: Inputs, *, layer: CamLayer, batch_size: ChunkSize = "auto",
+              prefix_tokens: PrefixTokens = None, grid: Grid = None) -> jax.Array:
     """Score-CAM ([wang2020]_), pytorch-grad-cam semantics (softmax over channel scores).
 
     Args:
-      layer: a spatial layer.
+      layer: a spatial layer, or a token layer ``(B, N, C)``.
+      prefix_tokens: token layers: the number of leading non-patch tokens to drop (default: inferred).
+      grid: token layers: the patch grid ``(h, w)`` (default: inferred).
       batch_size: channels (masked forward passes) evaluated at once (``"auto"``: memory budget).
 
     Example:
@@ -238,6 +364,7 @@ def score_cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer, batch_si
     info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
     x = inputs.x
     outputs, activation = probed_forward(problem.forward, layer)(inputs.variables, x, inputs.kwargs, jnp.zeros(info.shape, info.dtype))
+    activation = to_grid(activation, prefix_tokens, grid)
     indices = problem.target.indices(outputs, inputs.indices)
     f = problem.scalar_fn(inputs, indices)
     channels = jnp.moveaxis(activation, -1, 0)  # (K, B, h, w)
@@ -250,17 +377,23 @@ def score_cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer, batch_si
     return jnp.maximum(jnp.einsum("bk,bhwk->bhw", weights, activation), 0)
 
 
-@method("guided_grad_cam", family="cam", signed=True, resolution="input")
-def guided_grad_cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer) -> jax.Array:
+@method("guided_grad_cam", family="cam", signed=True, resolution="input", validate=_resolve_tokens)
+def guided_grad_cam(problem: Problem, inputs: Inputs, *, layer: CamLayer, prefix_tokens: PrefixTokens = None,
+                    grid: Grid = None) -> jax.Array:
     """Guided Grad-CAM ([selvaraju2017]_): guided backprop ⊙ Grad-CAM upsampled (nearest).
 
     Returns an input-resolution map (Captum's ``GuidedGradCam``).
+
+    Args:
+      layer: a spatial layer, or a token layer ``(B, N, C)``.
+      prefix_tokens: token layers: the number of leading non-patch tokens to drop (default: inferred).
+      grid: token layers: the patch grid ``(h, w)`` (default: inferred).
 
     Example:
       >>> xj.guided_grad_cam(model, variables, x, layer="conv4+relu").shape == x.shape
       True
     """
-    activation, gradient = layer_activation_and_gradient(problem, inputs, layer)
+    activation, gradient = grid_activation_and_gradient(problem, inputs, layer, prefix_tokens, grid)
     coarse = weighted_map(grad_cam_weights, activation, gradient)
     fine = modified_relu_gradient(problem, inputs, inputs.x, problem.class_indices(inputs), "guided_backprop")
     up = upsample(coarse, inputs.x.shape, mode="nearest")

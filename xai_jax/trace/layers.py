@@ -14,6 +14,13 @@ An element-wise activation applied directly to a layer's output is a layer too, 
 the rectified maps, which an inline ``nn.relu`` would otherwise hide.  It is found in the model's
 jaxpr (the activation equation whose input is the module's output) and probed by re-evaluating that
 jaxpr with the probe added to the activation's output.
+
+Attention probabilities are layers too: every softmax in the traced model (``jax.nn.softmax`` or a
+hand-written ``exp(a - max) / Σ exp(a - max)``, as the detector of :mod:`.activations` finds it) is
+listed as ``"<module path>/softmax"`` (``"encoder_layer_0/self_attention/softmax"``; ``"#k"`` for
+the k-th later one in the same module), type ``"softmax"``, so ``xj.capture`` and
+``xj.layer_gradient`` reach the attention weights of any model with no change to its code.  They
+are probed the same way, on the model's jaxpr with the softmax's output as the probed value.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ..core.model import Forward, Model, make_forward
 from ..core.problem import Inputs, Problem, as_struct, cached_trace, check_input, compiled, prepare
 from ..core.targets import Target
 from .activations import ACTIVATION_NAMES, traced_graph
+from .graph import layer_name
 from .walker import Eqn, Graph, Var, bind_original, evaluate_graph, is_literal
 
 #: Joins a layer's name and the activation applied to its output: ``"conv4+relu"``.
@@ -139,13 +147,24 @@ def list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, A
         closed = jax.make_jaxpr(run)(variables, x, kwargs)
         after = _activations_after_marks(traced_graph(closed.jaxpr, closed.consts, inline_custom=False))
         modules = {info.name for info in found}
+        softmaxes: dict[str, list[LayerInfo]] = {}  # module name -> its softmaxes, listed before it
+        for name, e in softmax_layers(forward, variables, x, kwargs)[0]:
+            if name not in modules:  # a module literally named ".../softmax" keeps the name
+                out = e.outputs[0].aval
+                owner = name.rpartition("/")[0]
+                softmaxes.setdefault(owner if owner in modules else "", []).append(
+                    LayerInfo(name, SOFTMAX, tuple(out.shape), str(out.dtype)))
         listed = LayerList()
         for info in found:
+            if info.name in softmaxes and "#" not in info.name:
+                listed.extend(softmaxes.pop(info.name))
             listed.append(info)
             act = after.get(info.name)
             name = f"{info.name}{ACTIVATION_JOIN}{act}"
             if act is not None and name not in modules:  # a module literally named so keeps the name
                 listed.append(LayerInfo(name, act, info.shape, info.dtype, after=info.name))
+        for rest in softmaxes.values():  # softmaxes outside any listed module (the root's own code)
+            listed.extend(rest)
         return listed
 
     structs = as_struct((variables, x, dict(kwargs)))
@@ -153,6 +172,68 @@ def list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, A
 
 
 _MARK = "xai_jax.layer:"
+#: Type (and last name component) of a softmax layer: ``"block/attention/softmax"``.
+SOFTMAX = "softmax"
+
+
+def _model_graph(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, Any]) -> tuple[Graph, Any]:
+    """The model's flat graph with its units (softmaxes) marked, and its output shapes.  Custom-JVP
+    functions are inlined: ``jax.nn.softmax`` is one."""
+    closed, shapes = jax.make_jaxpr(lambda v, a, k: forward(v, a, k), return_shape=True)(variables, x, dict(kwargs))
+    return traced_graph(closed.jaxpr, closed.consts, inline_custom=True, units=True), shapes
+
+
+def softmax_layers(
+    forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, Any]
+) -> tuple[list[tuple[str, Eqn]], Graph, Any]:
+    """``([(name, last equation of the softmax)], graph, output shapes)`` for every softmax of the
+    model, in program order, named ``"<module path>/softmax"`` (``"#k"`` for the k-th later one in
+    the same module)."""
+    graph, shapes = _model_graph(forward, variables, x, kwargs)
+    root = type(forward.model).__name__ if forward.is_module else None
+    found: list[tuple[str, Eqn]] = []
+    counts: dict[str, int] = {}
+    for e in graph.eqns:
+        if e.unit is not None and e.unit.kind == "softmax":
+            base = "/".join(p for p in (layer_name(e.scope, root), SOFTMAX) if p)
+            k = counts.get(base, 0)
+            counts[base] = k + 1
+            found.append((base if k == 0 else f"{base}#{k}", e))
+    return found, graph, shapes
+
+
+def probed_softmaxes(forward: Forward, names: tuple[str, ...]) -> Callable[..., tuple[Any, list[jax.Array]]]:
+    """``(variables, x, kwargs, probes) -> (outputs, [softmax output])`` for the softmax layers
+    ``names``, each with its probe (zeros of its shape) added: the gradients with respect to the
+    probes are the gradients with respect to the attention probabilities."""
+
+    def run(variables: Any, x: Any, kwargs: Mapping[str, Any], probes: Any) -> tuple[Any, list[jax.Array]]:
+        found, graph, shapes = softmax_layers(forward, variables, x, kwargs)
+        by_name = dict(found)
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise LayerNotFoundError(unknown_name_message("softmax layer", missing[0], list(by_name)))
+        where = {id(by_name[n]): i for i, n in enumerate(names)}
+        captured: dict[int, jax.Array] = {}
+
+        def rule_for(e: Eqn) -> Any:
+            i = where.get(id(e))
+            if i is None:
+                return None
+
+            def add_probe(eqn: Any, invals: Any) -> Any:
+                out = bind_original(eqn, invals)
+                value = (out[0] if eqn.primitive.multiple_results else out) + probes[i]
+                captured[i] = value
+                return [value] if eqn.primitive.multiple_results else value
+
+            return add_probe
+
+        flat = evaluate_graph(graph, jax.tree_util.tree_leaves((variables, x, dict(kwargs))), rule_for)
+        outputs = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), flat)
+        return outputs, [captured[i] for i in range(len(names))]
+
+    return run
 
 
 def _activation_consumers(graph: Graph) -> dict[int, Eqn]:
@@ -212,6 +293,10 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
 
     base, activation = split_activation(layer)
 
+    def run_softmax(variables: Any, x: jax.Array, kwargs: Mapping[str, Any], probe: jax.Array) -> tuple[Any, jax.Array]:
+        outputs, (value,) = probed_softmaxes(forward, (layer,))(variables, x, kwargs, [probe])
+        return outputs, value
+
     def run_module(variables: Any, x: jax.Array, kwargs: Mapping[str, Any], probe: jax.Array) -> tuple[Any, jax.Array]:
         captured: list[jax.Array] = []
 
@@ -221,6 +306,9 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
                 captured.append(out)
             return out
 
+        listed = {info.name: info for info in list_layers(forward, variables, x, kwargs)}
+        if layer in listed and listed[layer].type == SOFTMAX and listed[layer].shape is not None:
+            return run_softmax(variables, x, kwargs, probe)
         with intercept_outputs(add_probe):
             outputs = forward(variables, x, kwargs)
         if not captured:  # the layer was not reached on this input (data-dependent control flow)
