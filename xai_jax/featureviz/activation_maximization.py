@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from ..core.errors import InputError, TargetError
-from ..core.model import Forward, Model, make_forward
+from ..core.model import Forward, Model, adapt_model, make_forward
 from ..core.problem import output_struct
 from ..trace.layers import layer_info
 from . import engine
@@ -129,8 +129,8 @@ def _image_shape(model: Model, shape: Sequence[int] | None, init: Any, count: in
     (``(T, *shape)`` when its leading axis is the number of targets, else ``shape`` itself)."""
     if shape is not None:
         shape = tuple(int(s) for s in shape)
-    elif getattr(type(model), "input_shape", None) is not None:
-        shape = tuple(type(model).input_shape)
+    elif getattr(model, "input_shape", None) is not None:  # a Linen class's ClassVar, an NNX model's
+        shape = tuple(model.input_shape)
     elif not isinstance(init, str):
         init_shape = tuple(np.shape(init))
         shape = init_shape[1:] if len(init_shape) >= 2 and init_shape[0] == count else init_shape
@@ -237,6 +237,7 @@ def pixel_problem(
     chunk = engine.check_chunk(chunk, steps, progress)
     if class_score not in engine.CLASS_SCORES:
         raise InputError(f"class_score must be one of {engine.CLASS_SCORES}; got {class_score!r}.")
+    model, variables = adapt_model(model, variables)
     forward, kwargs = make_forward(model, model_kwargs)
     image_shape = _image_shape(model, shape, init, _target_count(target, num_images))
     example = jnp.zeros((1, *image_shape), jnp.float32)

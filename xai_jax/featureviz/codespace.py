@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from ..core.errors import InputError
-from ..core.model import Model, make_forward
+from ..core.model import Model, adapt_model, make_forward
 from ..core.problem import output_struct
 from . import engine
 from .activation_maximization import FeatureTarget, Visualization, plan_targets, to_visualization
@@ -41,8 +41,8 @@ def _latent_shape(generator: Model, latent_shape: Sequence[int] | int | None, in
         shape = (int(latent_shape),) if isinstance(latent_shape, (int, np.integer)) else tuple(int(s) for s in latent_shape)
     elif not isinstance(init, str):
         shape = tuple(np.shape(init))[-1:]
-    elif getattr(type(generator), "input_shape", None) is not None:
-        shape = tuple(type(generator).input_shape)
+    elif getattr(generator, "input_shape", None) is not None:  # a Linen class's ClassVar, an NNX model's
+        shape = tuple(generator.input_shape)
     elif getattr(generator, "latent_dim", None) is not None:
         shape = (int(generator.latent_dim),)
     else:
@@ -128,6 +128,8 @@ def activation_maximization_codespace(
     chunk = engine.check_chunk(chunk, steps, progress)
     if class_score not in engine.CLASS_SCORES:
         raise InputError(f"class_score must be one of {engine.CLASS_SCORES}; got {class_score!r}.")
+    model, variables = adapt_model(model, variables)
+    generator, gen_variables = adapt_model(generator, gen_variables)
     forward, kwargs = make_forward(model, model_kwargs)
     gen_forward, gen_kwargs = make_forward(generator, generator_kwargs)
     code_shape = _latent_shape(generator, latent_shape, init)

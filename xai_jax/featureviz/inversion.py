@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from ..core.errors import InputError
-from ..core.model import Model, make_forward
+from ..core.model import Model, adapt_model, make_forward
 from ..core.problem import check_input
 from ..trace.layers import layer_info
 from . import engine
@@ -87,6 +87,7 @@ def invert_features(
     Returns:
       :class:`Inversion` (``images``, ``errors``, ``steps``, ``error_history``).
     """
+    model, variables = adapt_model(model, variables)
     forward, kwargs = make_forward(model, model_kwargs)
     forward.module("invert_features")
     x = check_input(x).astype(jnp.float32)
