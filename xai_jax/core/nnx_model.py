@@ -25,9 +25,10 @@ Only ``__call__`` of a submodule is a layer (other methods are not intercepted).
 statistics, Dropout advances its rng stream's counter.  Both are seen on the copy after the call (a
 variable whose value is a new array) and refused with :class:`ModelModeError`, whose message says to
 call ``model.eval()``: an explanation is of a fixed function.  Monte-Carlo dropout runs the model
-with :attr:`NnxModel.dropout_on`, which switches every submodule with a ``deterministic`` attribute
-(``nnx.Dropout``) on in the copy and lets it draw from its rng stream; BatchNorm stays on its
-running averages.
+with :attr:`NnxModel.stochastic` (rng draws allowed) and, unless the caller switches dropout with its
+own call arguments, :attr:`NnxModel.dropout_on`, which sets ``deterministic=False`` on every
+submodule that has the attribute (``nnx.Dropout``) in the copy -- what ``model.train()`` does to
+Dropout -- while BatchNorm stays on its running averages (a BatchStat update is still refused).
 
 **Rng streams.**  ``model_kwargs={"rngs": {"dropout": key}}`` (Flax Linen's convention, which the
 uncertainty wrappers use) is not passed to the model: it re-seeds the copy's streams instead.  The
@@ -88,12 +89,15 @@ class NnxModel:
     Attributes:
       graphdef: ``nnx.split(model)[0]``; NNX graph definitions are hashable and equal for equal
         structure and static attributes (``deterministic``, ``use_running_average``...).
-      dropout_on: switch every submodule with a ``deterministic`` attribute on in the copy and let
-        the forward draw from rng streams (Monte-Carlo dropout).
+      stochastic: the forward may draw from rng streams (Monte-Carlo dropout); otherwise a draw is
+        refused as training mode.
+      dropout_on: set ``deterministic=False`` on every submodule that has the attribute, in the copy
+        (implies ``stochastic``).
       product_dropout: run ``nnx.Dropout`` as ``(x * mask) / keep`` (same mask; relevance propagation).
     """
 
     graphdef: Any
+    stochastic: bool = False
     dropout_on: bool = False
     product_dropout: bool = False
     #: the root class's ``input_shape`` (one example's shape) when it declares one, as Linen zoo
@@ -124,8 +128,8 @@ class NnxModel:
         # state would otherwise write tracers into them)
         module = nnx.merge(self.graphdef, jax.tree_util.tree_map(lambda leaf: leaf, state))
         if self.dropout_on:
-            module.set_attributes(deterministic=True, raise_if_not_found=False)  # eval() for every other switch
             module.set_attributes(deterministic=False, raise_if_not_found=False)
+            _require_streams(module)
         if rngs:
             _reseed(module, rngs)
         paths = _instrument(module)
@@ -137,7 +141,7 @@ class NnxModel:
                 out = module(x, **kwargs)
         finally:
             _RUN.reset(token)
-        _check_unchanged(before, paths, allow_rng=self.dropout_on)
+        _check_unchanged(before, paths, allow_rng=self.stochastic or self.dropout_on)
         return out
 
 
@@ -179,17 +183,21 @@ def adapt(model: Any, variables: Any) -> tuple[NnxModel, Any]:
                 "an NNX graph definition needs its state: graphdef, state = nnx.split(model); "
                 "xj.gradient(graphdef, state, x) -- or pass the module itself: xj.gradient(model, None, x)."
             )
-        return NnxModel(model), _join_states(variables)
-    graphdef, own = nnx.split(model)
-    if variables is None:
-        return NnxModel(graphdef), own
-    given = _join_states(variables)
-    if not isinstance(given, nnx.State):
-        raise InputError(
-            f"with an nnx.Module, variables must be None (the module's own state) or an nnx.State that replaces part "
-            f"of it (e.g. nnx.state(model, nnx.Param)); got {type(given).__name__}."
-        )
-    return NnxModel(graphdef), _replace_part(own, given)
+        graphdef, state = model, _join_states(variables)
+    else:
+        graphdef, own = nnx.split(model)
+        if variables is None:
+            state = own
+        else:
+            given = _join_states(variables)
+            if not isinstance(given, nnx.State):
+                raise InputError(
+                    "with an nnx.Module, variables must be None (the module's own state) or an nnx.State that replaces "
+                    f"part of it (e.g. nnx.state(model, nnx.Param)); got {type(given).__name__}."
+                )
+            state = _replace_part(own, given)
+    _refuse_split_keys(state)
+    return NnxModel(graphdef), state
 
 
 def _join_states(variables: Any) -> Any:
@@ -200,15 +208,28 @@ def _join_states(variables: Any) -> Any:
 
 def _replace_part(own: Any, given: Any) -> Any:
     """``own`` with the leaves ``given`` has (same paths) replaced by ``given``'s."""
-    own_flat = dict(own.flat_state())
-    for path, value in given.flat_state():
+    own_flat = dict(nnx.to_flat_state(own))
+    for path, value in nnx.to_flat_state(given):
         if path not in own_flat:
             raise InputError(
                 f"variables has {'/'.join(map(str, path))!r}, which the model does not have; pass a part of "
                 "nnx.state(model) (e.g. nnx.state(model, nnx.Param))."
             )
         own_flat[path] = value
-    return nnx.State.from_flat_path(own_flat)
+    return nnx.from_flat_state(own_flat)
+
+
+def _require_streams(module: Any) -> None:
+    """Monte-Carlo dropout re-seeds the model's rng streams per sample: a Dropout switched on that
+    has no stream of its own would fail inside NNX with a message about a missing argument."""
+    missing = [("/".join(map(str, path)) or "the model") for path, node in nnx.iter_graph(module)
+               if isinstance(node, nnx.Dropout) and node.rate > 0 and node.rngs is None]
+    if missing:
+        raise InputError(
+            f"the NNX model's Dropout at {', '.join(repr(m) for m in missing[:4])} has no rng stream of its own (it was "
+            "built without rngs=), so Monte-Carlo dropout cannot give each sample its own mask through the model's state. "
+            "Build it as nnx.Dropout(rate, rngs=rngs) -- as Flax's MNIST example does -- then pass the model again."
+        )
 
 
 def _is_key_mapping(value: Any) -> bool:
@@ -390,10 +411,17 @@ def layer_parameters(state: Any, layer: str) -> dict[str, Any]:
             if isinstance(v, nnx.Variable) or hasattr(v, "shape")}
 
 
-def unsplit_rng_streams(state: Any) -> list[str]:
-    """Paths of rng keys in ``state`` that carry extra axes (left split by ``nnx.split_rngs``)."""
-    found = []
-    for path, value in state.flat_state():
-        if isinstance(value, nnx.RngKey) and jnp.ndim(_value(value)) > 0:
-            found.append("/".join(map(str, path)))
-    return found
+def _refuse_split_keys(state: Any) -> None:
+    """A stream's key is one key; one with axes was split per example (``nnx.split_rngs``, inside
+    ``nnx.vmap``) and not restored: the model would draw a batch of keys where it expects one."""
+    if not isinstance(state, nnx.State):
+        return
+    split = [("/".join(map(str, path)), jnp.shape(_value(value))) for path, value in nnx.to_flat_state(state)
+             if isinstance(value, nnx.RngKey) and jnp.ndim(_value(value)) > 0]
+    if split:
+        where = ", ".join(f"{path!r} {shape}" for path, shape in split[:4])
+        raise InputError(
+            f"the NNX model's rng keys at {where} have a batch axis: its rng state was split per example "
+            "(nnx.split_rngs, as inside nnx.vmap) and not restored. Pass the model with one key per stream: outside "
+            "the split (nnx.restore_rngs), or re-seeded with nnx.reseed(model, dropout=0)."
+        )
