@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks
+from . import batching, checks
 from .errors import InputError, ResourceExhaustedError, UnknownNameError, unknown_name_message
 from .model import KeyedCallable, Model
 from .numerics import guarded_jit
@@ -279,7 +279,8 @@ class Method:
         """The lowered computation of this call (``.compile().as_text()`` shows the HLO)."""
         problem, inputs = prepare(model, variables, x, target, model_kwargs)
         call = self.prepare_call(problem, inputs, options)
-        return _run_compiled.lower(call.traced, problem, inputs, prepared=call.prepared)
+        return _run_compiled.lower(call.traced, problem, inputs, prepared=call.prepared,
+                                   sharding=batching.batch_sharding(inputs.x))
 
     def bind(self, **options: Any) -> BoundMethod:
         """This method with options fixed (what ``functools.partial(method, **options)`` gives)."""
@@ -370,7 +371,8 @@ class MethodCall:
     def run(self, problem: Problem, inputs: Inputs) -> Any:
         """Run the method as its own jitted computation (what a call of the method does)."""
         try:
-            return _run_compiled(self.traced, problem, inputs, prepared=self.prepared)
+            return _run_compiled(self.traced, problem, inputs, prepared=self.prepared,
+                                 sharding=batching.batch_sharding(inputs.x))
         except Exception as err:  # noqa: BLE001 - only resource exhaustion is translated
             if _is_out_of_memory(err):
                 raise ResourceExhaustedError(
@@ -395,9 +397,16 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err)
 
 
-@functools.partial(guarded_jit, static_argnames=("problem", "prepared"))
-def _run_compiled(traced: Mapping[str, Any], problem: Problem, inputs: Inputs, *, prepared: Prepared) -> Any:
-    return prepared.method.impl(problem, inputs, **_static_values(prepared.static), **traced)
+@functools.partial(guarded_jit, static_argnames=("problem", "prepared", "sharding"))
+def _run_compiled(traced: Mapping[str, Any], problem: Problem, inputs: Inputs, *, prepared: Prepared,
+                  sharding: Any = None) -> Any:
+    if sharding is None:
+        return prepared.method.impl(problem, inputs, **_static_values(prepared.static), **traced)
+    # a batch sharded over a mesh: the batch axis stays split, in every expansion and in the result
+    with batching.sharded_batch(sharding, inputs.x.shape[0]):
+        inputs = inputs._replace(x=batching.constrain_batch(inputs.x))
+        out = prepared.method.impl(problem, inputs, **_static_values(prepared.static), **traced)
+        return batching.constrain_batch(out)
 
 
 def _static_values(static: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
