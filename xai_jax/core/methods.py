@@ -400,12 +400,49 @@ def _is_out_of_memory(err: BaseException) -> bool:
 @functools.partial(guarded_jit, static_argnames=("problem", "prepared", "sharding"))
 def _run_compiled(traced: Mapping[str, Any], problem: Problem, inputs: Inputs, *, prepared: Prepared,
                   sharding: Any = None) -> Any:
-    if sharding is None:
+    def impl(traced: Mapping[str, Any], inputs: Inputs) -> Any:
         return prepared.method.impl(problem, inputs, **_static_values(prepared.static), **traced)
-    # a batch sharded over a mesh: the batch axis stays split, in every expansion and in the result
-    with batching.sharded_batch(sharding, inputs.x.shape[0]):
-        inputs = inputs._replace(x=batching.constrain_batch(inputs.x))
-        out = prepared.method.impl(problem, inputs, **_static_values(prepared.static), **traced)
+
+    if sharding is None:
+        return impl(traced, inputs)
+    return _run_sharded(impl, traced, inputs, sharding, random=any(
+        spec.needs == "key" for spec in getattr(prepared.method, "options", {}).values()))
+
+
+def _run_sharded(impl: Callable[..., Any], traced: Mapping[str, Any], inputs: Inputs, sharding: Any, *,
+                 random: bool) -> Any:
+    """``impl`` on a batch sharded over a mesh (:func:`~xai_jax.core.batching.batch_sharding`).
+
+    Attribution is per example, so each device explains its own examples: ``shard_map`` over the
+    batch axis runs the method's program on the device's slice (every IG step, SmoothGrad sample or
+    occlusion window of its examples), with no collective and the same numbers as one device given
+    that slice.  A method that draws random numbers for the whole batch (SmoothGrad's noise) would
+    draw different ones per slice, so it runs as one sharded program instead, with the batch axis of
+    every expansion element constrained to the sharding (same noise, same maps; XLA may gather
+    activations where a convolution merges the expansion axis into the batch).  So does a method
+    with an output that has no batch axis, or a batch that does not divide over the devices.
+    """
+    batch = inputs.x.shape[0]
+    axis = sharding.spec[0]
+    names = axis if isinstance(axis, tuple) else (axis,)
+    devices = int(np.prod([sharding.mesh.shape[name] for name in names]))
+
+    def spec(leaf: Any) -> Any:
+        per_example = getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == batch
+        return jax.sharding.PartitionSpec(axis) if per_example else jax.sharding.PartitionSpec()
+
+    if not random and batch % devices == 0:
+        out = jax.eval_shape(impl, traced, inputs)
+        if all(getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == batch for leaf in jax.tree_util.tree_leaves(out)):
+            in_specs = (jax.tree_util.tree_map(spec, traced),
+                        Inputs(jax.tree_util.tree_map(lambda _: jax.sharding.PartitionSpec(), inputs.variables),
+                               jax.sharding.PartitionSpec(axis), jax.tree_util.tree_map(spec, inputs.indices),
+                               jax.tree_util.tree_map(spec, inputs.kwargs)))
+            out_specs = jax.tree_util.tree_map(lambda _: jax.sharding.PartitionSpec(axis), out)
+            local = jax.shard_map(impl, mesh=sharding.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+            return local(traced, inputs)
+    with batching.sharded_batch(sharding, batch):
+        out = impl(traced, batching.constrain_batch(inputs._replace(x=inputs.x)))
         return batching.constrain_batch(out)
 
 
