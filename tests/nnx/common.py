@@ -22,6 +22,7 @@ def options_for(name: str, layer: str | None) -> dict[str, Any]:
             options[option] = jax.random.key(1)
     if name == "integrated_gradients":
         options["steps"] = 8
+        options["batch_size"] = 2  # a chunked expansion: 4 chunks of 2 path points
     if name == "smoothgrad":
         options["samples"] = 4
     if name == "occlusion":
