@@ -111,7 +111,7 @@ def test_every_method_with_a_layer_refuses_an_equinox_module(pair, method):
 def test_layer_tools_refuse_an_equinox_module(pair):
     _, _, model, x = pair
     for call in (lambda: xj.layers(model, None, x), lambda: xj.capture(model, None, x, "conv2"),
-                 lambda: xj.lrp(model, None, x, np.array([1, 3]), layer="conv2")):
+                 lambda: xj.layer_gradient(model, None, x, np.array([1, 3]), layer="conv2")):
         with pytest.raises(xj.InputError, match="Equinox modules have no layer names"):
             call()
 
