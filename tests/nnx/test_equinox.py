@@ -73,8 +73,8 @@ def pair():
 
 NEEDS_LAYER = sorted(name for name, m in xj.METHODS.items() if "layer" in m.needs.values())
 NO_LAYER = sorted(name for name in xj.METHODS if name not in NEEDS_LAYER and name not in REFUSED_METHODS)
-#: The fast tier: one method of each family that needs no layer; the rest is ``slow``.
-FAST = {"gradient", "integrated_gradients", "occlusion", "lrp", "deeplift", "guided_backprop"}
+#: The fast tier: a path method and a propagation method; the rest is ``slow``.
+FAST = {"integrated_gradients", "deeplift"}
 
 
 def test_the_twin_is_the_linen_model(pair):

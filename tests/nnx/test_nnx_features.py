@@ -98,6 +98,7 @@ def test_mc_dropout_samples_are_the_models_own_dropout_masks():
     assert model.drop.deterministic is True  # the user's model stays in inference mode
 
 
+@pytest.mark.slow
 def test_mc_dropout_with_lrp_runs_through_the_dropout_product():
     model = _net()
     result = xj.uncertainty.explain_mc("lrp", model, None, X, TARGET, samples=2, key=jax.random.key(3),
@@ -138,7 +139,7 @@ def test_upstream_cnn_gradient_is_the_models_gradient(upstream_cnn):
 
 #: the upstream CNN has no global average pooling before its head: CAM (not Grad-CAM) does not apply
 UPSTREAM_NOT_APPLICABLE = {"cam": "no global-average-pooled layer feeds the dense head"}
-UPSTREAM_FAST = {"grad_cam", "lrp", "integrated_gradients"}
+UPSTREAM_FAST = {"grad_cam", "lrp"}
 
 
 @pytest.mark.parametrize("method", [m if m in UPSTREAM_FAST else pytest.param(m, marks=pytest.mark.slow)
