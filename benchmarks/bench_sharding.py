@@ -57,8 +57,11 @@ def child(batch: int, repeats: int) -> None:
             start = time.perf_counter()
             jax.block_until_ready(method(model, variables, xs, y, **options))
             times.append(time.perf_counter() - start)
-        rows[name] = {"images_per_s": batch / statistics.median(times), "map": np.asarray(out).tolist(),
-                      "kept": out.sharding.is_equivalent_to(sharding, out.ndim)}
+        rows[name] = {
+            "images_per_s": batch / statistics.median(times),
+            "map": np.asarray(out).tolist(),
+            "kept": out.sharding.is_equivalent_to(sharding, out.ndim),
+        }
     print(json.dumps({"devices": len(jax.devices()), "rows": rows}))
 
 
@@ -78,20 +81,36 @@ def main() -> None:
     batch, repeats = (8, 1) if args.quick else (args.batch, args.repeats)
     results = {}
     for n in counts:
-        env = dict(os.environ, XLA_FLAGS=f"--xla_cpu_experimental_ynn_fusion_type= --xla_force_host_platform_device_count={n}")
-        done = subprocess.run([sys.executable, __file__, "--child", str(n), "--batch", str(batch), "--repeats", str(repeats)],
-                              env=env, capture_output=True, text=True, check=True)
+        env = dict(
+            os.environ, XLA_FLAGS=f"--xla_cpu_experimental_ynn_fusion_type= --xla_force_host_platform_device_count={n}"
+        )
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", str(n), "--batch", str(batch), "--repeats", str(repeats)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results[n] = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
     print(f"batch {batch}, shipped mnist_cnn, images/s (median of {repeats}); max |map - 1-device map| / max |map|\n")
-    print("| method | " + " | ".join(f"{n} device{'s' * (n > 1)}" for n in counts) + " | max rel. diff vs 1 device | sharding kept |")
+    print(
+        "| method | "
+        + " | ".join(f"{n} device{'s' * (n > 1)}" for n in counts)
+        + " | max rel. diff vs 1 device | sharding kept |"
+    )
     print("|---|" + "---|" * (len(counts) + 2))
     for name in METHODS:
         one = np.asarray(results[counts[0]][name]["map"])
-        diff = max(float(np.max(np.abs(np.asarray(results[n][name]["map"]) - one)) / float(np.max(np.abs(one))))
-                   for n in counts)
+        diff = max(
+            float(np.max(np.abs(np.asarray(results[n][name]["map"]) - one)) / float(np.max(np.abs(one))))
+            for n in counts
+        )
         kept = all(results[n][name]["kept"] for n in counts if n > 1)
-        print(f"| {name} | " + " | ".join(f"{results[n][name]['images_per_s']:.1f}" for n in counts)
-              + f" | {diff:.1e} | {'yes' if kept else 'NO'} |")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{results[n][name]['images_per_s']:.1f}" for n in counts)
+            + f" | {diff:.1e} | {'yes' if kept else 'NO'} |"
+        )
 
 
 if __name__ == "__main__":

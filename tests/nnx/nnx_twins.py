@@ -99,12 +99,19 @@ class VGGLikeAvgPool(nnx.Module):
 
 
 NNX_TWINS: dict[str, type[nnx.Module]] = {
-    "TinyCNN": TinyCNN, "ResBNNet": ResBNNet, "NCHWFlattenNet": NCHWFlattenNet, "VGGLikeAvgPool": VGGLikeAvgPool,
+    "TinyCNN": TinyCNN,
+    "ResBNNet": ResBNNet,
+    "NCHWFlattenNet": NCHWFlattenNet,
+    "VGGLikeAvgPool": VGGLikeAvgPool,
 }
 
 #: A spatial layer of each twin for the CAM family, feature visualisation and layer probes.
-SPATIAL_LAYER = {"TinyCNN": "conv2+relu", "ResBNNet": "block/bn1+relu", "NCHWFlattenNet": "conv2+relu",
-                 "VGGLikeAvgPool": "conv3"}
+SPATIAL_LAYER = {
+    "TinyCNN": "conv2+relu",
+    "ResBNNet": "block/bn1+relu",
+    "NCHWFlattenNet": "conv2+relu",
+    "VGGLikeAvgPool": "conv3",
+}
 
 
 class Pair(NamedTuple):

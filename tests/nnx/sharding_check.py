@@ -36,18 +36,25 @@ def main(names: list[str]) -> None:
         layer = LAYER.get(name, "block/bn1+relu")
         sharded = run(name, model, variables, xs, target, layer)
         whole = run(name, model, variables, x, target, layer)
-        slices = [run(name, model, variables, x[i:i + 1], target[i:i + 1], layer) for i in range(batch)]
+        slices = [run(name, model, variables, x[i : i + 1], target[i : i + 1], layer) for i in range(batch)]
         per_device = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *slices)
         lowered = xj.METHODS[name].lower(model, variables, xs, target, **options_for(name, layer))
         collectives = COLLECTIVE.findall(lowered.compile().as_text())
         leaves = jax.tree_util.tree_leaves(sharded)
-        print(json.dumps({
-            "method": name, "nnx": model is pair.nnx_model, "devices": batch,
-            "vs_whole_batch": max_relative_difference(whole, sharded),
-            "vs_per_device_slices": max_relative_difference(per_device, sharded),
-            "kept_sharding": all(leaf.sharding.is_equivalent_to(sharding, leaf.ndim) for leaf in leaves),
-            "collectives": collectives,
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "method": name,
+                    "nnx": model is pair.nnx_model,
+                    "devices": batch,
+                    "vs_whole_batch": max_relative_difference(whole, sharded),
+                    "vs_per_device_slices": max_relative_difference(per_device, sharded),
+                    "kept_sharding": all(leaf.sharding.is_equivalent_to(sharding, leaf.ndim) for leaf in leaves),
+                    "collectives": collectives,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,12 @@ def _net(seed: int = 0, *, eval_mode: bool = True) -> Net:
         if isinstance(variable, nnx.RngState):
             return variable
         shape = variable.get_value().shape
-        return variable.replace(jnp.asarray(rng.uniform(0.5, 1.5, shape) if isinstance(variable, nnx.BatchStat)
-                                            else rng.normal(0.0, 0.5, shape), jnp.float32))
+        return variable.replace(
+            jnp.asarray(
+                rng.uniform(0.5, 1.5, shape) if isinstance(variable, nnx.BatchStat) else rng.normal(0.0, 0.5, shape),
+                jnp.float32,
+            )
+        )
 
     model = nnx.merge(graphdef, jax.tree_util.tree_map(draw, state, is_leaf=lambda v: isinstance(v, nnx.Variable)))
     if eval_mode:
@@ -89,7 +93,9 @@ def test_state_passed_with_the_module_replaces_its_own():
     doubled = jax.tree_util.tree_map(lambda a: 2 * a, params)
     other = _net()
     nnx.update(other, doubled)
-    np.testing.assert_allclose(xj.gradient(model, doubled, X, TARGET), _reference_gradient(other, X, TARGET), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        xj.gradient(model, doubled, X, TARGET), _reference_gradient(other, X, TARGET), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_differentiating_an_explanation_with_respect_to_the_parameters():
@@ -124,7 +130,17 @@ def test_the_users_module_is_never_touched():
 def test_layer_names_are_attribute_paths():
     listed = xj.layers(_net(), None, X)
     names = listed.names()
-    for name in ("layers/0/conv", "layers/0/bn", "layers/0", "layers/1/conv", "layers/1/bn+relu", "mix", "mix#1", "drop", "head"):
+    for name in (
+        "layers/0/conv",
+        "layers/0/bn",
+        "layers/0",
+        "layers/1/conv",
+        "layers/1/bn+relu",
+        "mix",
+        "mix#1",
+        "drop",
+        "head",
+    ):
         assert name in names, (name, names)
     types = {info.name: info.type for info in listed}
     assert types["layers/0"] == "Block" and types["head"] == "Linear" and types["layers/1/bn+relu"] == "relu"
@@ -168,7 +184,7 @@ def test_capture_and_layer_gradient_probe_the_named_layer():
 
 def test_equal_structures_share_a_compilation_key_and_modes_do_not():
     a, b = _net(0), _net(1)
-    key = lambda m: make_forward(adapt_model(m, None)[0], None)[0]  # noqa: E731
+    key = lambda m: make_forward(adapt_model(m, None)[0], None)[0]
     assert key(a) == key(b) and hash(key(a)) == hash(key(b))
     c = _net(0)
     c.train()
@@ -178,6 +194,7 @@ def test_equal_structures_share_a_compilation_key_and_modes_do_not():
 # ---------------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------------
+
 
 def test_a_model_in_training_mode_is_refused_with_what_to_do():
     model = _net(eval_mode=False)

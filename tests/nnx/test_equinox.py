@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import xai_jax as xj
-from xai_jax.core.equinox_model import REFUSED_METHODS
 from tests import twins
 from tests.nnx.common import max_relative_difference, run
+from xai_jax.core.equinox_model import REFUSED_METHODS
 
 #: Equinox convolves (C, H, W) examples, a different XLA program from Flax's NHWC one: logits differ by
 #: float32 rounding (measured 1.7e-7 relative), which occlusion (a difference of logits) amplifies to
@@ -50,12 +50,16 @@ class EqxTinyCNN(eqx.Module):
 
 def _from_linen(model: EqxTinyCNN, variables) -> EqxTinyCNN:
     p = variables["params"]
-    conv = lambda k: jnp.transpose(k, (3, 2, 0, 1))  # noqa: E731 - HWIO -> OIHW
+    conv = lambda k: jnp.transpose(k, (3, 2, 0, 1))
     replace = {
-        lambda m: m.conv1.weight: conv(p["conv1"]["kernel"]), lambda m: m.conv1.bias: p["conv1"]["bias"][:, None, None],
-        lambda m: m.conv2.weight: conv(p["conv2"]["kernel"]), lambda m: m.conv2.bias: p["conv2"]["bias"][:, None, None],
-        lambda m: m.fc1.weight: p["fc1"]["kernel"].T, lambda m: m.fc1.bias: p["fc1"]["bias"],
-        lambda m: m.fc2.weight: p["fc2"]["kernel"].T, lambda m: m.fc2.bias: p["fc2"]["bias"],
+        lambda m: m.conv1.weight: conv(p["conv1"]["kernel"]),
+        lambda m: m.conv1.bias: p["conv1"]["bias"][:, None, None],
+        lambda m: m.conv2.weight: conv(p["conv2"]["kernel"]),
+        lambda m: m.conv2.bias: p["conv2"]["bias"][:, None, None],
+        lambda m: m.fc1.weight: p["fc1"]["kernel"].T,
+        lambda m: m.fc1.bias: p["fc1"]["bias"],
+        lambda m: m.fc2.weight: p["fc2"]["kernel"].T,
+        lambda m: m.fc2.bias: p["fc2"]["bias"],
     }
     for where, value in replace.items():
         model = eqx.tree_at(where, model, jnp.asarray(value))
@@ -110,8 +114,11 @@ def test_every_method_with_a_layer_refuses_an_equinox_module(pair, method):
 
 def test_layer_tools_refuse_an_equinox_module(pair):
     _, _, model, x = pair
-    for call in (lambda: xj.layers(model, None, x), lambda: xj.capture(model, None, x, "conv2"),
-                 lambda: xj.layer_gradient(model, None, x, np.array([1, 3]), layer="conv2")):
+    for call in (
+        lambda: xj.layers(model, None, x),
+        lambda: xj.capture(model, None, x, "conv2"),
+        lambda: xj.layer_gradient(model, None, x, np.array([1, 3]), layer="conv2"),
+    ):
         with pytest.raises(xj.InputError, match="Equinox modules have no layer names"):
             call()
 

@@ -62,6 +62,7 @@ def test_feature_visualisation_on_a_layer_matches_linen(res):
 # Monte-Carlo dropout from NNX rng streams
 # ---------------------------------------------------------------------------------------------------
 
+
 def _dropout_on_with_keys(model: nnx.Module, key: jax.Array) -> nnx.Module:
     """By hand, as documented: a copy with dropout on whose ``j``-th dropout stream (graph order) has
     key ``fold_in(key, j)`` and count 0."""
@@ -101,8 +102,9 @@ def test_mc_dropout_samples_are_the_models_own_dropout_masks():
 @pytest.mark.slow
 def test_mc_dropout_with_lrp_runs_through_the_dropout_product():
     model = _net()
-    result = xj.uncertainty.explain_mc("lrp", model, None, X, TARGET, samples=2, key=jax.random.key(3),
-                                       return_samples=True)
+    result = xj.uncertainty.explain_mc(
+        "lrp", model, None, X, TARGET, samples=2, key=jax.random.key(3), return_samples=True
+    )
     assert np.all(np.isfinite(result.samples)) and not np.allclose(result.samples[0], result.samples[1])
 
 
@@ -125,6 +127,7 @@ def test_mc_dropout_without_a_stream_is_refused_with_what_to_do():
 # The upstream Flax NNX MNIST CNN
 # ---------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def upstream_cnn():
     return upstream.make(upstream.CNN), jnp.asarray(np.random.default_rng(0).uniform(size=(2, 28, 28, 1)), jnp.float32)
@@ -142,8 +145,9 @@ UPSTREAM_NOT_APPLICABLE = {"cam": "no global-average-pooled layer feeds the dens
 UPSTREAM_FAST = {"grad_cam", "lrp"}
 
 
-@pytest.mark.parametrize("method", [m if m in UPSTREAM_FAST else pytest.param(m, marks=pytest.mark.slow)
-                                    for m in sorted(xj.METHODS)])
+@pytest.mark.parametrize(
+    "method", [m if m in UPSTREAM_FAST else pytest.param(m, marks=pytest.mark.slow) for m in sorted(xj.METHODS)]
+)
 def test_upstream_cnn_runs_every_applicable_method(upstream_cnn, method):
     model, x = upstream_cnn
     got = run(method, model, None, x, np.array([3, 5]), "conv2+relu")
@@ -169,6 +173,7 @@ def test_upstream_cnn_with_batchnorm_and_dropout_needs_eval():
 # ---------------------------------------------------------------------------------------------------
 # The MNIST zoo as NNX
 # ---------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", xj.models.available())
 def test_zoo_as_nnx_computes_the_linen_model(name):

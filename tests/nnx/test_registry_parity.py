@@ -10,6 +10,7 @@ sides must refuse it with the same message.
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
@@ -46,8 +47,7 @@ def _check(twin: str, method: str, *, must_apply: bool) -> None:
         assert not must_apply, (method, linen, nnx)
         assert type(linen) is type(nnx) and str(linen) == str(nnx), (method, linen, nnx)
         return
-    for a, b in zip(np.atleast_1d(linen), np.atleast_1d(nnx)):
-        assert np.all(np.isfinite(np.asarray(a, np.float64)))
+    assert all(np.all(np.isfinite(np.asarray(leaf, np.float64))) for leaf in jax.tree_util.tree_leaves(linen))
     assert max_relative_difference(linen, nnx) <= TOLERANCE, (method, max_relative_difference(linen, nnx))
 
 

@@ -39,10 +39,19 @@ FAST = ["integrated_gradients@nnx"]
 
 
 def _check(methods: list[str]) -> list[dict]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT),
-               XLA_FLAGS="--xla_cpu_experimental_ynn_fusion_type= --xla_force_host_platform_device_count=8")
-    done = subprocess.run([sys.executable, "-m", "tests.nnx.sharding_check", *methods], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1500)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        XLA_FLAGS="--xla_cpu_experimental_ynn_fusion_type= --xla_force_host_platform_device_count=8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.nnx.sharding_check", *methods],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [r["method"] + ("@nnx" if r["nnx"] else "") for r in rows] == methods

@@ -28,7 +28,9 @@ ChunkSize = int | str | None
 DEFAULT_MEMORY_BUDGET_MB = 1024
 
 
-_SHARDING: contextvars.ContextVar[tuple[Any, int] | None] = contextvars.ContextVar("xai_jax_batch_sharding", default=None)
+_SHARDING: contextvars.ContextVar[tuple[Any, int] | None] = contextvars.ContextVar(
+    "xai_jax_batch_sharding", default=None
+)
 
 
 def batch_sharding(x: Any) -> Any:

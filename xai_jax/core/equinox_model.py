@@ -95,11 +95,13 @@ def adapt(model: Any, variables: Any) -> tuple[EqxModel, Any]:
     if variables is None:
         return EqxModel(static), own
     try:
-        merged = jax.tree_util.tree_map(lambda given, mine: mine if given is None else given, variables, own,
-                                        is_leaf=lambda leaf: leaf is None)
+        merged = jax.tree_util.tree_map(
+            lambda given, mine: mine if given is None else given, variables, own, is_leaf=lambda leaf: leaf is None
+        )
     except ValueError as err:
         raise InputError(
-            "with an Equinox module, variables must be None (its own arrays) or a tree of the module's structure, such as "
+            "with an Equinox module, variables must be None (its own arrays) or a tree of the module's structure, "
+            "such as "
             f"eqx.filter(model, eqx.is_array) ({err})."
         ) from None
     return EqxModel(static), merged
@@ -110,10 +112,14 @@ def _refuse_training_mode(model: Any) -> None:
     dropout = getattr(getattr(eqx, "nn", None), "Dropout", None)
     if dropout is None:
         return
-    on = [leaf for leaf in jax.tree_util.tree_leaves(model, is_leaf=lambda n: isinstance(n, dropout))
-          if isinstance(leaf, dropout) and not leaf.inference and leaf.p > 0]
+    on = [
+        leaf
+        for leaf in jax.tree_util.tree_leaves(model, is_leaf=lambda n: isinstance(n, dropout))
+        if isinstance(leaf, dropout) and not leaf.inference and leaf.p > 0
+    ]
     if on:
         raise ModelModeError(
-            f"the Equinox model has {len(on)} eqx.nn.Dropout layer(s) with inference=False (training mode). Explanations are "
+            f"the Equinox model has {len(on)} eqx.nn.Dropout layer(s) with inference=False (training mode). "
+            "Explanations are "
             "of the model in inference mode: pass eqx.nn.inference_mode(model)."
         )

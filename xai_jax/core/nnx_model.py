@@ -82,6 +82,7 @@ def intercept_calls(hook: CallHook) -> Iterator[None]:
 # The adapter
 # ---------------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class NnxModel:
     """An NNX model as ``f(state, x, **kwargs)``: hashable (graph definition and flags), state traced.
@@ -222,20 +223,28 @@ def _replace_part(own: Any, given: Any) -> Any:
 def _require_streams(module: Any) -> None:
     """Monte-Carlo dropout re-seeds the model's rng streams per sample: a Dropout switched on that
     has no stream of its own would fail inside NNX with a message about a missing argument."""
-    missing = [("/".join(map(str, path)) or "the model") for path, node in nnx.iter_graph(module)
-               if isinstance(node, nnx.Dropout) and node.rate > 0 and node.rngs is None]
+    missing = [
+        ("/".join(map(str, path)) or "the model")
+        for path, node in nnx.iter_graph(module)
+        if isinstance(node, nnx.Dropout) and node.rate > 0 and node.rngs is None
+    ]
     if missing:
         raise InputError(
-            f"the NNX model's Dropout at {', '.join(repr(m) for m in missing[:4])} has no rng stream of its own (it was "
-            "built without rngs=), so Monte-Carlo dropout cannot give each sample its own mask through the model's state. "
+            f"the NNX model's Dropout at {', '.join(repr(m) for m in missing[:4])} has no rng stream of its own "
+            "(it was built without rngs=), so Monte-Carlo dropout cannot give each sample its own mask through the "
+            "model's state. "
             "Build it as nnx.Dropout(rate, rngs=rngs) -- as Flax's MNIST example does -- then pass the model again."
         )
 
 
 def _is_key_mapping(value: Any) -> bool:
     """``{"dropout": key}`` (Linen's ``rngs=`` convention), as opposed to an ``nnx.Rngs`` the model takes."""
-    return (isinstance(value, Mapping) and not isinstance(value, nnx.Object) and bool(value)
-            and all(isinstance(k, str) for k in value))
+    return (
+        isinstance(value, Mapping)
+        and not isinstance(value, nnx.Object)
+        and bool(value)
+        and all(isinstance(k, str) for k in value)
+    )
 
 
 def _value(variable: Any) -> Any:
@@ -270,6 +279,7 @@ def _reseed(module: Any, rngs: Mapping[str, Any]) -> None:
 # Interception on the merged copy
 # ---------------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class _Run:
     paths: dict[int, str]
@@ -299,8 +309,16 @@ def _intercepting_class(cls: type) -> type:
         return cls
     sub = _INTERCEPTED.get(cls)
     if sub is None:
-        sub = type(cls.__name__, (cls,), {"__call__": _intercepted_call, "__module__": cls.__module__,
-                                          "__qualname__": cls.__qualname__, "_xai_jax_base": cls})
+        sub = type(
+            cls.__name__,
+            (cls,),
+            {
+                "__call__": _intercepted_call,
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "_xai_jax_base": cls,
+            },
+        )
         _INTERCEPTED[cls] = sub
     return sub
 
@@ -312,7 +330,7 @@ def _intercepted_call(self: Any, *args: Any, **kwargs: Any) -> Any:
     if path is None:  # a copy made inside an NNX transform, or a call outside our forward
         return base.__call__(self, *args, **kwargs)
     outer = run.stack[-1] if run.stack else ""
-    scope = path[len(outer) + 1:] if outer and path.startswith(outer + "/") else path
+    scope = path[len(outer) + 1 :] if outer and path.startswith(outer + "/") else path
     run.stack.append(path)
     try:
         with jax.named_scope(scope):
@@ -327,7 +345,9 @@ def _intercepted_call(self: Any, *args: Any, **kwargs: Any) -> Any:
     return out
 
 
-def _dropout_as_product(module: Any, inputs: jax.Array, *, deterministic: bool | None = None, rngs: Any = None) -> jax.Array:
+def _dropout_as_product(
+    module: Any, inputs: jax.Array, *, deterministic: bool | None = None, rngs: Any = None
+) -> jax.Array:
     """``nnx.Dropout.__call__`` with ``select(mask, x / keep, 0)`` written as ``(x * mask) / keep``:
     the same decisions, the same key and the same ``bernoulli`` mask, so outputs and gradients are
     identical, but the trace is a product by a constant that relevance propagation passes through."""
@@ -354,6 +374,7 @@ def _dropout_as_product(module: Any, inputs: jax.Array, *, deterministic: bool |
 # ---------------------------------------------------------------------------------------------------
 # Training mode: the forward changed the copy's state
 # ---------------------------------------------------------------------------------------------------
+
 
 def _variables(module: Any) -> list[tuple[str, Any, Any]]:
     found = []
@@ -396,6 +417,7 @@ def _check_unchanged(before: list[tuple[str, Any, Any]], paths: dict[int, str], 
 # Parameters of a layer (the CAM head)
 # ---------------------------------------------------------------------------------------------------
 
+
 def layer_parameters(state: Any, layer: str) -> dict[str, Any]:
     """``{name: array}`` of the variables directly under ``layer``'s path in ``state``."""
     node: Any = state
@@ -407,8 +429,11 @@ def layer_parameters(state: Any, layer: str) -> dict[str, Any]:
             return {}
     if not isinstance(node, (nnx.State, Mapping)):
         return {}
-    return {str(k): _value(v) if isinstance(v, nnx.Variable) else v for k, v in node.items()
-            if isinstance(v, nnx.Variable) or hasattr(v, "shape")}
+    return {
+        str(k): _value(v) if isinstance(v, nnx.Variable) else v
+        for k, v in node.items()
+        if isinstance(v, nnx.Variable) or hasattr(v, "shape")
+    }
 
 
 def _refuse_split_keys(state: Any) -> None:
@@ -416,8 +441,11 @@ def _refuse_split_keys(state: Any) -> None:
     ``nnx.vmap``) and not restored: the model would draw a batch of keys where it expects one."""
     if not isinstance(state, nnx.State):
         return
-    split = [("/".join(map(str, path)), jnp.shape(_value(value))) for path, value in nnx.to_flat_state(state)
-             if isinstance(value, nnx.RngKey) and jnp.ndim(_value(value)) > 0]
+    split = [
+        ("/".join(map(str, path)), jnp.shape(_value(value)))
+        for path, value in nnx.to_flat_state(state)
+        if isinstance(value, nnx.RngKey) and jnp.ndim(_value(value)) > 0
+    ]
     if split:
         where = ", ".join(f"{path!r} {shape}" for path, shape in split[:4])
         raise InputError(

@@ -24,8 +24,16 @@ from ..core.errors import CheckpointError
 from .mnist import IMAGE_SHAPE, LATENT_DIM, NUM_CLASSES
 
 __all__ = [
-    "CamCNN", "DCGANDiscriminator", "DCGANGenerator", "EvidentialCNN", "GanDiscriminator", "GanGenerator", "MCDropoutCNN",
-    "MnistCNN", "build", "from_linen",
+    "CamCNN",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "EvidentialCNN",
+    "GanDiscriminator",
+    "GanGenerator",
+    "MCDropoutCNN",
+    "MnistCNN",
+    "build",
+    "from_linen",
 ]
 
 
@@ -100,8 +108,9 @@ class MCDropoutCNN(nnx.Module):
     last_conv: ClassVar[str] = "conv4"
     input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
 
-    def __init__(self, num_classes: int = NUM_CLASSES, conv_dropout: float = 0.25, dense_dropout: float = 0.5, *,
-                 rngs: nnx.Rngs) -> None:
+    def __init__(
+        self, num_classes: int = NUM_CLASSES, conv_dropout: float = 0.25, dense_dropout: float = 0.5, *, rngs: nnx.Rngs
+    ) -> None:
         self.conv1 = nnx.Conv(1, 32, (3, 3), padding="SAME", rngs=rngs)
         self.conv2 = nnx.Conv(32, 32, (3, 3), padding="SAME", rngs=rngs)
         self.dropout1 = nnx.Dropout(conv_dropout, rngs=rngs)
@@ -186,8 +195,17 @@ class DCGANDiscriminator(nnx.Module):
 
 #: Linen class name -> its NNX twin here.
 NNX_CLASSES: dict[str, type[nnx.Module]] = {
-    cls.__name__: cls for cls in (MnistCNN, EvidentialCNN, CamCNN, MCDropoutCNN, GanGenerator, GanDiscriminator,
-                                  DCGANGenerator, DCGANDiscriminator)
+    cls.__name__: cls
+    for cls in (
+        MnistCNN,
+        EvidentialCNN,
+        CamCNN,
+        MCDropoutCNN,
+        GanGenerator,
+        GanDiscriminator,
+        DCGANGenerator,
+        DCGANDiscriminator,
+    )
 }
 
 
@@ -244,22 +262,30 @@ def from_linen(model: nnx.Module, variables: Mapping[str, Any]) -> nnx.Module:
         node: Any = variables.get(collection, {})
         for name in names:
             if not hasattr(node, "get") or name not in node:
-                raise CheckpointError(f"the Linen variables have no {collection}/{'/'.join(names)} for the NNX model's "
-                                      f"{type(variable).__name__} {'/'.join(names)!r}")
+                raise CheckpointError(
+                    f"the Linen variables have no {collection}/{'/'.join(names)} for the NNX model's "
+                    f"{type(variable).__name__} {'/'.join(names)!r}"
+                )
             node = node[name]
         own = variable.get_value() if hasattr(variable, "get_value") else variable.value
         if tuple(node.shape) != tuple(own.shape):
-            raise CheckpointError(f"{collection}/{'/'.join(names)} has shape {tuple(node.shape)}; the NNX model's is "
-                                  f"{tuple(own.shape)}")
+            raise CheckpointError(
+                f"{collection}/{'/'.join(names)} has shape {tuple(node.shape)}; the NNX model's is {tuple(own.shape)}"
+            )
         used.add((collection, *names))
         return variable.replace(jnp.asarray(node, own.dtype))
 
     state = jax.tree_util.tree_map_with_path(fill, state, is_leaf=lambda v: isinstance(v, nnx.Variable))
-    given = {(collection, *(str(getattr(p, "key", p)) for p in path))
-             for collection in ("params", "batch_stats") if collection in variables
-             for path, _ in jax.tree_util.tree_leaves_with_path(variables[collection])}
+    given = {
+        (collection, *(str(getattr(p, "key", p)) for p in path))
+        for collection in ("params", "batch_stats")
+        if collection in variables
+        for path, _ in jax.tree_util.tree_leaves_with_path(variables[collection])
+    }
     unused = sorted("/".join(p) for p in given - used)
     if unused:
-        raise CheckpointError(f"the NNX model has no place for the Linen variables {', '.join(unused[:8])}"
-                              + (" ..." if len(unused) > 8 else ""))
+        raise CheckpointError(
+            f"the NNX model has no place for the Linen variables {', '.join(unused[:8])}"
+            + (" ..." if len(unused) > 8 else "")
+        )
     return nnx.merge(graphdef, state)
