@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from tests import torch_export as te
 from xai_jax.models import torch_port as tp
 
 __all__ = [
@@ -205,15 +206,15 @@ def _port(variables: dict, entries: list[tuple[str, str, str, Any]]) -> dict:
     for fpath, tpre, kind, extra in entries:
         p = _get(params, fpath)
         if kind == "bn":
-            for k, v in tp.batchnorm_to_torch(p, _get(stats, fpath)).items():
+            for k, v in te.batchnorm_to_torch(p, _get(stats, fpath)).items():
                 sd[f"{tpre}.{k}"] = v
             continue
         if kind == "conv":
-            sd[f"{tpre}.weight"] = tp.conv_kernel_to_torch(p["kernel"])
+            sd[f"{tpre}.weight"] = te.conv_kernel_to_torch(p["kernel"])
         elif kind == "dense":
-            sd[f"{tpre}.weight"] = tp.dense_kernel_to_torch(p["kernel"])
+            sd[f"{tpre}.weight"] = te.dense_kernel_to_torch(p["kernel"])
         elif kind == "dense_flatten":
-            sd[f"{tpre}.weight"] = tp.dense_kernel_to_torch_after_flatten(p["kernel"], extra)
+            sd[f"{tpre}.weight"] = te.dense_kernel_to_torch_after_flatten(p["kernel"], extra)
         else:
             raise ValueError(kind)
         if "bias" in p:

@@ -31,6 +31,14 @@ from .featureviz import (  # noqa: E402
     activation_maximization, activation_maximization_codespace, deep_dream, invert_features,
 )
 from . import uncertainty  # noqa: E402
+from . import evaluation  # noqa: E402
+from . import perturbation  # noqa: E402
+from .perturbation import (  # noqa: E402
+    extremal_perturbation, kernel_shap, lime, meaningful_perturbation, prediction_difference, rise,
+    shapley_value_sampling, shapley_values,
+)
+from . import paths  # noqa: E402
+from .paths import blur_ig, deeplift_shap, fullgrad, gradient_shap, guided_ig, xrai  # noqa: E402
 
 __version__ = "0.1.0"
 

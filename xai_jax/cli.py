@@ -362,6 +362,42 @@ def explain(args: argparse.Namespace) -> Path:
     return index
 
 
+def evaluate(args: argparse.Namespace) -> Path:
+    """``xai-jax evaluate``: methods × metrics (:func:`xai_jax.evaluation.evaluate`), table and plots."""
+    import jax
+
+    from .evaluation import METRICS
+    from .evaluation import evaluate as run_evaluation
+    from .evaluation.cli import QUICK_OPTIONS, parse_settings
+    from .evaluation.runner import LAYOUT
+    from .viz.output import check_folder
+
+    # As for explain: everything that can be refused is refused before the first method runs.
+    check_folder(args.out, LAYOUT, overwrite=args.overwrite)
+    names = _method_names(args.methods)
+    metrics = list(METRICS) if args.metrics == "all" else list(dict.fromkeys(
+        m.strip() for m in args.metrics.split(",") if m.strip()))
+    for metric in metrics:
+        METRICS[metric]  # an unknown name raises UnknownNameError with the closest names
+    options = {} if args.full else {k: dict(v) for k, v in QUICK_OPTIONS.items() if k in metrics}
+    for metric, values in parse_settings(args.set).items():
+        options.setdefault(metric, {}).update(values)
+    model, variables, input_shape, num_classes = _classifier(args.model, args.checkpoint)
+    raw_images, raw_labels, where = _read_images(args.images)
+    images, labels = _checked_images(raw_images, raw_labels, where, args.start, args.count, input_shape, num_classes,
+                                     args.quiet)
+    target = _target_for(args.target, labels, num_classes)
+    targets = None if target is None else np.broadcast_to(np.asarray(target, np.int32), (len(images),))
+    report = run_evaluation(model, variables, images, targets, methods=names, metrics=metrics,
+                            key=jax.random.key(args.seed), preset=args.preset, options=options,
+                            batch_size=args.batch_size, progress=not args.quiet, out_dir=args.out,
+                            overwrite=args.overwrite)
+    if not args.quiet:
+        print(report.to_markdown())
+        print(f"wrote {args.out}/results.csv, results.md and plots/")
+    return Path(args.out)
+
+
 def train(args: argparse.Namespace) -> None:
     from .models import zoo
     from .models.checkpoint import read_manifest
@@ -438,6 +474,32 @@ def build_parser() -> argparse.ArgumentParser:
                         "(files named like the report's own are still refused)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=explain)
+
+    from .evaluation.cli import DEFAULT_METHODS, DEFAULT_METRICS
+
+    p = sub.add_parser("evaluate", help="score explanation methods with faithfulness, robustness, randomisation and "
+                                        "complexity metrics; writes a table (CSV + Markdown) and plots")
+    p.add_argument("--model", default="mnist_cnn", help="zoo model name (see `xai-jax models`)")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint file for --model (default: the shipped one)")
+    p.add_argument("--images", default="sample", help="'sample' (bundled), 'test' (full MNIST), or a .npz/.npy file")
+    p.add_argument("--count", type=_positive_int, default=64, help="number of images")
+    p.add_argument("--start", type=_non_negative_int, default=0, help="index of the first image")
+    p.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated method names, or 'all'")
+    p.add_argument("--metrics", default=DEFAULT_METRICS, help="comma-separated metric names, or 'all'")
+    p.add_argument("--preset", default="xai_jax", choices=("xai_jax", "quantus", "captum"),
+                   help="metric options: this package's defaults, Quantus 0.6's or Captum's")
+    p.add_argument("--full", action="store_true",
+                   help="the preset as is, without the quick settings (every pixel, 200 sensitivity samples...)")
+    p.add_argument("--set", action="append", default=[], metavar="METRIC.OPTION=VALUE",
+                   help="override one metric option (a Python literal), e.g. --set road.noise=0.05")
+    p.add_argument("--target", type=_target, default="label", help="'label', 'pred' (predicted class) or a class index")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--seed", type=_seed, default=0, help="seed for the metrics' random draws")
+    p.add_argument("--out", default="xai_jax_evaluation",
+                   help="output folder: new, empty, or an earlier evaluation (replaced as a whole)")
+    p.add_argument("--overwrite", action="store_true", help="also write into a folder holding other files (kept)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
+    p.set_defaults(func=evaluate)
 
     p = sub.add_parser("train", help="train a zoo model on MNIST and write its checkpoint")
     p.add_argument("model")

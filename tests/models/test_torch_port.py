@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
+from tests import torch_export as te
 from xai_jax.models import torch_port as tp
 
 torch = pytest.importorskip("torch")
@@ -40,7 +41,7 @@ def test_conv_from_torch(stride, padding, groups, dilation):
     got = flax_conv.apply({"params": params}, x)
     assert got.shape == want.shape
     assert _rel(got, want) < 1e-5
-    np.testing.assert_array_equal(tp.conv_kernel_to_torch(params["kernel"]), conv.weight.detach().numpy())
+    np.testing.assert_array_equal(te.conv_kernel_to_torch(params["kernel"]), conv.weight.detach().numpy())
 
 
 def test_flax_same_is_not_torch_padding_for_stride_2():
@@ -65,10 +66,10 @@ def test_dense_and_flatten_order():
     kernel = tp.dense_kernel_from_torch_after_flatten(lin.weight, chw)
     got = nn.Dense(7).apply({"params": {"kernel": kernel, "bias": tp.to_numpy(lin.bias)}}, x.reshape(3, -1))
     assert _rel(got, want) < 1e-5
-    np.testing.assert_array_equal(tp.dense_kernel_to_torch_after_flatten(kernel, chw), lin.weight.detach().numpy())
+    np.testing.assert_array_equal(te.dense_kernel_to_torch_after_flatten(kernel, chw), lin.weight.detach().numpy())
     plain = tp.dense_kernel_from_torch(lin.weight)
     assert plain.shape == (60, 7)
-    np.testing.assert_array_equal(tp.dense_kernel_to_torch(plain), lin.weight.detach().numpy())
+    np.testing.assert_array_equal(te.dense_kernel_to_torch(plain), lin.weight.detach().numpy())
     with pytest.raises(ValueError, match="flatten"):
         tp.dense_kernel_from_torch_after_flatten(lin.weight, (5, 3, 5))
 
@@ -83,7 +84,7 @@ def test_batchnorm_roundtrip_and_numerics():
     params, stats = tp.batchnorm_from_torch(bn.weight, bn.bias, bn.running_mean, bn.running_var)
     got = nn.BatchNorm(use_running_average=True, epsilon=1e-5).apply({"params": params, "batch_stats": stats}, x)
     assert _rel(got, want) < 1e-6
-    back = tp.batchnorm_to_torch(params, stats)
+    back = te.batchnorm_to_torch(params, stats)
     for k, v in back.items():
         np.testing.assert_array_equal(v, getattr(bn, k).detach().numpy())
 
@@ -113,7 +114,7 @@ def test_conv_transpose_from_torch(k, s, p, op, d, transpose_kernel):
     got = layer.apply({"params": {"kernel": kernel, "bias": tp.to_numpy(ct.bias)}}, x)
     assert got.shape == want.shape
     assert _rel(got, want) < 1e-5
-    back = tp.conv_transpose_kernel_to_torch(kernel, transpose_kernel=transpose_kernel)
+    back = te.conv_transpose_kernel_to_torch(kernel, transpose_kernel=transpose_kernel)
     np.testing.assert_array_equal(back, ct.weight.detach().numpy())
 
 

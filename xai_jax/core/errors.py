@@ -60,10 +60,12 @@ class ResourceExhaustedError(XaiJaxError, MemoryError):
     """A computation ran out of device memory; the message says which option bounds it."""
 
 
-def unknown_name_message(kind: str, name: str, known: Iterable[str]) -> str:
-    """Message for an unknown ``name`` among ``known``, naming the closest matches."""
+def unknown_name_message(kind: str, name: str, known: Iterable[str], *, of: str = "") -> str:
+    """Message for an unknown ``name`` among ``known``, naming the closest matches (``of``: whose
+    names they are, e.g. ``"of method 'lrp'"``)."""
     known = list(known)
     close = difflib.get_close_matches(name, known, n=5, cutoff=0.4)
     hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
     listing = ", ".join(repr(k) for k in known[:40]) + (" ..." if len(known) > 40 else "")
-    return f"Unknown {kind} {name!r}.{hint} Known {kind}s: {listing or '(none)'}."
+    whose = f" {of}" if of else ""
+    return f"Unknown {kind}{whose} {name!r}.{hint} Known {kind}s{whose}: {listing or '(none)'}."

@@ -290,7 +290,7 @@ class Method:
     def check_names(self, options: Mapping[str, Any]) -> None:
         for name in options:
             if name not in self.options:
-                raise UnknownNameError(unknown_name_message(f"option of {self.name}", name, self.options))
+                raise UnknownNameError(unknown_name_message("option", name, self.options, of=f"of {self.name!r}"))
 
     def prepare_call(self, problem: Problem, inputs: Inputs, options: Mapping[str, Any]) -> MethodCall:
         """Check ``options`` against this call (eagerly, with clear errors) and split them."""
@@ -568,9 +568,19 @@ class Registry(Mapping[str, Method]):
         self._methods: dict[str, Method] = {}
 
     def add(self, method: Method) -> Method:
-        if method.name in self._methods and self._methods[method.name] is not method:
-            raise ValueError(f"method {method.name!r} is registered twice")
+        """Register ``method``.  The same definition run again (a notebook cell re-run, a module
+        reloaded: same module and qualified name) replaces the earlier one; another method of an
+        existing name is an error."""
+        earlier = self._methods.get(method.name)
+        if earlier is not None and earlier is not method and _origin(earlier) != _origin(method):
+            raise ValueError(f"method {method.name!r} is registered twice ({_origin(earlier)} and {_origin(method)})")
         self._methods[method.name] = method
+        return method
+
+    def remove(self, name: str) -> Method:
+        """Unregister ``name`` and return its method (for a method registered by a test or an experiment)."""
+        method = self[name]
+        del self._methods[name]
         return method
 
     def __getitem__(self, name: str) -> Method:
@@ -584,6 +594,10 @@ class Registry(Mapping[str, Method]):
 
     def __len__(self) -> int:
         return len(self._methods)
+
+
+def _origin(method: Method) -> str:
+    return f"{getattr(method.impl, '__module__', '?')}.{getattr(method.impl, '__qualname__', '?')}"
 
 
 METHODS = Registry()
@@ -603,7 +617,9 @@ def method(
 
     Args:
       name: registry name.
-      family, signed, resolution: what callers need to know to show the result.
+      family: the method family (``"gradient"``, ``"path"``, ``"cam"``...).
+      signed: whether maps have a meaningful sign (diverging colormap) or are magnitudes.
+      resolution: ``"input"`` (maps of ``x``'s shape) or ``"layer"`` (``(B, h, w)`` at a layer).
       report_options: options a report (``xai-jax explain``) uses when the user gives none.
       validate: ``validate(ctx) -> extra options``: eager checks across options (``ctx.options`` are
         the options checked one by one); may return normalised options.

@@ -36,10 +36,10 @@ from ..core.errors import CheckpointError, UnknownNameError, unknown_name_messag
 from .imagenet import RESNET18_STAGES, VGG_CFGS, vgg_layout
 
 __all__ = [
-    "TORCHVISION_ARCHS", "batchnorm_from_torch", "batchnorm_to_torch", "conv_kernel_from_torch",
-    "conv_kernel_to_torch", "conv_transpose_kernel_from_torch", "conv_transpose_kernel_to_torch",
+    "TORCHVISION_ARCHS", "batchnorm_from_torch", "conv_kernel_from_torch",
+    "conv_transpose_kernel_from_torch",
     "conv_transpose_padding_from_torch", "dense_kernel_from_torch", "dense_kernel_from_torch_after_flatten",
-    "dense_kernel_to_torch", "dense_kernel_to_torch_after_flatten", "from_torchvision", "to_numpy",
+    "from_torchvision", "to_numpy",
 ]
 
 ArrayLike = Any  # np.ndarray | torch.Tensor | jax.Array
@@ -83,7 +83,7 @@ def to_numpy(a: ArrayLike) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Per-layer conversions (torch -> flax, and back)
+# Per-layer conversions (torch -> flax; the inverses, used to build PyTorch twins, are in tests/torch_export.py)
 # ----------------------------------------------------------------------------------------------------
 
 def conv_kernel_from_torch(w: ArrayLike) -> np.ndarray:
@@ -96,10 +96,6 @@ def conv_kernel_from_torch(w: ArrayLike) -> np.ndarray:
     return _fresh(np.moveaxis(w, (0, 1), (-1, -2)), w)
 
 
-def conv_kernel_to_torch(k: ArrayLike) -> np.ndarray:
-    """Flax ``nn.Conv`` kernel ``(kh, kw, in/groups, out)`` -> torch Conv weight ``(out, in/groups, kh, kw)``."""
-    k = _as_numpy(k)
-    return _fresh(np.moveaxis(k, (-1, -2), (0, 1)), k)
 
 
 def dense_kernel_from_torch(w: ArrayLike) -> np.ndarray:
@@ -110,10 +106,6 @@ def dense_kernel_from_torch(w: ArrayLike) -> np.ndarray:
     return _rows_to_columns(w[:, None, :]).reshape(w.shape[1], w.shape[0])
 
 
-def dense_kernel_to_torch(k: ArrayLike) -> np.ndarray:
-    """Flax ``nn.Dense`` kernel ``(in, out)`` -> torch Linear weight ``(out, in)``."""
-    k = _as_numpy(k)
-    return _fresh(k.T, k)
 
 
 def dense_kernel_from_torch_after_flatten(w: ArrayLike, chw_shape: Sequence[int]) -> np.ndarray:
@@ -133,16 +125,6 @@ def dense_kernel_from_torch_after_flatten(w: ArrayLike, chw_shape: Sequence[int]
     return _rows_to_columns(w.reshape(out, c, h * w_)).reshape(h * w_ * c, out)
 
 
-def dense_kernel_to_torch_after_flatten(k: ArrayLike, chw_shape: Sequence[int]) -> np.ndarray:
-    """Inverse of :func:`dense_kernel_from_torch_after_flatten`: Flax kernel ``(H*W*C, out)`` used after
-    an NHWC flatten -> torch Linear weight ``(out, C*H*W)`` used after an NCHW flatten."""
-    c, h, w_ = (int(s) for s in chw_shape)
-    k = _as_numpy(k)
-    if k.ndim != 2 or k.shape[0] != c * h * w_:
-        raise ValueError(f"Dense kernel of shape {k.shape} does not follow a flatten of (C, H, W)="
-                         f"{tuple(chw_shape)} ({c * h * w_} inputs).")
-    out = k.shape[1]
-    return _fresh(k.reshape(h, w_, c, out).transpose(3, 2, 0, 1).reshape(out, c * h * w_), k)
 
 
 def batchnorm_from_torch(weight: ArrayLike, bias: ArrayLike, running_mean: ArrayLike,
@@ -157,11 +139,6 @@ def batchnorm_from_torch(weight: ArrayLike, bias: ArrayLike, running_mean: Array
             {"mean": to_numpy(running_mean), "var": to_numpy(running_var)})
 
 
-def batchnorm_to_torch(params: Mapping[str, ArrayLike], batch_stats: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
-    """Flax ``nn.BatchNorm`` params/batch_stats -> torch BatchNorm state (``weight``, ``bias``,
-    ``running_mean``, ``running_var``)."""
-    return {"weight": to_numpy(params["scale"]), "bias": to_numpy(params["bias"]),
-            "running_mean": to_numpy(batch_stats["mean"]), "running_var": to_numpy(batch_stats["var"])}
 
 
 def conv_transpose_kernel_from_torch(w: ArrayLike, *, transpose_kernel: bool = False) -> np.ndarray:
@@ -182,16 +159,6 @@ def conv_transpose_kernel_from_torch(w: ArrayLike, *, transpose_kernel: bool = F
     return _fresh(np.flip(w, axis=spatial).transpose(*spatial, 0, 1), w)
 
 
-def conv_transpose_kernel_to_torch(k: ArrayLike, *, transpose_kernel: bool = False) -> np.ndarray:
-    """Inverse of :func:`conv_transpose_kernel_from_torch`: Flax ConvTranspose kernel -> torch
-    ConvTranspose weight ``(in, out, kh, kw)``."""
-    k = _as_numpy(k)
-    n = k.ndim - 2
-    spatial = tuple(range(n))
-    if transpose_kernel:  # (*k, out, in) -> (in, out, *k)
-        return _fresh(k.transpose(n + 1, n, *spatial), k)
-    # flip: (*k, in, out) -> (in, out, *k)
-    return _fresh(np.flip(k, axis=spatial).transpose(n, n + 1, *spatial), k)
 
 
 def conv_transpose_padding_from_torch(kernel_size: int | Sequence[int], padding: int | Sequence[int] = 0,

@@ -28,7 +28,6 @@ import jax.numpy as jnp
 Array = jax.Array
 
 #: The weight parts a rule can ask for.
-PARTS = ("all", "pos", "neg")
 
 
 @dataclasses.dataclass

@@ -83,8 +83,9 @@ def deep_taylor(
     """Deep Taylor decomposition ([montavon2017]_): z⁺ in the hidden layers, z^B at the input.
 
     Args:
-      low, high: the input domain's bounds (``[0, 1]`` for MNIST pixels; per-channel arrays for
-        normalised images).  ``None`` for both: an unbounded input (w² rule at the first layer).
+      low: the input domain's lower bound (``0`` for MNIST pixels; per-channel arrays for
+        normalised images).  ``None`` for both bounds: an unbounded input (w² rule at the first layer).
+      high: the input domain's upper bound (``1`` for MNIST pixels).
       stabilizer: denominator stabilizer of the rules.
       max_pool: ``"winner"`` or ``"average"`` (as in :func:`xai_jax.propagation.lrp`).
 

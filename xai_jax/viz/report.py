@@ -28,29 +28,26 @@ sanitised into file names, de-duplicated, and kept away from the reserved array 
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
-import secrets
-import shutil
 import unicodedata
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 from matplotlib import image as mpl_image
 
-from ..core.errors import InputError, OutputError
+from ..core.errors import InputError
 from .grid import method_grid, prediction_title
 from .heatmap import as_display_image, reduce_channels, to_rgba
+from .output import Layout, check_folder, write_folder
 
 RESERVED = ("inputs", "labels", "predictions", "probabilities")
 REPORT_FORMAT = "xai_jax-report/1"
 #: The names a report owns in its folder: with ``overwrite=True`` everything else there is kept.
 REPORT_ENTRIES = ("manifest.json", "index.html", "grid.png", "maps", "arrays")
-_SHOWN = 6
 
 
 def safe_name(name: str) -> str:
@@ -86,20 +83,6 @@ def _input_rgb(image: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------------- output folder
 
 
-def _listing(paths: list[str]) -> str:
-    shown = ", ".join(paths[:_SHOWN])
-    return shown + (f" (+{len(paths) - _SHOWN} more)" if len(paths) > _SHOWN else "")
-
-
-def _report_path(rel: Any) -> bool:
-    """Whether a manifest entry names a file inside the report's own entries: a tampered manifest must
-    never make us move anything else (``../x``, ``/etc/x``, ``notes.txt``)."""
-    if not isinstance(rel, str):
-        return False
-    parts = PurePosixPath(rel).parts
-    return bool(parts) and not PurePosixPath(rel).is_absolute() and ".." not in parts and parts[0] in REPORT_ENTRIES
-
-
 def _legacy_files(manifest: Mapping[str, Any]) -> set[str] | None:
     """The files of a report written before the format marker existed (manifest keys title, samples,
     extra, methods): they follow from the manifest, so an old default ``xai_jax_report/`` is replaced
@@ -121,121 +104,14 @@ def _legacy_files(manifest: Mapping[str, Any]) -> set[str] | None:
     return files
 
 
-def _report_files(folder: Path) -> set[str]:
-    """Relative paths of the files of the xai_jax report in ``folder`` (empty when it holds none)."""
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return set()
-    if not isinstance(manifest, dict):
-        return set()
-    if manifest.get("format") == REPORT_FORMAT:
-        files = manifest.get("files")
-        return {f for f in files if _report_path(f)} | {"manifest.json"} if isinstance(files, list) else set()
-    return _legacy_files(manifest) or set()
-
-
-def _survey(out: Path) -> tuple[set[str], list[str]]:
-    """``(ours, foreign)``: the files of an earlier report in ``out``, and every other entry.  Only the
-    top level and the report's own subfolders are read, so a large foreign folder costs one listing."""
-    listed = _report_files(out)
-    ours: set[str] = set()
-    foreign: list[str] = []
-    for entry in sorted(os.scandir(out), key=lambda e: e.name):
-        if entry.name in ("maps", "arrays") and entry.is_dir(follow_symlinks=False):
-            # A report writes plain files here, never subfolders: anything else is someone else's.
-            for inner in sorted(os.scandir(entry.path), key=lambda e: e.name):
-                rel = f"{entry.name}/{inner.name}"
-                if rel in listed and not inner.is_dir(follow_symlinks=False):
-                    ours.add(rel)
-                else:
-                    foreign.append(rel + ("/" if inner.is_dir(follow_symlinks=False) else ""))
-        elif entry.name in listed and not entry.is_dir(follow_symlinks=False):
-            ours.add(entry.name)
-        else:
-            foreign.append(entry.name + ("/" if entry.is_dir(follow_symlinks=False) else ""))
-    return ours, foreign
-
-
-def _check_writable(folder: Path, out: Path) -> None:
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write the report to {out}: {folder} is not writable; choose another folder.")
-
-
-def _plan(out: Path, overwrite: bool) -> set[str] | None:
-    """The files of an earlier report that writing to ``out`` replaces (``None``: ``out`` does not
-    exist yet), or :class:`OutputError` when writing there would destroy anything else."""
-    if not os.path.lexists(out):
-        ancestor = out.parent
-        while not os.path.lexists(ancestor):
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise OutputError(f"cannot create the report folder {out}: {ancestor} is a file, not a folder.")
-        _check_writable(ancestor, out)
-        return None
-    if not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder; give a folder (new, empty, or an earlier report) "
-                          "for the report.")
-    _check_writable(out, out)
-    _check_writable(out.parent, out)  # the report is first written into a temporary folder beside it
-    ours, foreign = _survey(out)
-    if not foreign:
-        return ours
-    if not overwrite:
-        what = ("an earlier xai_jax report and files it did not write" if ours
-                else "files that are not an xai_jax report's")
-        raise OutputError(
-            f"{out} holds {what}: {_listing(foreign)}. Nothing was written. Choose a new or empty folder, or pass "
-            "overwrite=True (CLI: --overwrite) to write the report beside these files (they are kept"
-            + ("; the earlier report is replaced)." if ours else ").")
-        )
-    clash = [f for f in foreign if PurePosixPath(f).parts[0] in REPORT_ENTRIES]
-    if clash:
-        raise OutputError(
-            f"{out} holds {_listing(clash)}, which the report would replace but xai_jax did not write. Nothing was "
-            "written: even with overwrite, files the report did not write are never deleted. Choose another folder."
-        )
-    return ours
+LAYOUT = Layout(format=REPORT_FORMAT, entries=REPORT_ENTRIES, folders=("maps", "arrays"), what="report",
+                legacy=_legacy_files)
 
 
 def check_report_dir(out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> None:
     """Raise :class:`~xai_jax.core.errors.OutputError` if :func:`write_report` would refuse ``out_dir``
     (see the module docstring).  Creates nothing: callers check before a long computation."""
-    _plan(Path(os.path.realpath(out_dir)), overwrite)
-
-
-def _sibling(out: Path, tag: str) -> Path:
-    """A new folder beside ``out`` (same file system, so moving from it is a rename), with the default
-    permissions (``tempfile.mkdtemp`` would make the report private to its owner)."""
-    while True:
-        path = out.parent / f".{out.name}.{tag}-{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-
-
-def _install(tmp: Path, out: Path, old: set[str] | None) -> None:
-    """Move the finished report from ``tmp`` into ``out``, replacing the files ``old`` of an earlier one."""
-    if old is None:
-        os.rename(tmp, out)  # siblings on one file system: atomic
-        return
-    trash = _sibling(out, "old")
-    # The earlier manifest leaves last and the new one arrives first: at every moment the folder's
-    # manifest lists each report file in it, so an interrupted run is still replaced as a report.
-    for rel in sorted(old, key=lambda r: r == "manifest.json"):
-        if os.path.lexists(out / rel):
-            (trash / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.rename(out / rel, trash / rel)
-    for sub in ("maps", "arrays"):
-        folder = out / sub
-        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
-            folder.rmdir()
-    for entry in sorted(tmp.iterdir(), key=lambda e: e.name != "manifest.json"):
-        os.rename(entry, out / entry.name)
-    tmp.rmdir()
-    shutil.rmtree(trash, ignore_errors=True)
+    check_folder(out_dir, LAYOUT, overwrite=overwrite)
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -295,21 +171,14 @@ def write_report(
     signed = {name: bool((signed or {}).get(name, True)) for name in arrays}
     stems = _file_stems(list(arrays))
 
-    target = Path(os.path.realpath(out_dir))  # through a symlink: the report goes where it points, the link stays
-    old = _plan(target, overwrite)
-    tmp: Path | None = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _sibling(target, "writing")
-        _write_files(tmp, images=images, labels=labels, predictions=predictions, probabilities=probabilities,
+    def write(folder: Path) -> dict[str, Any]:
+        _write_files(folder, images=images, labels=labels, predictions=predictions, probabilities=probabilities,
                      shown_prob=shown_prob, arrays=arrays, signed=signed, stems=stems, title=title, extra=extra,
                      grid_rows=grid_rows)
-        _install(tmp, target, old)
-    except OSError as err:
-        raise OutputError(f"could not write the report to {out_dir}: {err}") from err
-    finally:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        return {"title": title, "samples": batch, "extra": {str(k): str(v) for k, v in (extra or {}).items()},
+                "methods": [{"name": n, "file": f"arrays/{stems[n]}.npy", "signed": signed[n]} for n in arrays]}
+
+    write_folder(out_dir, LAYOUT, write, overwrite=overwrite)
     return Path(out_dir) / "index.html"
 
 
@@ -329,24 +198,41 @@ def _write_files(
     grid_rows: int,
 ) -> None:
     """Every file of the report, into the (new, empty) folder ``out``."""
-    batch = len(images)
-    for sub in ("maps", "arrays"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    for name, value in zip(RESERVED, (images, labels, predictions, probabilities)):
-        np.save(out / "arrays" / f"{name}.npy", value)
-    for name, value in arrays.items():
-        np.save(out / "arrays" / f"{stems[name]}.npy", value)
+    _save_arrays(out / "arrays", images, labels, predictions, probabilities, arrays, stems)
+    titles = [prediction_title(label, p, q) for label, p, q in zip(labels, predictions, shown_prob)]
+    shown = _save_grid(out / "grid.png", images, arrays, signed, titles, grid_rows)
+    rows = _save_maps_and_rows(out, images, arrays, signed, stems, titles)
+    (out / "index.html").write_text(_page(title, extra, arrays, signed, rows, shown, len(images)), encoding="utf-8")
 
-    titles = [prediction_title(l, p, q) for l, p, q in zip(labels, predictions, shown_prob)]
+
+def _save_arrays(folder: Path, images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
+                 probabilities: np.ndarray, arrays: Mapping[str, np.ndarray], stems: Mapping[str, str]) -> None:
+    """The raw numbers: inputs, labels, predictions, probabilities and every map as given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, value in zip(RESERVED, (images, labels, predictions, probabilities)):
+        np.save(folder / f"{name}.npy", value)
+    for name, value in arrays.items():
+        np.save(folder / f"{stems[name]}.npy", value)
+
+
+def _save_grid(path: Path, images: np.ndarray, arrays: Mapping[str, np.ndarray], signed: Mapping[str, bool],
+               titles: list[str], grid_rows: int) -> int:
+    """``method_grid`` of the first ``grid_rows`` samples; returns how many it shows."""
     import matplotlib.pyplot as plt
 
-    shown = max(1, min(batch, grid_rows))
+    shown = max(1, min(len(images), grid_rows))
     fig = method_grid(images[:shown], {n: v[:shown] for n, v in arrays.items()}, signed=signed,
-                      row_titles=titles[:shown], path=out / "grid.png")
+                      row_titles=titles[:shown], path=path)
     plt.close(fig)
+    return shown
 
+
+def _save_maps_and_rows(out: Path, images: np.ndarray, arrays: Mapping[str, np.ndarray], signed: Mapping[str, bool],
+                        stems: Mapping[str, str], titles: list[str]) -> list[str]:
+    """One PNG per input and per map, and the HTML table row of each sample."""
+    (out / "maps").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(batch):
+    for i in range(len(images)):
         _save_png(out / "maps" / f"input_{i}.png", _input_rgb(images[i]))
         cells = [f'<td><img src="maps/input_{i}.png" alt="input {i}"></td>', f"<td>{html.escape(titles[i])}</td>"]
         for name, value in arrays.items():
@@ -358,11 +244,18 @@ def _write_files(
             cells.append(f'<td><img src="{quote(png)}" alt="{html.escape(name)}, sample {i}">'
                          f"<br><small>{html.escape(scale)}</small></td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
+    return rows
 
-    header = "".join(f"<th>{html.escape(name)}<br><small>{'signed' if signed[name] else 'magnitude'}</small></th>" for name in arrays)
-    details = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in (extra or {}).items())
+
+def _page(title: str, extra: Mapping[str, str] | None, arrays: Mapping[str, np.ndarray], signed: Mapping[str, bool],
+          rows: list[str], shown: int, batch: int) -> str:
+    """``index.html``: title, details, legend, the grid and the table of samples."""
+    header = "".join(f"<th>{html.escape(name)}<br><small>{'signed' if signed[name] else 'magnitude'}</small></th>"
+                     for name in arrays)
+    details = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>"
+                      for k, v in (extra or {}).items())
     more = f" (first {shown} of {batch} samples)" if shown < batch else ""
-    page = f"""<!doctype html>
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1em; }}
@@ -386,12 +279,3 @@ is 0, bright is the map's maximum. Raw arrays are in <code>arrays/</code> (names
 </table>
 </body></html>
 """
-    (out / "index.html").write_text(page, encoding="utf-8")
-
-    # Written last, listing every file: the marker by which a later run recognises (and replaces) this report.
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) + ["manifest.json"]
-    manifest = {"format": REPORT_FORMAT, "title": title, "samples": batch,
-                "extra": {str(k): str(v) for k, v in (extra or {}).items()},
-                "methods": [{"name": n, "file": f"arrays/{stems[n]}.npy", "signed": signed[n]} for n in arrays],
-                "files": files}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
