@@ -28,7 +28,27 @@ def options_for(name: str, layer: str | None) -> dict[str, Any]:
     if name == "occlusion":
         options["window"] = (4, 4)
         options["strides"] = (4, 4)
+    for option, value in SMALL.get(name, {}).items():
+        if option in method.options:
+            options[option] = value
     return options
+
+
+#: Small sample counts and optimisation steps, so a call of each of these methods compiles and runs fast
+#: (an option a method does not have is left out).
+SMALL: dict[str, dict[str, Any]] = {
+    "extremal_perturbation": {"steps": 4},
+    "meaningful_perturbation": {"steps": 4},
+    "kernel_shap": {"samples": 32},
+    "lime": {"samples": 32},
+    "rise": {"samples": 32},
+    "prediction_difference": {"samples": 2},
+    "shapley_value_sampling": {"samples": 2},
+    "gradient_shap": {"samples": 2},
+    "blur_ig": {"steps": 8},
+    "guided_ig": {"steps": 8},
+    "xrai": {"steps": 8},
+}
 
 
 def max_relative_difference(a: Any, b: Any) -> float:
