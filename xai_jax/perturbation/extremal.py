@@ -287,7 +287,8 @@ def extremal_perturbation(
       reward: ``"simple"`` (the target score) or ``"contrastive"`` (minus the best other class).
       steps: optimisation steps (TorchRay's ``max_iter``).
       levels: pyramid levels (``num_levels``).
-      step, sigma: the mask's parameter stride and smoothness (pixels).
+      step: the stride of the mask's parameter grid (pixels).
+      sigma: the mask's smoothness (pixels).
       max_blur: σ of the most blurred pyramid level.
       jitter: flip the perturbed input horizontally on even steps.
       return_masks: also return the masks ``(B, A, H, W)``.
@@ -383,8 +384,11 @@ def meaningful_perturbation(
       perturbation: ``"blur"`` or ``"constant"``.
       blur_sigma: σ of the blur (pixels).
       constant: value of the ``"constant"`` perturbation.
-      l1, tv, tv_beta: ``λ₁``, ``λ₂``, ``β``.
-      steps, learning_rate: Adam iterations and step size.
+      l1: ``λ₁``, the weight of the mask's area term.
+      tv: ``λ₂``, the weight of its total variation.
+      tv_beta: ``β``, the exponent of the total variation.
+      steps: Adam iterations.
+      learning_rate: Adam's step size.
       score: ``"softmax"`` (class probability, the paper) or ``"output"``.  A saturated probability
         (``p ≈ 1``) has no gradient and the mask does not move: score the logit then.
       jitter: flip the perturbed input horizontally on even steps.
