@@ -39,7 +39,7 @@ def options_for(name: str, layer: str | None) -> dict[str, Any]:
 SMALL: dict[str, dict[str, Any]] = {
     "extremal_perturbation": {"steps": 4},
     "meaningful_perturbation": {"steps": 4},
-    "kernel_shap": {"samples": 32},
+    "kernel_shap": {"samples": 128},  # more coalitions than the 64 features of a 16x16 input
     "lime": {"samples": 32},
     "rise": {"samples": 32},
     "prediction_difference": {"samples": 2},
