@@ -302,15 +302,13 @@ def _dense_head(problem: Problem, inputs: Inputs, head: str | None) -> jax.Array
 
     listed = list_layers(problem.forward, inputs.variables, inputs.x, inputs.kwargs)
     if head is None:
-        dense = [layer for layer in listed if layer.type == "Dense"]
+        dense = [layer for layer in listed if layer.type in ("Dense", "Linear")]  # Linen's, NNX's
         if not dense:
             raise InputError("cam needs a Dense head after global average pooling; the model has no Dense layer (pass head=).")
         head = dense[-1].name
     elif head not in listed.names():
         raise LayerNotFoundError(unknown_name_message("layer", head, listed.names()))
-    params = inputs.variables["params"]
-    for part in head.split("#")[0].split("/"):
-        params = params.get(part, {}) if hasattr(params, "get") else {}
+    params = problem.forward.layer_parameters(inputs.variables, head)
     if "kernel" not in params or params["kernel"].ndim != 2:
         raise InputError(f"head {head!r} is not a Dense layer with a 2-D kernel.")
     return params["kernel"]

@@ -11,6 +11,8 @@ compilation.  When everything fits, the whole expansion is one vmapped pass (fas
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -24,6 +26,57 @@ from .errors import InputError
 
 ChunkSize = int | str | None
 DEFAULT_MEMORY_BUDGET_MB = 1024
+
+
+_SHARDING: contextvars.ContextVar[tuple[Any, int] | None] = contextvars.ContextVar(
+    "xai_jax_batch_sharding", default=None
+)
+
+
+def batch_sharding(x: Any) -> Any:
+    """The sharding of ``x``'s batch axis when ``x`` is a concrete array split over several devices by a
+    :class:`~jax.sharding.NamedSharding` (``NamedSharding(mesh, P(spec[0]))``), else ``None``."""
+    sharding = getattr(x, "sharding", None)
+    if not isinstance(sharding, jax.sharding.NamedSharding) or len(sharding.device_set) < 2:
+        return None
+    spec = tuple(sharding.spec)
+    if not spec or spec[0] is None:
+        return None
+    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(spec[0]))
+
+
+@contextlib.contextmanager
+def sharded_batch(sharding: Any, batch: int) -> Iterator[None]:
+    """While tracing: values with a leading axis of ``batch`` are constrained to ``sharding`` by
+    :func:`constrain_batch` (and inside :func:`chunked_vmap` / :func:`chunked_sum`)."""
+    token = _SHARDING.set(None if sharding is None else (sharding, batch))
+    try:
+        yield
+    finally:
+        _SHARDING.reset(token)
+
+
+def constrain_batch(tree: Any) -> Any:
+    """``tree`` with every array whose leading axis is the batch constrained to the batch sharding
+    (a no-op outside :func:`sharded_batch`)."""
+    active = _SHARDING.get()
+    if active is None:
+        return tree
+    sharding, batch = active
+
+    def one(leaf: Any) -> Any:
+        if isinstance(leaf, jax.Array) and leaf.ndim >= 1 and leaf.shape[0] == batch and not jnp.issubdtype(
+                leaf.dtype, jax.dtypes.prng_key):
+            return jax.lax.with_sharding_constraint(leaf, sharding)
+        return leaf
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+def _per_batch(fn: Callable[..., Any]) -> Callable[..., Any]:
+    if _SHARDING.get() is None:
+        return fn
+    return lambda *args: constrain_batch(fn(*args))
 
 
 def memory_budget() -> int:
@@ -98,6 +151,7 @@ def chunked_vmap(fn: Callable[..., Any], *xs: Any, chunk_size: ChunkSize = None)
     the other in a ``lax.map``, so peak memory is bounded by one chunk.  ``chunk_size=None`` vmaps
     everything at once; ``"auto"`` chooses from the memory budget.
     """
+    fn = _per_batch(fn)
     chunk = resolve_chunk_size(chunk_size, fn, xs)
     if chunk is None:
         return jax.vmap(fn)(*xs)
@@ -106,6 +160,7 @@ def chunked_vmap(fn: Callable[..., Any], *xs: Any, chunk_size: ChunkSize = None)
 
 def chunked_sum(fn: Callable[..., Any], *xs: Any, chunk_size: ChunkSize = None) -> Any:
     """``sum_i fn(x_i)`` over the leading axis without materialising every term at once."""
+    fn = _per_batch(fn)
     chunk = resolve_chunk_size(chunk_size, fn, xs)
     n = jax.tree_util.tree_leaves(xs)[0].shape[0]
     if chunk is None:

@@ -19,6 +19,11 @@ class InputError(XaiJaxError, ValueError):
     """The input batch ``x`` is malformed: missing batch axis, wrong shape, NaN/inf values."""
 
 
+class ModelModeError(InputError):
+    """The model is not in the mode a method needs: an NNX model in training mode (BatchNorm on batch
+    statistics, Dropout drawing masks), so that running it changes its own state."""
+
+
 class TargetError(XaiJaxError, ValueError):
     """The ``target`` argument does not name a valid output (out of range, wrong shape or type)."""
 

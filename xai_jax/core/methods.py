@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks
+from . import batching, checks, equinox_model
 from .errors import InputError, ResourceExhaustedError, UnknownNameError, unknown_name_message
 from .model import KeyedCallable, Model
 from .numerics import guarded_jit
@@ -281,7 +281,8 @@ class Method:
         """The lowered computation of this call (``.compile().as_text()`` shows the HLO)."""
         problem, inputs = prepare(model, variables, x, target, model_kwargs, tokens=self.name if not self.tokens else True)
         call = self.prepare_call(problem, inputs, options)
-        return _run_compiled.lower(call.traced, problem, inputs, prepared=call.prepared)
+        return _run_compiled.lower(call.traced, problem, inputs, prepared=call.prepared,
+                                   sharding=batching.batch_sharding(inputs.x))
 
     def bind(self, **options: Any) -> BoundMethod:
         """This method with options fixed (what ``functools.partial(method, **options)`` gives)."""
@@ -296,6 +297,7 @@ class Method:
     def prepare_call(self, problem: Problem, inputs: Inputs, options: Mapping[str, Any]) -> MethodCall:
         """Check ``options`` against this call (eagerly, with clear errors) and split them."""
         self.check_names(options)
+        equinox_model.refuse_method(self.name, problem.forward.model)
         missing = [spec.name for spec in self.options.values() if spec.required and spec.name not in options]
         if missing:
             raise InputError(f"{self.name} needs the option(s) {', '.join(missing)} (e.g. {_example(self, missing[0])}).")
@@ -372,7 +374,8 @@ class MethodCall:
     def run(self, problem: Problem, inputs: Inputs) -> Any:
         """Run the method as its own jitted computation (what a call of the method does)."""
         try:
-            return _run_compiled(self.traced, problem, inputs, prepared=self.prepared)
+            return _run_compiled(self.traced, problem, inputs, prepared=self.prepared,
+                                 sharding=batching.batch_sharding(inputs.x))
         except Exception as err:  # noqa: BLE001 - only resource exhaustion is translated
             if _is_out_of_memory(err):
                 raise ResourceExhaustedError(
@@ -397,9 +400,53 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err)
 
 
-@functools.partial(guarded_jit, static_argnames=("problem", "prepared"))
-def _run_compiled(traced: Mapping[str, Any], problem: Problem, inputs: Inputs, *, prepared: Prepared) -> Any:
-    return prepared.method.impl(problem, inputs, **_static_values(prepared.static), **traced)
+@functools.partial(guarded_jit, static_argnames=("problem", "prepared", "sharding"))
+def _run_compiled(traced: Mapping[str, Any], problem: Problem, inputs: Inputs, *, prepared: Prepared,
+                  sharding: Any = None) -> Any:
+    def impl(traced: Mapping[str, Any], inputs: Inputs) -> Any:
+        return prepared.method.impl(problem, inputs, **_static_values(prepared.static), **traced)
+
+    if sharding is None:
+        return impl(traced, inputs)
+    return _run_sharded(impl, traced, inputs, sharding, random=any(
+        spec.needs == "key" for spec in getattr(prepared.method, "options", {}).values()))
+
+
+def _run_sharded(impl: Callable[..., Any], traced: Mapping[str, Any], inputs: Inputs, sharding: Any, *,
+                 random: bool) -> Any:
+    """``impl`` on a batch sharded over a mesh (:func:`~xai_jax.core.batching.batch_sharding`).
+
+    Attribution is per example, so each device explains its own examples: ``shard_map`` over the
+    batch axis runs the method's program on the device's slice (every IG step, SmoothGrad sample or
+    occlusion window of its examples), with no collective and the same numbers as one device given
+    that slice.  A method that draws random numbers for the whole batch (SmoothGrad's noise) would
+    draw different ones per slice, so it runs as one sharded program instead, with the batch axis of
+    every expansion element constrained to the sharding (same noise, same maps; XLA may gather
+    activations where a convolution merges the expansion axis into the batch).  So does a method
+    with an output that has no batch axis, or a batch that does not divide over the devices.
+    """
+    batch = inputs.x.shape[0]
+    axis = sharding.spec[0]
+    names = axis if isinstance(axis, tuple) else (axis,)
+    devices = int(np.prod([sharding.mesh.shape[name] for name in names]))
+
+    def spec(leaf: Any) -> Any:
+        per_example = getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == batch
+        return jax.sharding.PartitionSpec(axis) if per_example else jax.sharding.PartitionSpec()
+
+    if not random and batch % devices == 0:
+        out = jax.eval_shape(impl, traced, inputs)
+        if all(getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == batch for leaf in jax.tree_util.tree_leaves(out)):
+            in_specs = (jax.tree_util.tree_map(spec, traced),
+                        Inputs(jax.tree_util.tree_map(lambda _: jax.sharding.PartitionSpec(), inputs.variables),
+                               jax.sharding.PartitionSpec(axis), jax.tree_util.tree_map(spec, inputs.indices),
+                               jax.tree_util.tree_map(spec, inputs.kwargs)))
+            out_specs = jax.tree_util.tree_map(lambda _: jax.sharding.PartitionSpec(axis), out)
+            local = jax.shard_map(impl, mesh=sharding.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+            return local(traced, inputs)
+    with batching.sharded_batch(sharding, batch):
+        out = impl(traced, batching.constrain_batch(inputs._replace(x=inputs.x)))
+        return batching.constrain_batch(out)
 
 
 def _static_values(static: tuple[tuple[str, Any], ...]) -> dict[str, Any]:

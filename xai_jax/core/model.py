@@ -1,4 +1,11 @@
-"""The model adapter: any Flax Linen module or plain function as ``(variables, x) -> outputs``.
+"""The model adapter: a Flax Linen or NNX module, an Equinox module or a plain function as
+``(variables, x) -> outputs``.
+
+:func:`adapt_model` puts every kind of model in one form, ``(model, variables)`` with ``model``
+hashable and ``variables`` the arrays to trace: a Linen module and a function are kept as they are;
+an ``nnx.Module`` (or its graph definition) becomes an :class:`~xai_jax.core.nnx_model.NnxModel`
+with its state as ``variables``; an ``equinox.Module`` becomes an
+:class:`~xai_jax.core.equinox_model.EqxModel` with its arrays as ``variables``.
 
 Methods are compiled once per model and per static option.  The model is part of the compilation
 key, so it must compare equal to itself across calls: :func:`structural_key` gives every model a
@@ -21,9 +28,36 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from . import equinox_model, nnx_model
 from .errors import InputError
+from .nnx_model import NnxModel
 
+#: What the calling convention's ``model`` may be: a Linen module, an ``nnx.Module`` or its
+#: ``nnx.GraphDef``, an ``equinox.Module``, or a function ``f(variables, x, **kwargs)``.
 Model = nn.Module | Callable[..., Any]
+
+
+def adapt_model(model: Any, variables: Any) -> tuple[Any, Any]:
+    """``(model, variables)`` in the adapter's form (see the module docstring).
+
+    NNX: ``(module, None)`` splits the module's state inside; ``(module, state)`` replaces that part
+    of its state (to differentiate or vary it); ``(graphdef, state)`` is the functional form.
+    Equinox: ``(module, None)`` or ``(module, params)`` with ``params`` like
+    ``eqx.filter(module, eqx.is_array)``.  Anything else is returned unchanged.
+
+    Example:
+      >>> from flax import nnx
+      >>> model, state = adapt_model(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), None)
+      >>> type(model).__name__, type(state).__name__
+      ('NnxModel', 'State')
+    """
+    if isinstance(model, nn.Module):
+        return model, variables
+    if isinstance(model, NnxModel) or nnx_model.is_nnx_module(model) or nnx_model.is_graphdef(model):
+        return nnx_model.adapt(model, variables)
+    if equinox_model.is_eqx_module(model):
+        return equinox_model.adapt(model, variables)
+    return model, variables
 
 
 class RecompilationWarning(UserWarning):
@@ -155,24 +189,51 @@ class Forward:
 
     @property
     def is_module(self) -> bool:
-        return isinstance(self.model, nn.Module)
+        """Whether the model has named layers: a Linen module or an NNX model."""
+        return isinstance(self.model, (nn.Module, NnxModel))
+
+    @property
+    def root_name(self) -> str | None:
+        """The root module's class name (the outermost scope of its traced equations), if a module."""
+        if isinstance(self.model, nn.Module):
+            return type(self.model).__name__
+        if isinstance(self.model, NnxModel):
+            return self.model.root_name
+        return None
 
     def __call__(self, variables: Any, x: jax.Array, dynamic_kwargs: Mapping[str, Any] | None = None) -> Any:
         kwargs = dict(self.static_kwargs)
         kwargs.update(dynamic_kwargs or {})
-        if self.is_module:
+        if isinstance(self.model, nn.Module):
             return self.model.apply(variables, x, **kwargs)
         return self.model(variables, x, **kwargs)
 
-    def module(self, what: str = "this method") -> nn.Module:
-        """The Linen module, or a clear error when a plain function was given."""
+    def module(self, what: str = "this method") -> Any:
+        """The model, when it has named layers (Linen or NNX); else a clear error saying what is needed."""
         if not self.is_module:
+            if isinstance(self.model, equinox_model.EqxModel):
+                raise InputError(
+                    f"{what} needs to reach inside the model by layer name, and Equinox modules have no layer names in "
+                    f"xai_jax (their submodule calls cannot be intercepted); got the Equinox model "
+                    f"{self.model.root_name}. Methods without a layer work on it (gradient, integrated_gradients, "
+                    "smoothgrad, occlusion, lrp/deeplift at the input...); for layer methods write the model in Flax "
+                    "(flax.nnx or flax.linen)."
+                )
             raise InputError(
-                f"{what} needs to reach inside the model by layer name, which requires a "
-                f"flax.linen.Module; got {type(self.model).__name__}. Pass the unbound Linen module "
-                "and its variables instead of a function."
+                f"{what} needs to reach inside the model by layer name, which requires a flax.linen.Module or an "
+                f"nnx.Module; got {type(self.model).__name__}. Pass the module (and its variables, or None for an "
+                "nnx.Module) instead of a function."
             )
         return self.model
+
+    def layer_parameters(self, variables: Any, layer: str) -> dict[str, Any]:
+        """``{name: array}`` of the parameters of ``layer`` (``{"kernel": ..., "bias": ...}``)."""
+        if isinstance(self.model, NnxModel):
+            return nnx_model.layer_parameters(variables, layer)
+        params = variables.get("params", {}) if hasattr(variables, "get") else {}
+        for part in layer.split("#")[0].split("/"):
+            params = params.get(part, {}) if hasattr(params, "get") else {}
+        return dict(params) if hasattr(params, "items") else {}
 
 
 def _has_array(value: Any) -> bool:
@@ -181,8 +242,14 @@ def _has_array(value: Any) -> bool:
 
 def make_forward(model: Model, model_kwargs: Mapping[str, Any] | None) -> tuple[Forward, dict[str, Any]]:
     """Split ``model_kwargs`` into the static part (in the returned ``Forward``) and the traced part."""
+    if nnx_model.is_nnx_module(model) or nnx_model.is_graphdef(model) or equinox_model.is_eqx_module(model):
+        # a caller skipped adapt_model: a module here would be called as f(variables, x)
+        raise InputError(f"internal: pass {type(model).__name__} through adapt_model(model, variables) first.")
     if not (isinstance(model, nn.Module) or callable(model)):
-        raise InputError(f"model must be a flax.linen.Module or a callable f(variables, x); got {type(model).__name__}.")
+        raise InputError(
+            "model must be a flax.linen.Module, an nnx.Module (or its GraphDef), an equinox.Module or a callable "
+            f"f(variables, x); got {type(model).__name__}."
+        )
     if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
         raise InputError(f"model_kwargs must be a mapping of keyword arguments; got {type(model_kwargs).__name__}.")
     static, dynamic = {}, {}

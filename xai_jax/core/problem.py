@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .checks import all_finite, count_nonfinite
-from .errors import InputError
-from .model import Forward, Model, make_forward
+from .errors import InputError, XaiJaxError
+from .model import Forward, Model, adapt_model, make_forward
 from .numerics import guarded_jit
 from .targets import Target, TargetSpec, resolve_target
 
@@ -134,6 +134,8 @@ def output_struct(forward: Forward, variables: Any, x: jax.Array, kwargs: Mappin
     structs = (as_struct(variables), jax.ShapeDtypeStruct(x.shape, x.dtype), as_struct(dict(kwargs)))
     try:
         out = cached_trace("outputs", forward, lambda *a: jax.eval_shape(forward, *a), *structs)
+    except XaiJaxError:  # the adapter's own clear errors (an NNX model in training mode...)
+        raise
     except Exception as err:
         raise model_error(forward, x, err, structs[0], structs[2]) from err
     leaves = jax.tree_util.tree_leaves(out)
@@ -181,6 +183,7 @@ def prepare(
 ) -> tuple[Problem, Inputs]:
     """Validate a method call and split it into its static and traced halves (``tokens``: True if the
     method takes integer inputs, or its name for the error that says it does not)."""
+    model, variables = adapt_model(model, variables)
     forward, dynamic_kwargs = make_forward(model, model_kwargs)
     x = check_input(x, tokens=tokens)
     out = output_struct(forward, variables, x, dynamic_kwargs)

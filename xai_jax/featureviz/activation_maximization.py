@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import InputError, TargetError
-from ..core.model import Forward, Model, make_forward
+from ..core.model import Forward, Model, adapt_model, make_forward
 from ..core.problem import output_struct
 from ..trace.layers import layer_info
 from . import engine
@@ -135,8 +135,8 @@ def _image_shape(model: Model, shape: Sequence[int] | None, init: Any, count: in
     (``(T, *shape)`` when its leading axis is the number of targets, else ``shape`` itself)."""
     if shape is not None:
         shape = tuple(int(s) for s in shape)
-    elif getattr(type(model), "input_shape", None) is not None:
-        shape = tuple(type(model).input_shape)
+    elif getattr(model, "input_shape", None) is not None:  # a Linen class's ClassVar, an NNX model's
+        shape = tuple(model.input_shape)
     elif not isinstance(init, str):
         init_shape = tuple(np.shape(init))
         shape = init_shape[1:] if len(init_shape) >= 2 and init_shape[0] == count else init_shape
@@ -266,6 +266,7 @@ def _pixel_problem(
     key: jax.Array | None,
     model_kwargs: Mapping[str, Any] | None,
 ) -> tuple[engine.Spec, engine.Data, jax.Array]:
+    model, variables = adapt_model(model, variables)
     forward, kwargs = make_forward(model, model_kwargs)
     image_shape = _image_shape(model, shape, run.init, _target_count(target, run.num_images))
     example = jnp.zeros((1, *image_shape), jnp.float32)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..core import checks
 from ..core.errors import InputError
-from ..core.model import Forward, Model, make_forward
+from ..core.model import Forward, Model, adapt_model, make_forward
 from ..core.problem import output_struct
 from . import engine
 from .activation_maximization import DEFAULTS as PIXEL_DEFAULTS
@@ -57,8 +57,8 @@ def _latent_shape(generator: Model, latent_shape: Sequence[int] | int | None, in
         )
     elif not isinstance(init, str):
         shape = tuple(np.shape(init))[-1:]
-    elif getattr(type(generator), "input_shape", None) is not None:
-        shape = tuple(type(generator).input_shape)
+    elif getattr(generator, "input_shape", None) is not None:  # a Linen class's ClassVar, an NNX model's
+        shape = tuple(generator.input_shape)
     elif getattr(generator, "latent_dim", None) is not None:
         shape = (int(generator.latent_dim),)
     else:
@@ -308,6 +308,8 @@ def _codespace_problem(
     model_kwargs: Mapping[str, Any] | None,
     generator_kwargs: Mapping[str, Any] | None,
 ) -> tuple[engine.Spec, engine.Data, jax.Array]:
+    model, variables = adapt_model(model, variables)
+    generator, gen_variables = adapt_model(generator, gen_variables)
     forward, kwargs = make_forward(model, model_kwargs)
     gen_forward, gen_kwargs = make_forward(generator, generator_kwargs)
     code_shape = _latent_shape(generator, latent_shape, run.init)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core import checks
 from ..core.errors import InputError, TargetError
-from ..core.model import Forward, Model, make_forward
+from ..core.model import Forward, Model, adapt_model, make_forward
 from ..core.numerics import guarded_jit
 from ..core.problem import check_input
 from ..trace import rewrite
@@ -154,6 +154,7 @@ def deep_dream(
       The dreamed batch at the last octave's size (the input's size by default), float32; with
       ``return_octaves``, ``(image, [image after each octave])``.
     """
+    model, variables = adapt_model(model, variables)
     forward, kwargs = make_forward(model, model_kwargs)
     forward.module("deep_dream")
     x = check_input(image, "image")

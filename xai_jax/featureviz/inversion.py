@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.errors import InputError
-from ..core.model import Model, make_forward
+from ..core.model import Model, adapt_model, make_forward
 from ..core.problem import check_input
 from ..trace.layers import layer_info
 from . import engine
@@ -100,6 +100,7 @@ def invert_features(
       LayerNotFoundError: unknown ``layer``.
     """
     run = resolve(optimization, settings, DEFAULTS, "invert_features", not_applicable=NOT_APPLICABLE)
+    model, variables = adapt_model(model, variables)
     forward, kwargs = make_forward(model, model_kwargs)
     forward.module("invert_features")
     x = check_input(x).astype(jnp.float32)

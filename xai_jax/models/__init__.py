@@ -1,13 +1,14 @@
 """Models: the MNIST zoo (trained checkpoints), checkpoint I/O, and ImageNet architectures.
 
 * :func:`load` / :func:`available`: trained MNIST models by name (``checkpoints/manifest.json``).
-* :mod:`xai_jax.models.mnist`: the Linen definitions; :mod:`xai_jax.models.losses`: the evidential
+* :mod:`xai_jax.models.mnist`: the Linen definitions; :mod:`xai_jax.models.nnx_mnist`: the same in Flax NNX
+  (``load(name, api="nnx")``); :mod:`xai_jax.models.losses`: the evidential
   losses (Sensoy et al. 2018); :mod:`xai_jax.models.train`: how the checkpoints were trained.
 * :func:`save_checkpoint` / :func:`load_checkpoint`: verified msgpack checkpoints.
 * ``VGG16``, ``VGG19``, ``ResNet18`` and :func:`from_torchvision` (torchvision state dicts).
 """
 
-from . import checkpoint, imagenet, losses, mnist, torch_port, zoo
+from . import checkpoint, imagenet, losses, mnist, nnx_mnist, torch_port, zoo
 from .checkpoint import load_checkpoint, save_checkpoint
 from .imagenet import VGG16, VGG19, ResNet18
 from .mnist import (
@@ -20,6 +21,6 @@ from .zoo import available, build, info, load
 __all__ = [
     "CamCNN", "DCGANDiscriminator", "DCGANGenerator", "EvidentialCNN", "GanDiscriminator", "GanGenerator",
     "MCDropoutCNN", "MnistCNN", "ResNet18", "VGG16", "VGG19", "available", "build", "checkpoint",
-    "from_torchvision", "imagenet", "info", "load", "load_checkpoint", "losses", "mnist", "save_checkpoint",
+    "from_torchvision", "imagenet", "info", "load", "load_checkpoint", "losses", "mnist", "nnx_mnist", "save_checkpoint",
     "torch_port", "zoo",
 ]

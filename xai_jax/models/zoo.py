@@ -3,6 +3,8 @@
 >>> import xai_jax as xj
 >>> model, variables = xj.models.load("mnist_cnn")
 >>> logits = model.apply(variables, images)          # images (B, 28, 28, 1) in [0, 1]
+>>> nnx_model, _ = xj.models.load("mnist_cnn", api="nnx")   # the same weights as a Flax NNX module
+>>> logits = nnx_model(images)
 
 Checkpoints live in the repo's ``checkpoints/`` folder (``$XAI_JAX_CHECKPOINTS`` overrides it),
 listed with their test accuracy, training settings and sha256 in ``checkpoints/manifest.json``.
@@ -12,6 +14,7 @@ Every load is verified (see :mod:`xai_jax.models.checkpoint`).  Retrain any of t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,8 +23,8 @@ from typing import Any
 
 import flax.linen as nn
 
-from ..core.errors import CheckpointError, UnknownNameError, unknown_name_message
-from . import mnist, transformers
+from ..core.errors import CheckpointError, InputError, UnknownNameError, unknown_name_message
+from . import mnist, nnx_mnist, transformers
 from .checkpoint import (
     CHECKPOINTS_ENV, MANIFEST_NAME, checkpoints_dir, construct, load_checkpoint, manifest_entry_for, read_manifest,
     require_file,
@@ -87,17 +90,30 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     return entry.cls(**{**entry.kwargs, **kwargs})
 
 
-def load(name: str, path: str | os.PathLike | None = None) -> tuple[nn.Module, dict[str, Any]]:
+API_CHOICES = ("linen", "nnx")
+
+
+def load(name: str, path: str | os.PathLike | None = None, *, api: str = "linen") -> tuple[Any, Any]:
     """Load a trained zoo model: ``model, variables = load("mnist_cnn")``.
 
     Args:
         name: a zoo model name (:func:`available` lists the shipped ones).
         path: a checkpoint file to load instead of the shipped one (e.g. one you trained); it must
             hold variables of the same model.
+        api: ``"linen"`` (default) or ``"nnx"``: the same architecture as a Flax NNX module
+            (:mod:`xai_jax.models.nnx_mnist`) holding the same weights, converted from the checkpoint.
 
     Returns:
-        ``(model, variables)``: an unbound Linen module and its full variables dict (``params``,
-        ``batch_stats`` if any), ready for ``model.apply(variables, x)``.
+        ``(model, variables)``: with ``api="linen"`` an unbound Linen module and its full variables
+        dict (``params``, ``batch_stats`` if any), ready for ``model.apply(variables, x)``; with
+        ``api="nnx"`` an ``nnx.Module`` in inference mode (``model.eval()``: BatchNorm on running
+        averages, dropout off) and ``None``, so ``xj.gradient(model, variables, x)`` reads the same
+        for both.
+
+    Example:
+        >>> model, variables = load("mnist_cnn", api="nnx")
+        >>> type(model).__module__, variables
+        ('xai_jax.models.nnx_mnist', None)
 
     Raises:
         UnknownNameError: ``name`` is not a zoo model (the message lists the known names).
@@ -105,6 +121,8 @@ def load(name: str, path: str | os.PathLike | None = None) -> tuple[nn.Module, d
             lists under another model name).
     """
     entry = _entry(name)
+    if api not in API_CHOICES:
+        raise InputError(f"api must be one of {API_CHOICES}; got {api!r}.")
     directory = checkpoints_dir()
     listed = read_manifest(directory)["models"].get(name)
     where = f"manifest {directory / MANIFEST_NAME}, entry {name!r}"
@@ -136,7 +154,24 @@ def load(name: str, path: str | os.PathLike | None = None) -> tuple[nn.Module, d
         require_file(path)  # before reading the manifest beside it: a directory's "beside" is its parent
         _check_listed_as(name, path)
     variables = load_checkpoint(path, model)
+    if api == "nnx":
+        return _as_nnx(model, variables), None
     return model, variables
+
+
+def _as_nnx(model: nn.Module, variables: Any) -> Any:
+    """The NNX twin of a loaded Linen zoo model, with its weights, in inference mode."""
+    fields = {f: getattr(model, f) for f in _init_fields(model)}
+    nnx_model = nnx_mnist.from_linen(nnx_mnist.build(nnx_mnist.NNX_CLASSES[type(model).__name__], **fields), variables)
+    nnx_model.eval()  # our own fresh object: BatchNorm on running averages, dropout off
+    return nnx_model
+
+
+def _init_fields(model: nn.Module) -> list[str]:
+    """Constructor fields of a Linen zoo model that differ from the class default (passed on to
+    the NNX twin, whose constructor takes the same names)."""
+    return [f.name for f in dataclasses.fields(model) if f.init and f.name not in ("parent", "name")
+            and getattr(model, f.name) != f.default]
 
 
 def _check_listed_as(name: str, path: Path) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from ..core import Choice, InputError, Inputs, OptionContext, Problem, UnsupportedError, method
 from ..core.problem import as_struct, cached_trace
@@ -44,8 +45,34 @@ NORMALIZATIONS = ("paper", "grad_cam")
 BIAS_MODULES = (nn.Conv, nn.ConvTranspose, nn.Dense, nn.BatchNorm)
 
 
-def effective_bias(module: nn.Module) -> jax.Array | None:
+#: Flax NNX layers with a bias (an NNX model's submodules, as its intercepted calls show them)
+NNX_BIAS_MODULES = (nnx.Conv, nnx.ConvTranspose, nnx.Linear, nnx.BatchNorm)
+
+
+def _nnx_value(variable: Any) -> Any:
+    return variable.get_value() if hasattr(variable, "get_value") else variable.value
+
+
+def _nnx_effective_bias(module: Any) -> jax.Array | None:
+    """:func:`effective_bias` of an NNX layer: its ``bias`` (``Param`` or ``None``); for BatchNorm
+    the shift of its affine map on running statistics."""
+    if isinstance(module, nnx.BatchNorm):
+        if module.use_running_average is not True:
+            raise UnsupportedError(
+                "FullGrad needs BatchNorm in inference mode (use_running_average=True); call model.eval() first: "
+                "its bias depends on the batch otherwise."
+            )
+        scale = _nnx_value(module.scale) if module.scale is not None else 1.0
+        shift = _nnx_value(module.bias) if module.bias is not None else 0.0
+        return shift - scale * _nnx_value(module.mean) / jnp.sqrt(_nnx_value(module.var) + module.epsilon)
+    bias = getattr(module, "bias", None)
+    return None if bias is None else _nnx_value(bias)
+
+
+def effective_bias(module: Any) -> jax.Array | None:
     """The bias a layer adds to its output (``None``: it has none)."""
+    if isinstance(module, NNX_BIAS_MODULES):
+        return _nnx_effective_bias(module)
     variables = module.variables
     params = variables.get("params", {})
     if isinstance(module, nn.BatchNorm):
@@ -72,7 +99,8 @@ def bias_layers(problem: Problem, inputs: Inputs) -> tuple[tuple[str, tuple[int,
         found: list[tuple[str, tuple[int, ...], str]] = []
 
         def record(name: str, module: Any, out: Any) -> Any:
-            if isinstance(module, BIAS_MODULES) and isinstance(out, jax.Array) and effective_bias(module) is not None:
+            has_bias = isinstance(module, BIAS_MODULES + NNX_BIAS_MODULES) and isinstance(out, jax.Array)
+            if has_bias and effective_bias(module) is not None:
                 found.append((name, tuple(out.shape), type(module).__name__))
             return out
 

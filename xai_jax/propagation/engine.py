@@ -72,7 +72,7 @@ def _module_types(problem: Problem, inputs: Inputs, x: Array) -> tuple[str | Non
     types: dict[str, str] = {}
     for info in list_layers(forward, inputs.variables, x, inputs.kwargs):
         types.setdefault(info.name.split("#")[0], info.type)
-    return type(forward.model).__name__, types
+    return forward.root_name, types
 
 
 def trace_model(

@@ -1,13 +1,18 @@
-"""Layer access by Flax module path, on any Linen model, with no change to the model.
+"""Layer access by module path, on any Flax Linen or NNX model, with no change to the model.
 
 A *layer* is one call of a submodule, named by its module path joined with ``/`` (``"conv1"``,
-``"block/conv2"``); a submodule called more than once gets ``"#k"`` for its k-th later call, and a
-method other than ``__call__`` is named ``"path:method"``.  Capture works through
-:func:`flax.linen.intercept_methods`: the interceptor sees every submodule call with its path and
-its output, so it can record the output or add a zero *probe* to it; the gradient with respect to
-the probe is the gradient with respect to the layer's output.  Inline operations (``nn.relu(x)``,
-``x + y``) are not modules and have no name of their own; a layer's output is what its module
-returns (for a ``Conv`` followed by an inline ``nn.relu``, the pre-activation).
+``"block/conv2"``; for NNX the attribute path, ``"layers/0/conv"``); a submodule called more than
+once gets ``"#k"`` for its k-th later call, and (Linen) a method other than ``__call__`` is named
+``"path:method"``.  Capture works through an *interception* (:func:`intercept_outputs`): every
+submodule call is reported with its path and its output, so it can be recorded or a zero *probe*
+added to it; the gradient with respect to the probe is the gradient with respect to the layer's
+output.  One interception per framework (:data:`INTERCEPTIONS`): Linen's through
+:func:`flax.linen.intercept_methods`; NNX's, which has none, through the adapter that swaps the
+classes of the submodules of the merged copy it runs (:mod:`xai_jax.core.nnx_model`).  Both report
+``(path, method, module, output)`` and one namer turns that into layer names, so names follow the
+same rules in both.  Inline operations (``nn.relu(x)``, ``x + y``) are not modules and have no name
+of their own; a layer's output is what its module returns (for a ``Conv`` followed by an inline
+``nn.relu``, the pre-activation).
 
 An element-wise activation applied directly to a layer's output is a layer too, named
 ``"<layer>+<activation>"`` (``"conv4+relu"``): Grad-CAM and its relatives are usually computed on
@@ -25,6 +30,7 @@ are probed the same way, on the model's jaxpr with the softmax's output as the p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -36,7 +42,8 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from ..core.errors import InputError, LayerNotFoundError, unknown_name_message
-from ..core.model import Forward, Model, make_forward
+from ..core import nnx_model
+from ..core.model import Forward, Model, adapt_model, make_forward
 from ..core.problem import Inputs, Problem, as_struct, cached_trace, check_input, compiled, prepare
 from ..core.targets import Target
 from .activations import ACTIVATION_NAMES, traced_graph
@@ -81,15 +88,40 @@ class LayerList(list[LayerInfo]):
         return "\n".join([f"{'name':<32} {'type':<20} output shape"] + [str(layer) for layer in self])
 
 
+# ---------------------------------------------------------------------------------------------------
+# Interception: every framework reports submodule calls as hook(path, method, module, output)
+# ---------------------------------------------------------------------------------------------------
+
+#: ``hook(path, method, module, output) -> output``: a submodule call as an interception reports it.
+CallHook = Callable[[tuple[str, ...], str, Any, Any], Any]
+
+
+def _linen_interception(hook: CallHook) -> contextlib.AbstractContextManager[Any]:
+    """Linen: :func:`flax.linen.intercept_methods` sees every method call of every bound module."""
+
+    def interceptor(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+        out = next_fun(*args, **kwargs)
+        return hook(tuple(context.module.path), context.method_name, context.module, out)
+
+    return nn.intercept_methods(interceptor)
+
+
+#: One context manager factory per framework; :func:`intercept_outputs` enters them all, so a hook
+#: sees the submodule calls of whichever model runs (a generator and a classifier may differ).
+INTERCEPTIONS: tuple[Callable[[CallHook], contextlib.AbstractContextManager[Any]], ...] = (
+    _linen_interception,
+    nnx_model.intercept_calls,
+)
+
+
 class _CallNamer:
     """Names each submodule call as it happens (``path``, ``path#1`` for a repeated call)."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
 
-    def __call__(self, context: Any) -> str | None:
-        path = "/".join(context.module.path)
-        method = context.method_name
+    def __call__(self, path_parts: tuple[str, ...], method: str) -> str | None:
+        path = "/".join(path_parts)
         if not path or method == "setup" or (method.startswith("_") and method != "__call__"):
             return None
         base = path if method == "__call__" else f"{path}:{method}"
@@ -100,24 +132,31 @@ class _CallNamer:
 
 @contextmanager
 def intercept_outputs(on_output: Callable[[str, Any, Any], Any]) -> Iterator[None]:
+    """Within this context, each submodule call of a Linen or NNX model run passes its output
+    through ``on_output(layer_name, module, output)``, whose return value replaces the output."""
     namer = _CallNamer()
 
-    def interceptor(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
-        out = next_fun(*args, **kwargs)
-        name = namer(context)
-        return out if name is None else on_output(name, context.module, out)
+    def hook(path: tuple[str, ...], method: str, module: Any, out: Any) -> Any:
+        name = namer(path, method)
+        return out if name is None else on_output(name, module, out)
 
-    with nn.intercept_methods(interceptor):
+    with contextlib.ExitStack() as stack:
+        for interception in INTERCEPTIONS:
+            stack.enter_context(interception(hook))
         yield
 
 
 def layers(model: Model, variables: Any, x: Any, *, model_kwargs: Mapping[str, Any] | None = None) -> LayerList:
     """Every layer of ``model`` reached on input ``x``: name, module type and output shape.
 
+    ``model`` is a Linen module (with its variables) or an ``nnx.Module`` (``variables=None``; layer
+    names are attribute paths such as ``"layers/0/conv"``).
+
     Example::
 
         print(xj.layers(model, variables, x[:1]))
     """
+    model, variables = adapt_model(model, variables)
     forward, dynamic = make_forward(model, model_kwargs)
     forward.module("xj.layers")
     x = x if hasattr(x, "shape") and hasattr(x, "dtype") else jnp.asarray(x)
@@ -345,6 +384,7 @@ def capture(
     model: Model, variables: Any, x: Any, layer: str, *, model_kwargs: Mapping[str, Any] | None = None
 ) -> tuple[Any, jax.Array]:
     """``(outputs, activation)``: the model's outputs and the output of ``layer`` for batch ``x``."""
+    model, variables = adapt_model(model, variables)
     forward, dynamic = make_forward(model, model_kwargs)
     x = check_input(x)
     info = layer_info(forward, variables, x, dynamic, layer)

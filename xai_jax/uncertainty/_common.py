@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from ..core import InputError, Inputs, Problem, Target, compat, prepare
-from ..core.model import Model
+from ..core.model import Model, adapt_model
+from ..core.nnx_model import NnxModel
 from ..core.problem import as_struct, cached_trace
 
 #: Keyword arguments that switch a zoo model's dropout on (``MCDropoutCNN(x, deterministic=False)``).
@@ -43,9 +44,25 @@ def prepare_stochastic(
     When the model rejects the *default* switch ``deterministic=False`` and ``run_without_switch``,
     it is prepared without it (most often it has no dropout at all) and the third value is a note
     for the caller's "output does not depend on the rng" error; otherwise the note is empty.
+
+    An NNX model is switched by attribute, not by argument: with ``stochastic_kwargs=None`` every
+    submodule with a ``deterministic`` attribute (``nnx.Dropout``) is set to ``False`` in the copy
+    the adapter runs (never in the user's module), BatchNorm stays on its running averages, and
+    ``rngs={rng_collection: key}`` re-seeds the model's dropout streams (see
+    :mod:`xai_jax.core.nnx_model`).  Explicit ``stochastic_kwargs`` are passed to its ``__call__``.
     """
     if not isinstance(rng_collection, str) or not rng_collection:
         raise InputError(f"rng_collection must be the name of an rng stream such as 'dropout'; got {rng_collection!r}.")
+    model, variables = adapt_model(model, variables)
+    if isinstance(model, NnxModel):
+        model = dataclasses.replace(model, stochastic=True, dropout_on=stochastic_kwargs is None)
+        kwargs = with_rng({**dict(model_kwargs or {}), **dict(stochastic_kwargs or {})}, rng_collection, key)
+        problem, inputs = prepare(model, variables, x, target, kwargs)
+        note = "" if stochastic_kwargs is not None else (
+            " (An NNX model's dropout is switched on by setting deterministic=False on the submodules that have it, "
+            "nnx.Dropout; this model has none that draws from the rng.)"
+        )
+        return problem, inputs, note
     kwargs = {**dict(model_kwargs or {}), **dict(DEFAULT_STOCHASTIC_KWARGS if stochastic_kwargs is None else stochastic_kwargs)}
     kwargs = with_rng(kwargs, rng_collection, key)
     try:
@@ -146,9 +163,13 @@ def product_dropout(model: Model) -> Model:
     """The same Linen model with every ``nn.Dropout`` computed as ``(x * mask) / keep``.
 
     Returns an instance of a subclass of ``type(model)`` (same name, same fields, same variables);
-    a plain function is returned unchanged.  Used by :func:`explain_mc` so that propagation methods
-    (LRP, DeepLIFT), whose engine refuses ``select_n``, work on MC-dropout samples.
+    an adapted NNX model (:class:`~xai_jax.core.nnx_model.NnxModel`) runs its ``nnx.Dropout``
+    layers the same way (same key, same mask); a plain function is returned unchanged.  Used by
+    :func:`explain_mc` so that propagation methods (LRP, DeepLIFT), whose engine refuses
+    ``select_n``, work on MC-dropout samples.
     """
+    if isinstance(model, NnxModel):
+        return dataclasses.replace(model, product_dropout=True)
     if not isinstance(model, nn.Module):
         return model
     cls = type(model)

@@ -30,6 +30,7 @@ import optax
 
 from ..core import compat
 from ..core import InputError, check_input, make_forward
+from ..core.model import adapt_model
 from ..core.model import Model
 from ..core.numerics import guarded_jit
 from ..core.checks import check_positive_int
@@ -243,6 +244,7 @@ def predict_logits(
     """The model's outputs on a whole split, ``batch_size`` images at a time (one jitted forward)."""
     batch_size = check_positive_int("batch_size", batch_size)
     x = check_input(x)
+    model, variables = adapt_model(model, variables)
     forward, dynamic = make_forward(model, model_kwargs)
     run = _forward_jit(forward)
     parts = [run(variables, x[i : i + batch_size], dynamic) for i in range(0, x.shape[0], batch_size)]

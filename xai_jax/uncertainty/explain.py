@@ -33,7 +33,7 @@ from ..core import (
 from ..core.batching import ChunkSize
 from ..core.checks import check_bool, check_choice, check_chunk_size, check_float, check_key, check_positive_int
 from ..core.methods import MethodLike
-from ..core.model import Model
+from ..core.model import Model, adapt_model
 from ..core.numerics import guarded_jit
 from ._common import output_depends_on_rng, prepare_stochastic, product_dropout, with_rng
 
@@ -161,6 +161,7 @@ def explain_mc(
     samples = check_positive_int("samples", samples)
     batch_size = check_chunk_size("batch_size", batch_size)
     key = check_key("key", key)
+    model, variables = adapt_model(model, variables)  # an NNX/Equinox module in its traced form first
     problem, inputs, note = prepare_stochastic(
         product_dropout(model), variables, x, target, key, model_kwargs=model_kwargs, stochastic_kwargs=stochastic_kwargs,
         rng_collection=rng_collection, run_without_switch=bool(require_stochastic) or samples == 1,
