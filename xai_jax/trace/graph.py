@@ -64,6 +64,8 @@ LINEAR_ANCHORS = frozenset({"conv_general_dilated", "dot_general"})
 SUM_ANCHORS = frozenset({"reduce_sum", "reduce_window_sum"})
 MAX_POOLS = frozenset({"reduce_window_max", "reduce_max"})
 AFFINE = frozenset({"add", "add_any", "sub", "mul", "div", "neg"})
+#: layout steps that may follow a layer's anchor as part of its linear map
+LAYOUT = frozenset({"transpose", "reshape"})
 #: Input-dependent primitives through which relevance follows the gradient (linear, no weights).
 STRUCTURAL = frozenset({
     "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "slice", "concatenate", "pad",
@@ -143,6 +145,7 @@ class Step:
     has_weight: bool = False
     x_position: int = 0  # where x is: among the anchor's operands (layers), among the inputs (activation, affine)
     chain_slots: tuple[tuple[int, int], ...] = ()  # per chain eqn: (position of the running value, input index of the const or -1)
+    layout: int = 0  # transposes/reshapes right after the anchor that belong to its linear map (a vmapped ``W @ x``)
     unit: Unit | None = None  # a multi-equation activation or softmax (its input is ``inputs[0]``)
     gates: tuple[bool, ...] = ()  # products: per operand, is it an attention weight / a gate (a softmax's or activation's output)?
 
@@ -171,13 +174,21 @@ class Step:
         operands = [None, None]
         operands[self.x_position] = x
         operands[1 - self.x_position] = weight
-        return self.anchor.bind(operands)[0]
+        value = self.anchor.bind(operands)[0]
+        for eqn in self.eqns[1 : 1 + self.layout]:
+            value = eqn.bind([value])[0]
+        return value
+
+    @property
+    def chain_eqns(self) -> list[Eqn]:
+        """The absorbed constant chain (after the anchor and its layout steps)."""
+        return self.eqns[1 + self.layout :]
 
     def chain(self, value: Any, consts: Sequence[Any], *, bias: bool = True) -> Any:
         """Apply the absorbed chain to the anchor's output ``value``; ``bias=False`` drops the
         additive constants, so ``chain(ones, bias=False)`` is the layer's output scale ``c`` and
         ``chain(zeros)`` its bias ``b`` (``z = c ⊙ A_W(x) + b``)."""
-        for eqn, (pos, k) in zip(self.eqns[1:], self.chain_slots):
+        for eqn, (pos, k) in zip(self.chain_eqns, self.chain_slots):
             prim = eqn.primitive
             if prim == "neg":
                 value = eqn.bind([value])[0]
@@ -197,8 +208,8 @@ class Step:
         constant scale of the chain varies along the output's feature axis only (BatchNorm, a
         per-channel or scalar scaling); ``None`` otherwise (rules then apply ``c`` in output space).
         """
-        if not self.has_weight or not self.has_scale:
-            return None
+        if not self.has_weight or not self.has_scale or self.layout:
+            return None  # (after a layout step the output's feature axis is not the anchor's: scale in output space)
         anchor, out_ndim = self.anchor, len(self.outputs[0].shape)
         params = anchor.eqn.params
         if anchor.primitive == "conv_general_dilated":
@@ -212,7 +223,7 @@ class Step:
             if self.x_position != 0 or rhs_batch or len(free) != 1:
                 return None
             out_axis, w_axis = out_ndim - 1, free[0]
-        for eqn, (pos, k) in zip(self.eqns[1:], self.chain_slots):
+        for eqn, (pos, k) in zip(self.chain_eqns, self.chain_slots):
             if eqn.primitive in ("mul", "div"):  # (const − value and neg scale by −1 everywhere)
                 shape = jnp.shape(consts[k])
                 if len(shape) not in (0, out_ndim) or any(n != 1 for i, n in enumerate(shape) if i != out_axis):
@@ -230,11 +241,12 @@ class Step:
 
     @property
     def has_scale(self) -> bool:
-        return any(e.primitive in ("mul", "div", "neg") or (e.primitive == "sub" and p == 1) for e, (p, _) in zip(self.eqns[1:], self.chain_slots))
+        return any(e.primitive in ("mul", "div", "neg") or (e.primitive == "sub" and p == 1)
+                   for e, (p, _) in zip(self.chain_eqns, self.chain_slots))
 
     @property
     def has_bias(self) -> bool:
-        return any(e.primitive in ("add", "add_any", "sub") for e in self.eqns[1:])
+        return any(e.primitive in ("add", "add_any", "sub") for e in self.chain_eqns)
 
     def describe(self) -> str:
         where = f" in {self.name!r}" if self.name else ""
@@ -465,6 +477,20 @@ def absorb_chain(step: Step, flow: Flow, name_of: Callable[[Eqn], str], *, merge
     anchor = step.anchor
     value = anchor.outputs[0]
     slots: list[tuple[int, int]] = []
+    # A vmapped ``W @ x + b`` traces to dot_general -> transpose -> add: the transpose is part of the
+    # linear map (so the bias after it is the layer's bias, not a separate step).
+    while step.has_weight:
+        users = flow.consumers.get(value.id, [])
+        if value.id in flow.output_ids or len(users) != 1:
+            break
+        nxt = users[0]
+        if nxt.primitive not in LAYOUT or nxt.unit is not None or id(nxt) in flow.detached:
+            break
+        if len(nxt.inputs) != 1 or nxt.inputs[0] is not value:
+            break
+        step.eqns.append(nxt)
+        step.layout += 1
+        value = nxt.outputs[0]
     while True:
         users = flow.consumers.get(value.id, [])
         if value.id in flow.output_ids or len(users) != 1:
