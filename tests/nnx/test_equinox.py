@@ -13,7 +13,6 @@ import pytest
 import xai_jax as xj
 from tests import twins
 from tests.nnx.common import max_relative_difference, run
-from xai_jax.core.equinox_model import REFUSED_METHODS
 
 #: Equinox convolves (C, H, W) examples, a different XLA program from Flax's NHWC one: logits differ by
 #: float32 rounding (measured 1.7e-7 relative), which occlusion (a difference of logits) amplifies to
@@ -76,9 +75,9 @@ def pair():
 
 
 NEEDS_LAYER = sorted(name for name, m in xj.METHODS.items() if "layer" in m.needs.values())
-NO_LAYER = sorted(name for name in xj.METHODS if name not in NEEDS_LAYER and name not in REFUSED_METHODS)
+NO_LAYER = sorted(name for name in xj.METHODS if name not in NEEDS_LAYER)
 #: The fast tier: a path method and a propagation method; the rest is ``slow``.
-FAST = {"integrated_gradients", "deeplift"}
+FAST = {"integrated_gradients", "deeplift", "lrp"}
 
 
 def test_the_twin_is_the_linen_model(pair):
@@ -94,14 +93,6 @@ def test_every_method_without_a_layer_matches_linen(pair, method):
     got = run(method, model, None, x, target, None)
     assert not isinstance(want, Exception) and not isinstance(got, Exception), (want, got)
     assert max_relative_difference(want, got) <= (OCCLUSION_TOLERANCE if method == "occlusion" else TOLERANCE)
-
-
-@pytest.mark.parametrize("method", sorted(REFUSED_METHODS))
-def test_methods_that_misread_equinox_traces_are_refused(pair, method):
-    _, _, model, x = pair
-    with pytest.raises(xj.UnsupportedError, match="refused on Equinox models") as err:
-        xj.METHODS[method](model, None, x, np.array([1, 3]))
-    assert "flax.nnx or flax.linen" in str(err.value)
 
 
 @pytest.mark.parametrize("method", NEEDS_LAYER)

@@ -528,3 +528,30 @@ def test_a_dense_layer_written_weight_first_or_per_example_gets_the_same_relevan
     reference = P.deeplift(batched, v, x, 0)
     for form in others:
         np.testing.assert_allclose(P.deeplift(form, v, x, 0), reference, rtol=1e-5, atol=1e-6, err_msg=form.__name__)
+
+
+def test_a_convolution_run_per_example_gets_the_relevance_of_the_batched_one():
+    # Regression: a per-example conv under vmap traces to reshape -> conv -> reshape -> squeeze -> add bias;
+    # the squeeze cut the bias off the layer (LRP-ε 15x max|R| off on this net).
+    keys = jax.random.split(jax.random.key(8), 4)
+    v = {"K": jax.random.normal(keys[0], (4, 1, 3, 3)), "b": jax.random.normal(keys[1], (4,)),
+         "W": jax.random.normal(keys[2], (3, 4 * 6 * 6))}
+    x = jax.random.normal(keys[3], (2, 6, 6, 1))
+
+    def per_example(v, x):
+        def one(xi):
+            h = jax.lax.conv_general_dilated(jnp.transpose(xi, (2, 0, 1))[None], v["K"], (1, 1), "SAME")[0]
+            h = jax.nn.relu(h + v["b"][:, None, None])
+            return v["W"] @ jnp.transpose(h, (1, 2, 0)).reshape(-1)
+        return jax.vmap(one)(x)
+
+    def batched(v, x):
+        h = jax.lax.conv_general_dilated(jnp.transpose(x, (0, 3, 1, 2)), v["K"], (1, 1), "SAME")
+        h = jax.nn.relu(h + v["b"][None, :, None, None])
+        return jnp.transpose(h, (0, 2, 3, 1)).reshape(2, -1) @ v["W"].T
+
+    for rule in (R.Epsilon(1e-6), R.ZPlus()):
+        composite = xj.composites.MapComposite(types={"dense": rule, "conv": rule})
+        expected = P.lrp(batched, v, x, 0, composite=composite)
+        np.testing.assert_allclose(P.lrp(per_example, v, x, 0, composite=composite), expected, rtol=1e-5,
+                                   atol=1e-5 * float(jnp.abs(expected).max()))

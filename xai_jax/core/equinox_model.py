@@ -23,25 +23,7 @@ from typing import Any
 
 import jax
 
-from .errors import InputError, ModelModeError, UnsupportedError
-
-#: Registered methods refused on Equinox models: their relevance rules give other numbers on an
-#: Equinox network than on the same network written in Flax (tests/nnx/test_equinox.py measured
-#: 0.64 (lrp), 0.028 (deep_taylor) and 18 (lrp_transpose) relative difference).  The propagation
-#: engine misreads a dense layer written ``weight @ x`` (the input on the right of ``dot_general``)
-#: and, by 2%, a per-example model run under ``jax.vmap``; both are how Equinox layers are written.
-REFUSED_METHODS = frozenset({"lrp", "deep_taylor", "lrp_transpose"})
-
-
-def refuse_method(name: str, model: Any) -> None:
-    """:class:`UnsupportedError` when ``name`` is in :data:`REFUSED_METHODS` and ``model`` is an :class:`EqxModel`."""
-    if isinstance(model, EqxModel) and name in REFUSED_METHODS:
-        raise UnsupportedError(
-            f"{name} is refused on Equinox models: its relevance rules give wrong numbers on the traces Equinox layers "
-            "produce (eqx.nn.Linear computes weight @ x, and the model runs per example under jax.vmap), measured "
-            f"against the same network in Flax. Write the model in flax.nnx or flax.linen for {name}; on this model "
-            "use gradient, integrated_gradients, smoothgrad, occlusion, deeplift or simple_taylor."
-        )
+from .errors import InputError, ModelModeError
 
 
 def _equinox() -> Any:

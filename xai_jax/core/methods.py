@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import batching, checks, equinox_model
+from . import batching, checks
 from .errors import InputError, ResourceExhaustedError, UnknownNameError, unknown_name_message
 from .model import KeyedCallable, Model
 from .numerics import guarded_jit
@@ -297,7 +297,6 @@ class Method:
     def prepare_call(self, problem: Problem, inputs: Inputs, options: Mapping[str, Any]) -> MethodCall:
         """Check ``options`` against this call (eagerly, with clear errors) and split them."""
         self.check_names(options)
-        equinox_model.refuse_method(self.name, problem.forward.model)
         missing = [spec.name for spec in self.options.values() if spec.required and spec.name not in options]
         if missing:
             raise InputError(f"{self.name} needs the option(s) {', '.join(missing)} (e.g. {_example(self, missing[0])}).")

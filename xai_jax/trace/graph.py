@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -65,7 +66,7 @@ SUM_ANCHORS = frozenset({"reduce_sum", "reduce_window_sum"})
 MAX_POOLS = frozenset({"reduce_window_max", "reduce_max"})
 AFFINE = frozenset({"add", "add_any", "sub", "mul", "div", "neg"})
 #: layout steps that may follow a layer's anchor as part of its linear map
-LAYOUT = frozenset({"transpose", "reshape"})
+LAYOUT = frozenset({"transpose", "reshape", "squeeze", "expand_dims", "broadcast_in_dim"})
 #: Input-dependent primitives through which relevance follows the gradient (linear, no weights).
 STRUCTURAL = frozenset({
     "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "slice", "concatenate", "pad",
@@ -488,6 +489,8 @@ def absorb_chain(step: Step, flow: Flow, name_of: Callable[[Eqn], str], *, merge
             break
         if len(nxt.inputs) != 1 or nxt.inputs[0] is not value:
             break
+        if math.prod(nxt.outputs[0].shape) != math.prod(value.shape):
+            break  # a broadcast that copies values is not a change of layout
         step.eqns.append(nxt)
         step.layout += 1
         value = nxt.outputs[0]
