@@ -60,7 +60,7 @@ def main() -> None:
     tt = torch.as_tensor(targets.copy())
     from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion, Saliency
 
-    logits = lambda z: model.apply(variables, z)  # noqa: E731
+    logits = lambda z: model.apply(variables, z)
     plain_grad = jax.jit(lambda z, t: jax.grad(lambda u: jnp.sum(logits(u)[jnp.arange(u.shape[0]), t]))(z))
     plain_forward = jax.jit(lambda z: logits(z))
     windows = 13 * 13
@@ -70,23 +70,41 @@ def main() -> None:
         o, c, f = timeit(ours, repeats)[1], timeit(captum, repeats)[1], timeit(floor, repeats)[1]
         rows.append((name, f"{o:.0f}", f"{c:.0f}", f"{f:.0f}", f"{c / o:.2f}x", f"{o / f:.2f}"))
 
-    tile = lambda n: (jnp.tile(x, (n, 1, 1, 1)), jnp.tile(jnp.asarray(targets), n))  # noqa: E731
+    tile = lambda n: (jnp.tile(x, (n, 1, 1, 1)), jnp.tile(jnp.asarray(targets), n))
     ig_x, ig_t = tile(steps)
-    add(f"IG, {steps} steps", lambda: xj.integrated_gradients(model, variables, x, targets, steps=steps),
+    add(
+        f"IG, {steps} steps",
+        lambda: xj.integrated_gradients(model, variables, x, targets, steps=steps),
         lambda: IntegratedGradients(tmodel).attribute(tx, target=tt, n_steps=steps, method="gausslegendre"),
-        lambda: plain_grad(ig_x, ig_t))
+        lambda: plain_grad(ig_x, ig_t),
+    )
     sg_x, sg_t = tile(samples)
-    add(f"SmoothGrad, {samples} samples", lambda: xj.smoothgrad(model, variables, x, targets, key=jax.random.key(0), samples=samples, stdev=0.1),
-        lambda: NoiseTunnel(Saliency(tmodel)).attribute(tx, nt_type="smoothgrad", nt_samples=samples, stdevs=0.1, target=tt, abs=False),
-        lambda: plain_grad(sg_x, sg_t))
+    add(
+        f"SmoothGrad, {samples} samples",
+        lambda: xj.smoothgrad(model, variables, x, targets, key=jax.random.key(0), samples=samples, stdev=0.1),
+        lambda: NoiseTunnel(Saliency(tmodel)).attribute(
+            tx, nt_type="smoothgrad", nt_samples=samples, stdevs=0.1, target=tt, abs=False
+        ),
+        lambda: plain_grad(sg_x, sg_t),
+    )
     oc_x = jnp.tile(x, (windows, 1, 1, 1))
-    add("Occlusion 4x4, stride 2", lambda: xj.occlusion(model, variables, x, targets, window=(4, 4), strides=(2, 2)),
-        lambda: Occlusion(tmodel).attribute(tx, sliding_window_shapes=(1, 4, 4), strides=(1, 2, 2), target=tt, perturbations_per_eval=64),
-        lambda: plain_forward(oc_x))
-    add("Grad-CAM (conv4)", lambda: xj.grad_cam(model, variables, x, targets, layer="conv4"),
+    add(
+        "Occlusion 4x4, stride 2",
+        lambda: xj.occlusion(model, variables, x, targets, window=(4, 4), strides=(2, 2)),
+        lambda: Occlusion(tmodel).attribute(
+            tx, sliding_window_shapes=(1, 4, 4), strides=(1, 2, 2), target=tt, perturbations_per_eval=64
+        ),
+        lambda: plain_forward(oc_x),
+    )
+    add(
+        "Grad-CAM (conv4)",
+        lambda: xj.grad_cam(model, variables, x, targets, layer="conv4"),
         lambda: LayerGradCam(tmodel, tmodel.conv4).attribute(tx, target=tt, relu_attributions=True),
-        lambda: plain_grad(x, jnp.asarray(targets)))
-    print(f"# Attribution benchmark ({origin}), batch {batch}, {jax.devices()[0].platform}, {os.cpu_count()} cores; median of {repeats}\n")
+        lambda: plain_grad(x, jnp.asarray(targets)),
+    )
+    print(
+        f"# Attribution benchmark ({origin}), batch {batch}, {jax.devices()[0].platform}, {os.cpu_count()} cores; median of {repeats}\n"
+    )
     print(table(rows, ("method", "xai_jax ms", "Captum ms", "floor ms", "speed-up vs Captum", "xai_jax / floor")))
 
     # The XLA:CPU guard and the max-pool gradient, measured on IG in the same run.
@@ -98,8 +116,13 @@ def main() -> None:
     guarded = timeit(lambda: xj.integrated_gradients(model, variables, x, 0, steps=steps), repeats)[1]
     env = {**os.environ, "XAI_JAX_DISABLE_CPU_GUARD": "1"}
     env.pop("XLA_FLAGS", None)
-    run = subprocess.run([sys.executable, __file__, "--ig-only"] + (["--quick"] if args.quick else []), env=env,
-                         capture_output=True, text=True, cwd=REPO / "benchmarks")
+    run = subprocess.run(
+        [sys.executable, __file__, "--ig-only"] + (["--quick"] if args.quick else []),
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO / "benchmarks",
+    )
     if run.returncode:
         raise RuntimeError(run.stderr[-2000:])
     unguarded = json.loads(run.stdout.strip().splitlines()[-1])["ms"]
@@ -107,7 +130,10 @@ def main() -> None:
         ("IG, guard on (XLA flag set)", f"{guarded:.0f}"),
         ("IG, guard off (default XLA:CPU flags; wrong numbers possible)", f"{unguarded:.0f}"),
         (f"gradient of {steps}x{batch} inputs, fast max-pool gradient", f"{timeit(fast, repeats)[1]:.0f}"),
-        (f"gradient of {steps}x{batch} inputs, XLA's select_and_scatter gradient", f"{timeit(xla_pool, repeats)[1]:.0f}"),
+        (
+            f"gradient of {steps}x{batch} inputs, XLA's select_and_scatter gradient",
+            f"{timeit(xla_pool, repeats)[1]:.0f}",
+        ),
     ]
     print("\n" + table(rows2, ("variant", "ms")))
 

@@ -39,7 +39,7 @@ def images(n: int, data: str | None):
     try:
         x, y = xj.data.mnist("test", path=data)
         origin = "MNIST test split"
-    except Exception:  # noqa: BLE001 - no MNIST file here: the bundled sample, repeated
+    except Exception:
         x, y = xj.data.mnist("sample")
         origin = "bundled sample (repeated)"
     reps = -(-n // len(x))
@@ -55,7 +55,9 @@ def ours_and_captum(name: str, torch_model):
     import xai_jax as xj
 
     ours = {
-        "gradient": xj.gradient, "saliency": xj.saliency, "input_x_gradient": xj.input_x_gradient,
+        "gradient": xj.gradient,
+        "saliency": xj.saliency,
+        "input_x_gradient": xj.input_x_gradient,
         "integrated_gradients": functools.partial(xj.integrated_gradients, steps=16, method="riemann_trapezoid"),
         "guided_backprop": xj.guided_backprop,
     }[name]
@@ -105,8 +107,12 @@ def main() -> None:
     parser.add_argument("--model", choices=("tiny", "mnist_cnn"), default="tiny")
     parser.add_argument("--methods", default=None, help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--metrics", default="pixel_flipping,road,max_sensitivity")
-    parser.add_argument("--quantus-images", type=int, default=None,
-                        help="run Quantus on the first N images only and report its time per image (default: all)")
+    parser.add_argument(
+        "--quantus-images",
+        type=int,
+        default=None,
+        help="run Quantus on the first N images only and report its time per image (default: all)",
+    )
     parser.add_argument("--batch", type=int, default=100, help="images per xai_jax call")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--data", default=None, help="MNIST .npz (default: xj.data's search path)")
@@ -141,43 +147,73 @@ def main() -> None:
     nchw = np.ascontiguousarray(x[:nq].transpose(0, 3, 1, 2))
     batches = [slice(s, s + args.batch) for s in range(0, n, args.batch)]
     key = jax.random.key(0)
-    print(f"{n} images ({origin}; Quantus on the first {nq}, its times scaled to {n}), model {args.model}, methods {', '.join(methods)}, jax {jax.__version__}, "
-          f"torch {torch.__version__} ({args.torch_threads} thread(s)), quantus {quantus.__version__}, "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
+    print(
+        f"{n} images ({origin}; Quantus on the first {nq}, its times scaled to {n}), model {args.model}, methods {', '.join(methods)}, jax {jax.__version__}, "
+        f"torch {torch.__version__} ({args.torch_threads} thread(s)), quantus {quantus.__version__}, "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
+        flush=True,
+    )
 
     rows, totals = [], {"ours": 0.0, "quantus": 0.0}
     for name in methods:
         ours_method, captum_explain = ours_and_captum(name, torch_model)
-        attributions = np.concatenate([np.asarray(ours_method(model, variables, jnp.asarray(x[s]), jnp.asarray(y[s])))
-                                       for s in batches])
+        attributions = np.concatenate(
+            [np.asarray(ours_method(model, variables, jnp.asarray(x[s]), jnp.asarray(y[s]))) for s in batches]
+        )
         a_nchw = np.ascontiguousarray(attributions[:nq].transpose(0, 3, 1, 2))
         for metric in metrics:
             options = xe.preset("quantus", metric)
             if metric == "max_sensitivity":
                 options["samples"] = sens_samples
-                quantus_metric = quantus.MaxSensitivity(nr_samples=sens_samples, disable_warnings=True, return_aggregate=False)
+                quantus_metric = quantus.MaxSensitivity(
+                    nr_samples=sens_samples, disable_warnings=True, return_aggregate=False
+                )
                 quantus_kwargs = {"explain_func": captum_explain}
             else:
                 cls = quantus.PixelFlipping if metric == "pixel_flipping" else quantus.ROAD
-                quantus_metric = cls(disable_warnings=True, **({"return_aggregate": False} if metric == "pixel_flipping" else {}))
+                quantus_metric = cls(
+                    disable_warnings=True, **({"return_aggregate": False} if metric == "pixel_flipping" else {})
+                )
                 quantus_kwargs = {}
-            run_ours = functools.partial(run_xai_jax, metric, model, variables, x, y, attributions, ours_method, key, options)
-            run_quantus = functools.partial(quantus_metric, model=torch_model, x_batch=nchw, y_batch=y[:nq], a_batch=a_nchw,
-                                            device="cpu", batch_size=64, **quantus_kwargs)
-            compile_s = timed(functools.partial(run_ours, batches[0]))      # first call: compilation + one batch
+            run_ours = functools.partial(
+                run_xai_jax, metric, model, variables, x, y, attributions, ours_method, key, options
+            )
+            run_quantus = functools.partial(
+                quantus_metric,
+                model=torch_model,
+                x_batch=nchw,
+                y_batch=y[:nq],
+                a_batch=a_nchw,
+                device="cpu",
+                batch_size=64,
+                **quantus_kwargs,
+            )
+            compile_s = timed(functools.partial(run_ours, batches[0]))  # first call: compilation + one batch
             ours_s = sum(timed(functools.partial(run_ours, s)) for s in batches)
             start = time.perf_counter()
             run_quantus()
-            quantus_s = (time.perf_counter() - start) * n / nq      # per-image time × n when Quantus ran on nq
+            quantus_s = (time.perf_counter() - start) * n / nq  # per-image time × n when Quantus ran on nq
             totals["ours"] += ours_s
             totals["quantus"] += quantus_s
-            rows.append((name, metric, f"{ours_s:.1f}", f"{1e3 * ours_s / n:.2f}", f"{compile_s:.1f}", f"{quantus_s:.1f}",
-                         f"{1e3 * quantus_s / n:.2f}", f"{quantus_s / ours_s:.1f}×"))
+            rows.append(
+                (
+                    name,
+                    metric,
+                    f"{ours_s:.1f}",
+                    f"{1e3 * ours_s / n:.2f}",
+                    f"{compile_s:.1f}",
+                    f"{quantus_s:.1f}",
+                    f"{1e3 * quantus_s / n:.2f}",
+                    f"{quantus_s / ours_s:.1f}×",
+                )
+            )
             print(table(rows[-1:], HEADER).splitlines()[-1], flush=True)
     print()
     print(table(rows, HEADER))
-    print(f"\nall: xai_jax {totals['ours']:.0f} s, Quantus {totals['quantus']:.0f} s, "
-          f"ratio {totals['quantus'] / totals['ours']:.1f}×")
+    print(
+        f"\nall: xai_jax {totals['ours']:.0f} s, Quantus {totals['quantus']:.0f} s, "
+        f"ratio {totals['quantus'] / totals['ours']:.1f}×"
+    )
 
 
 HEADER = ("method", "metric", "xai_jax s", "xai_jax ms/image", "compile s", "Quantus s", "Quantus ms/image", "speed-up")

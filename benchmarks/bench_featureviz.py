@@ -56,11 +56,27 @@ def main() -> None:
         return fv.activation_maximization(model, variables, classes, init=init, **options).images
 
     def jax_one_by_one():
-        return [fv.activation_maximization(model, variables, [c], init=init[c:c + 1], **options).images for c in classes]
+        return [
+            fv.activation_maximization(model, variables, [c], init=init[c : c + 1], **options).images for c in classes
+        ]
 
     spec, data, params = pixel_problem(
-        model, variables, classes, shape=None, layer=None, learning_rate=lr, init=init, init_scale=0.1, threshold=None,
-        class_score="log_softmax", num_images=1, key=None, chunk=None, progress=False, model_kwargs=None, **options,
+        model,
+        variables,
+        classes,
+        shape=None,
+        layer=None,
+        learning_rate=lr,
+        init=init,
+        init_scale=0.1,
+        threshold=None,
+        class_score="log_softmax",
+        num_images=1,
+        key=None,
+        chunk=None,
+        progress=False,
+        model_kwargs=None,
+        **options,
     )
     import dataclasses
 
@@ -94,7 +110,9 @@ def main() -> None:
     jax_images = np.asarray(jax_all())
     torch_images = twins.to_numpy_nhwc(torch_loop(False))
     difference = float(np.abs(jax_images - torch_images).max())
-    probabilities = np.asarray(jax.nn.softmax(model.apply(variables, jnp.asarray(jax_images)))[np.arange(10), np.arange(10)])
+    probabilities = np.asarray(
+        jax.nn.softmax(model.apply(variables, jnp.asarray(jax_images)))[np.arange(10), np.arange(10)]
+    )
 
     def torch_timed(batched):
         """Torch on its best thread count (1 or all cores, picked on a 5-step probe): on a shared
@@ -123,14 +141,30 @@ def main() -> None:
     t_slow = timeit(jax_slow_conv, 1)[1]
     rows.append(("xai_jax, 10 at once, JAX's own conv gradient in the scan", f"{t_slow:.0f}", f"{t_slow / t_all:.2f}x"))
     t_torch, threads = torch_timed(False)
-    rows.append((f"PyTorch loop + torch.optim.Adam, one class at a time (the seed; {threads} thread(s))", f"{t_torch:.0f}", f"{t_torch / t_all:.2f}x"))
+    rows.append(
+        (
+            f"PyTorch loop + torch.optim.Adam, one class at a time (the seed; {threads} thread(s))",
+            f"{t_torch:.0f}",
+            f"{t_torch / t_all:.2f}x",
+        )
+    )
     t_torch_b, threads = torch_timed(True)
-    rows.append((f"PyTorch loop + torch.optim.Adam, 10 classes in one batch ({threads} thread(s))", f"{t_torch_b:.0f}", f"{t_torch_b / t_all:.2f}x"))
-    print(f"Pixel-space AM, 10 MNIST classes, {steps} Adam steps, clip [0, 1], {origin}; "
-          f"jax {jax.__version__}, torch {torch.__version__}, {os.cpu_count()} CPU cores; median of {repeats}")
+    rows.append(
+        (
+            f"PyTorch loop + torch.optim.Adam, 10 classes in one batch ({threads} thread(s))",
+            f"{t_torch_b:.0f}",
+            f"{t_torch_b / t_all:.2f}x",
+        )
+    )
+    print(
+        f"Pixel-space AM, 10 MNIST classes, {steps} Adam steps, clip [0, 1], {origin}; "
+        f"jax {jax.__version__}, torch {torch.__version__}, {os.cpu_count()} CPU cores; median of {repeats}"
+    )
     print(table(rows, ("run", "ms (total)", "relative to 10 at once")))
-    print(f"\nmax |JAX − PyTorch| over the final images: {difference:.2e}; "
-          f"p(class) after {steps} steps: min {probabilities.min():.4f}")
+    print(
+        f"\nmax |JAX − PyTorch| over the final images: {difference:.2e}; "
+        f"p(class) after {steps} steps: min {probabilities.min():.4f}"
+    )
 
 
 if __name__ == "__main__":

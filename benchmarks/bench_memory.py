@@ -32,6 +32,7 @@ def main() -> None:
     rows = []
     base = None
     for label, size in [("all at once (None)", None), ("chunks of 10", 10), ("chunks of 25", 25), ("auto", "auto")]:
+
         def run(size=size):
             return xj.integrated_gradients(model, variables, x, 0, steps=steps, batch_size=size)
 

@@ -70,18 +70,24 @@ def main() -> None:
     def chunk_note(name: str, element: Any, count: int) -> None:
         per_element = estimate_bytes(element, *[np.zeros((), np.float32)])
         chunk = max(1, min(count, memory_budget() // max(per_element, 1)))
-        notes.append(f"{name}: {count} elements, ~{per_element / 2**20:.1f} MiB each -> chunks of {chunk} "
-                     f"(~{chunk * per_element / 2**20:.0f} MiB) under the {memory_budget() / 2**20:.0f} MiB budget")
+        notes.append(
+            f"{name}: {count} elements, ~{per_element / 2**20:.1f} MiB each -> chunks of {chunk} "
+            f"(~{chunk * per_element / 2**20:.0f} MiB) under the {memory_budget() / 2**20:.0f} MiB budget"
+        )
 
     # ---- KernelSHAP -------------------------------------------------------------------------------
     def ours_kernel_shap():
-        return xj.kernel_shap(model, variables, x, targets, key=jax.random.key(0), features=features, samples=coalitions)
+        return xj.kernel_shap(
+            model, variables, x, targets, key=jax.random.key(0), features=features, samples=coalitions
+        )
 
     first, _ = timed(ours_kernel_shap)
-    ours, attr = timed(ours_kernel_shap)
+    ours, _attr = timed(ours_kernel_shap)
     forward = jax.jit(lambda z: model.apply(variables, jnp.broadcast_to(z, x.shape)))
     chunk_note("kernel_shap", lambda s: forward(s * x), coalitions)
-    rows.append(("KernelSHAP", f"{images} x {coalitions} coalitions", "xai_jax", f"{ours:.1f}", f"{first:.1f}", "1.00x"))
+    rows.append(
+        ("KernelSHAP", f"{images} x {coalitions} coalitions", "xai_jax", f"{ours:.1f}", f"{first:.1f}", "1.00x")
+    )
 
     if not args.skip_references:
         from captum.attr import KernelShap
@@ -89,8 +95,18 @@ def main() -> None:
         mask = torch.as_tensor(labels[None, None].astype(np.int64))
 
         def captum_kernel_shap(count: int, n: int) -> np.ndarray:
-            return KernelShap(tmodel).attribute(tx[:count], baselines=0.0, target=torch.as_tensor(targets[:count]), feature_mask=mask,
-                                                n_samples=n + 2, perturbations_per_eval=250).numpy()
+            return (
+                KernelShap(tmodel)
+                .attribute(
+                    tx[:count],
+                    baselines=0.0,
+                    target=torch.as_tensor(targets[:count]),
+                    feature_mask=mask,
+                    n_samples=n + 2,
+                    perturbations_per_eval=250,
+                )
+                .numpy()
+            )
 
         captum_kernel_shap(1, 16)  # warm-up: torch's first calls build their kernels
         captum_time, _ = timed(lambda: captum_kernel_shap(images, coalitions))
@@ -118,8 +134,17 @@ def main() -> None:
 
     # ---- RISE -------------------------------------------------------------------------------------
     def ours_rise():
-        return xj.rise(model, variables, x, targets, key=jax.random.key(0), samples=masks, cells=7, normalization="torchray",
-                       score="sigmoid")
+        return xj.rise(
+            model,
+            variables,
+            x,
+            targets,
+            key=jax.random.key(0),
+            samples=masks,
+            cells=7,
+            normalization="torchray",
+            score="sigmoid",
+        )
 
     first, _ = timed(ours_rise)
     ours, _ = timed(ours_rise)
@@ -132,10 +157,14 @@ def main() -> None:
             notes.append("TorchRay is not installed (pip install torchray): no RISE reference")
         else:
             torchray_rise(tmodel, tx[:1], num_masks=16, num_cells=7, batch_size=16)  # warm-up
-            torchray_time, _ = timed(lambda: torchray_rise(tmodel, tx, num_masks=masks, num_cells=7, batch_size=250).numpy())
+            torchray_time, _ = timed(
+                lambda: torchray_rise(tmodel, tx, num_masks=masks, num_cells=7, batch_size=250).numpy()
+            )
             rows.append(("RISE", "", "TorchRay rise", f"{torchray_time:.1f}", "", f"{torchray_time / ours:.2f}x"))
 
-    print(f"model: {origin}; {images} images; CPU threads: {os.cpu_count()}; jax {jax.__version__}, torch {torch.__version__}")
+    print(
+        f"model: {origin}; {images} images; CPU threads: {os.cpu_count()}; jax {jax.__version__}, torch {torch.__version__}"
+    )
     print(table(rows, ("method", "work", "implementation", "seconds", "first call (s)", "time / xai_jax")))
     for note in notes:
         print(f"- {note}")

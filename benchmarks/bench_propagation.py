@@ -79,23 +79,61 @@ def main() -> None:
         eps_composite = P.MapComposite(types={"linear": P.Epsilon()})
         with Gradient(model=t, composite=zc.EpsilonPlusFlat(canonizers=canon)) as attributor:
             # interleaved: every round times each contender once, so load changes hit all alike
-            ms = interleaved({
-                "floor": lambda: floor_fn(x, jnp.asarray(targets)),
-                "lrp": lambda: P.lrp(m, v, x, targets, composite=P.EpsilonPlusFlat()),
-                "zennit": lambda: attributor(tx, lambda out: one_hot * out)[1],
-                "lrp_eps": lambda: P.lrp(m, v, x, targets, composite=eps_composite),
-                "deeplift": lambda: P.deeplift(m, v, x, targets),
-                "captum": lambda: dl.attribute(tx, baseline, target=tt),
-            }, repeats)
+            ms = interleaved(
+                {
+                    "floor": lambda: floor_fn(x, jnp.asarray(targets)),
+                    "lrp": lambda: P.lrp(m, v, x, targets, composite=P.EpsilonPlusFlat()),
+                    "zennit": lambda: attributor(tx, lambda out: one_hot * out)[1],
+                    "lrp_eps": lambda: P.lrp(m, v, x, targets, composite=eps_composite),
+                    "deeplift": lambda: P.deeplift(m, v, x, targets),
+                    "captum": lambda: dl.attribute(tx, baseline, target=tt),
+                },
+                repeats,
+            )
         floor = ms["floor"]
-        rows.append((label, "LRP EpsilonPlusFlat", f"{ms['lrp']:.1f}", f"Zennit {ms['zennit']:.1f}", f"{floor:.1f}",
-                     f"{ms['zennit'] / ms['lrp']:.2f}x", f"{ms['lrp'] / floor:.2f}"))
-        rows.append((label, "LRP-ε (every layer)", f"{ms['lrp_eps']:.1f}", "", f"{floor:.1f}", "", f"{ms['lrp_eps'] / floor:.2f}"))
-        rows.append((label, "DeepLIFT rescale", f"{ms['deeplift']:.1f}", f"Captum {ms['captum']:.1f}", f"{floor:.1f}",
-                     f"{ms['captum'] / ms['deeplift']:.2f}x", f"{ms['deeplift'] / floor:.2f}"))
+        rows.append(
+            (
+                label,
+                "LRP EpsilonPlusFlat",
+                f"{ms['lrp']:.1f}",
+                f"Zennit {ms['zennit']:.1f}",
+                f"{floor:.1f}",
+                f"{ms['zennit'] / ms['lrp']:.2f}x",
+                f"{ms['lrp'] / floor:.2f}",
+            )
+        )
+        rows.append(
+            (
+                label,
+                "LRP-ε (every layer)",
+                f"{ms['lrp_eps']:.1f}",
+                "",
+                f"{floor:.1f}",
+                "",
+                f"{ms['lrp_eps'] / floor:.2f}",
+            )
+        )
+        rows.append(
+            (
+                label,
+                "DeepLIFT rescale",
+                f"{ms['deeplift']:.1f}",
+                f"Captum {ms['captum']:.1f}",
+                f"{floor:.1f}",
+                f"{ms['captum'] / ms['deeplift']:.2f}x",
+                f"{ms['deeplift'] / floor:.2f}",
+            )
+        )
 
-    print(f"# Propagation benchmark, batch {batch}, {jax.devices()[0].platform}, {os.cpu_count()} cores; median of {repeats} (ms)\n")
-    print(table(rows, ("model", "method", "xai_jax", "reference", "jax.grad floor", "speed-up vs reference", "xai_jax / floor")))
+    print(
+        f"# Propagation benchmark, batch {batch}, {jax.devices()[0].platform}, {os.cpu_count()} cores; median of {repeats} (ms)\n"
+    )
+    print(
+        table(
+            rows,
+            ("model", "method", "xai_jax", "reference", "jax.grad floor", "speed-up vs reference", "xai_jax / floor"),
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ the embedding, jitted.  LXT: its ``attnLRP`` patches, ``(embeds * embeds.grad)``
 torch plain: the same without patches.  A check that both explanations agree is printed too.
 """
 
-# ruff: noqa: B023  (the closures are timed within their own loop iteration)
 from __future__ import annotations
 
 import argparse

@@ -38,18 +38,18 @@ def shipped_cnn_and_batch(batch: int) -> tuple[Any, Any, Any, str]:
     try:
         model, variables = xj.models.load("mnist_cnn")
         origin = "shipped checkpoint"
-    except Exception as err:  # noqa: BLE001 - benchmarks still run on a fresh model
+    except Exception as err:
         model = xj.models.MnistCNN()
         variables = model.init(jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))
         origin = f"random init ({type(err).__name__})"
     try:
         images, _ = xj.data.mnist("sample")
-    except Exception:  # noqa: BLE001
+    except Exception:
         images = np.random.default_rng(0).uniform(size=(batch, 28, 28, 1)).astype(np.float32)
     return model, variables, np.asarray(images[:batch], np.float32), origin
 
 
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])

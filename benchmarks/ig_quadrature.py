@@ -29,12 +29,18 @@ def main() -> None:
     x = jnp.asarray(x_np)
     logits = model.apply(variables, x)
     target = jnp.argmax(logits, -1)
-    delta = np.abs(np.asarray(logits[jnp.arange(count), target] - model.apply(variables, jnp.zeros_like(x))[jnp.arange(count), target]))
+    delta = np.abs(
+        np.asarray(
+            logits[jnp.arange(count), target] - model.apply(variables, jnp.zeros_like(x))[jnp.arange(count), target]
+        )
+    )
     rows = []
     for quadrature in xj.attribution.QUADRATURES:
         cells = [quadrature]
         for steps in step_counts:
-            _, error = xj.integrated_gradients(model, variables, x, target, steps=steps, method=quadrature, return_error=True)
+            _, error = xj.integrated_gradients(
+                model, variables, x, target, steps=steps, method=quadrature, return_error=True
+            )
             relative = 100 * np.abs(np.asarray(error)) / delta
             cells.append(f"{np.median(relative):.2f} / {np.percentile(relative, 90):.2f}")
         rows.append(tuple(cells))

@@ -20,7 +20,7 @@ def _readme_section(title: str) -> str:
     text = README.read_text()
     start = text.index(f"## {title}\n")
     end = text.find("\n## ", start + 1)
-    section = text[start:end if end != -1 else None]
+    section = text[start : end if end != -1 else None]
     return re.sub(r"\]\((?!https?://)([^)]+)\)", lambda m: f"]({_site_link(m.group(1))})", section)
 
 

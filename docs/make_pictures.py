@@ -33,8 +33,9 @@ def main() -> None:
         if method.resolution == "layer":
             result = xj.upsample(result, x.shape)
         maps[name], signed[name] = np.asarray(result), method.signed
-    xj.viz.method_grid(x, maps, signed=signed, row_titles=[f"label {int(y)}" for y in labels[:6]],
-                       path=OUT / "method_grid.png", dpi=70)
+    xj.viz.method_grid(
+        x, maps, signed=signed, row_titles=[f"label {int(y)}" for y in labels[:6]], path=OUT / "method_grid.png", dpi=70
+    )
     print(f"wrote {OUT / 'method_grid.png'} ({len(maps)} methods)")
 
 

@@ -40,8 +40,9 @@ def main(names: list[str]) -> None:
         runpy.run_path(str(HERE / maker), run_name="__main__")
         path = HERE / f"{name}.ipynb"
         notebook = nbformat.read(path, as_version=4)
-        nbclient.NotebookClient(notebook, timeout=1800, kernel_name="python3",
-                                resources={"metadata": {"path": str(HERE.parent)}}).execute()
+        nbclient.NotebookClient(
+            notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE.parent)}}
+        ).execute()
         nbformat.write(notebook, path)
         print(f"executed {path.relative_to(HERE.parent)}")
 

@@ -48,20 +48,26 @@ f(x) − f(baseline). The error shrinks with the number of steps; Gauss–Legend
     for steps in ((4, 16) if QUICK else (8, 32, 128)):
         _, err = xj.integrated_gradients(model, variables, x, y, steps=steps, method=method, return_error=True)
         print(f"{method:18s} {steps:4d} steps: max |completeness error| = {float(jnp.abs(err).max()):.2e}")"""),
-    nbf.v4.new_markdown_cell("## CAM family\nOn the global-average-pooling classifier (`cam_cnn`) the CAM is the dense weights over the pooled maps. "
-                             "Those are the *rectified* `conv5` maps: `\"conv5+relu\"` names the inline ReLU after `conv5` (see `xj.layers`)."),
+    nbf.v4.new_markdown_cell(
+        "## CAM family\nOn the global-average-pooling classifier (`cam_cnn`) the CAM is the dense weights over the pooled maps. "
+        'Those are the *rectified* `conv5` maps: `"conv5+relu"` names the inline ReLU after `conv5` (see `xj.layers`).'
+    ),
     nbf.v4.new_code_cell("""cam_model, cam_variables = xj.models.load("cam_cnn")
 layer = type(cam_model).last_conv + "+relu"
 cams = {name: xj.upsample(xj.METHODS[name](cam_model, cam_variables, x, y, layer=layer), x.shape)
         for name in ("cam", "grad_cam", "grad_cam_plus_plus", "xgrad_cam", "layer_cam", "score_cam")}
 fig = xj.viz.method_grid(x, cams, signed={n: n == "cam" for n in cams}, row_titles=titles)
 plt.show()"""),
-    nbf.v4.new_markdown_cell("## DeconvNet partial reconstructions\nEach filter of the first convolution projected back to the input alone."),
+    nbf.v4.new_markdown_cell(
+        "## DeconvNet partial reconstructions\nEach filter of the first convolution projected back to the input alone."
+    ),
     nbf.v4.new_code_cell("""recon = xj.deconvnet_per_filter(model, variables, x[:1], layer="conv1", filters=range(8))
 fig, axes = plt.subplots(1, 8, figsize=(12, 2))
 for k, ax in enumerate(axes):
     ax.imshow(np.asarray(recon[0, k, ..., 0]), cmap="gray"); ax.set_title(f"filter {k}"); ax.axis("off")
 plt.show()"""),
 ]
-notebook = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+notebook = nbf.v4.new_notebook(
+    cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+)
 nbf.write(notebook, __file__.replace("make_attribution_notebook.py", "attribution.ipynb"))

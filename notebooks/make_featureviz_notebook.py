@@ -164,10 +164,14 @@ print(f"{STEPS} steps: 10 classes at once {together:.2f} s, one class at a time 
       f"({one_by_one / together:.1f}x)")"""),
 ]
 
-notebook = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+notebook = nbf.v4.new_notebook(
+    cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+)
 path = Path(__file__).with_name("feature_visualization.ipynb")
 if "--execute" in sys.argv:
     import nbclient
 
-    nbclient.NotebookClient(notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parents[1])}}).execute()
+    nbclient.NotebookClient(
+        notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parents[1])}}
+    ).execute()
 nbf.write(notebook, path)

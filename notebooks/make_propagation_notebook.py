@@ -122,5 +122,7 @@ fc1 = P.lrp(model, variables, x, y, composite=composite, layer="fc1")
 for name, r in [*at.items(), ("fc1", fc1)]:
     print(f"{name:6s} Σ R = {np.round(np.asarray(r).reshape(COUNT, -1).sum(1), 3)}   (logit {np.round(target_logit, 3)})")"""),
 ]
-notebook = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+notebook = nbf.v4.new_notebook(
+    cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+)
 nbf.write(notebook, __file__.replace("make_propagation_notebook.py", "propagation.ipynb"))

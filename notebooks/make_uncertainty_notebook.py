@@ -141,5 +141,7 @@ for row, scale in enumerate((1.0, 4.0)):
         xu.reliability_diagram(bins, ax=axes[row, col], title=f"test split, logits x {scale:g}, T = {t:.2f}")
 plt.show()"""),
 ]
-notebook = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+notebook = nbf.v4.new_notebook(
+    cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+)
 nbf.write(notebook, __file__.replace("make_uncertainty_notebook.py", "uncertainty.ipynb"))

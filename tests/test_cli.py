@@ -6,16 +6,30 @@ import numpy as np
 import pytest
 
 import xai_jax as xj
+from tests.models.utils import np_init
 from xai_jax import cli
 from xai_jax.core.errors import OutputError
 from xai_jax.models import checkpoint as ckpt
 from xai_jax.models import train as T
-from tests.models.utils import np_init
 
 
 def test_explain_writes_a_report_offline(tmp_path, capsys):
     out = tmp_path / "report"
-    assert cli.main(["explain", "--count", "3", "--methods", "gradient,integrated_gradients,grad_cam,cam", "--out", str(out), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "explain",
+                "--count",
+                "3",
+                "--methods",
+                "gradient,integrated_gradients,grad_cam,cam",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (out / "index.html").exists() and (out / "grid.png").exists()
     page = (out / "index.html").read_text()
     assert "integrated_gradients" in page and "skipped cam" in page  # mnist_cnn has no GAP head
@@ -25,9 +39,43 @@ def test_explain_writes_a_report_offline(tmp_path, capsys):
 
 
 def test_target_label_and_class(tmp_path):
-    assert cli.main(["explain", "--count", "2", "--methods", "saliency", "--target", "label", "--out", str(tmp_path / "a"), "--quiet"]) == 0
-    assert cli.main(["explain", "--count", "2", "--methods", "saliency", "--target", "3", "--out", str(tmp_path / "b"), "--quiet"]) == 0
-    assert not np.array_equal(np.load(tmp_path / "a" / "arrays" / "saliency.npy"), np.load(tmp_path / "b" / "arrays" / "saliency.npy"))
+    assert (
+        cli.main(
+            [
+                "explain",
+                "--count",
+                "2",
+                "--methods",
+                "saliency",
+                "--target",
+                "label",
+                "--out",
+                str(tmp_path / "a"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "explain",
+                "--count",
+                "2",
+                "--methods",
+                "saliency",
+                "--target",
+                "3",
+                "--out",
+                str(tmp_path / "b"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert not np.array_equal(
+        np.load(tmp_path / "a" / "arrays" / "saliency.npy"), np.load(tmp_path / "b" / "arrays" / "saliency.npy")
+    )
 
 
 def test_listings(capsys):
@@ -52,8 +100,25 @@ def test_errors_are_reported_with_exit_code_2(tmp_path, capsys):
 
 def test_mc_samples_show_mean_and_std_maps(tmp_path, capsys):
     out = tmp_path / "mc"
-    assert cli.main(["explain", "--model", "mc_dropout_cnn", "--mc-samples", "3", "--count", "2",
-                     "--methods", "gradient,grad_cam", "--out", str(out), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "explain",
+                "--model",
+                "mc_dropout_cnn",
+                "--mc-samples",
+                "3",
+                "--count",
+                "2",
+                "--methods",
+                "gradient,grad_cam",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     page = (out / "index.html").read_text()
     assert "gradient (MC mean)" in page and "grad_cam (MC std)" in page
     std = np.load(out / "arrays" / "gradient_MC_std.npy")
@@ -108,8 +173,9 @@ def test_explain_replaces_an_earlier_report_as_a_whole(tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert cli.main(["explain", "--count", "1", "--methods", "gradient", "--out", str(out), "--quiet"]) == 2
     assert "notes.txt" in capsys.readouterr().err
-    assert cli.main(["explain", "--count", "1", "--methods", "gradient", "--out", str(out), "--overwrite",
-                     "--quiet"]) == 0
+    assert (
+        cli.main(["explain", "--count", "1", "--methods", "gradient", "--out", str(out), "--overwrite", "--quiet"]) == 0
+    )
     assert (out / "notes.txt").read_text() == "mine"  # --overwrite keeps what the report did not write
     assert (out / "arrays" / "gradient.npy").exists() and not (out / "arrays" / "saliency.npy").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
@@ -198,8 +264,11 @@ def _fake_shipped(folder):
     model = xj.models.zoo.build("mnist_cnn")
     variables = np_init(model, xj.models.mnist.example_input(model))
     digest = ckpt.save_checkpoint(folder / "mnist_cnn.msgpack", variables)
-    ckpt.update_manifest(folder, "mnist_cnn", {"file": "mnist_cnn.msgpack", "class": "MnistCNN", "kwargs": {},
-                                               "sha256": digest, "test_accuracy": 0.5})
+    ckpt.update_manifest(
+        folder,
+        "mnist_cnn",
+        {"file": "mnist_cnn.msgpack", "class": "MnistCNN", "kwargs": {}, "sha256": digest, "test_accuracy": 0.5},
+    )
 
 
 @pytest.fixture

@@ -38,8 +38,16 @@ def test_every_cited_key_is_in_the_bibliography():
 def doctest_globals():
     model, variables = xj.models.load("mnist_cnn")
     images, labels = xj.data.mnist("sample")
-    return {"xj": xj, "jax": jax, "jnp": jnp, "np": np, "model": model, "variables": variables, "x": jnp.asarray(images[:4]),
-            "labels": labels[:4]}
+    return {
+        "xj": xj,
+        "jax": jax,
+        "jnp": jnp,
+        "np": np,
+        "model": model,
+        "variables": variables,
+        "x": jnp.asarray(images[:4]),
+        "labels": labels[:4],
+    }
 
 
 def _run_examples(obj, name, globs):

@@ -32,8 +32,10 @@ def dense_kernel_to_torch_after_flatten(k: ArrayLike, chw_shape: Sequence[int]) 
     c, h, w_ = (int(s) for s in chw_shape)
     k = tp.to_numpy(k)
     if k.ndim != 2 or k.shape[0] != c * h * w_:
-        raise ValueError(f"Dense kernel of shape {k.shape} does not follow a flatten of (C, H, W)="
-                         f"{tuple(chw_shape)} ({c * h * w_} inputs).")
+        raise ValueError(
+            f"Dense kernel of shape {k.shape} does not follow a flatten of (C, H, W)="
+            f"{tuple(chw_shape)} ({c * h * w_} inputs)."
+        )
     out = k.shape[1]
     return np.ascontiguousarray(k.reshape(h, w_, c, out).transpose(3, 2, 0, 1).reshape(out, c * h * w_))
 
@@ -41,8 +43,12 @@ def dense_kernel_to_torch_after_flatten(k: ArrayLike, chw_shape: Sequence[int]) 
 def batchnorm_to_torch(params: Mapping[str, ArrayLike], batch_stats: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
     """Flax ``nn.BatchNorm`` params/batch_stats -> torch BatchNorm state (``weight``, ``bias``,
     ``running_mean``, ``running_var``)."""
-    return {"weight": tp.to_numpy(params["scale"]), "bias": tp.to_numpy(params["bias"]),
-            "running_mean": tp.to_numpy(batch_stats["mean"]), "running_var": tp.to_numpy(batch_stats["var"])}
+    return {
+        "weight": tp.to_numpy(params["scale"]),
+        "bias": tp.to_numpy(params["bias"]),
+        "running_mean": tp.to_numpy(batch_stats["mean"]),
+        "running_var": tp.to_numpy(batch_stats["var"]),
+    }
 
 
 def conv_transpose_kernel_to_torch(k: ArrayLike, *, transpose_kernel: bool = False) -> np.ndarray:

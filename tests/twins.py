@@ -48,9 +48,23 @@ from tests import torch_export as te
 from xai_jax.models import torch_port as tp
 
 __all__ = [
-    "TWINS", "NCHWFlattenNet", "ResBNNet", "TinyCNN", "Twin", "VGGLikeAvgPool", "clone_module_type", "make",
-    "make_nchw_flatten_net", "make_res_bn_net", "make_tiny_cnn", "make_vgg_like_avg_pool", "random_input",
-    "to_numpy", "to_numpy_nhwc", "to_torch", "torch_layer",
+    "TWINS",
+    "NCHWFlattenNet",
+    "ResBNNet",
+    "TinyCNN",
+    "Twin",
+    "VGGLikeAvgPool",
+    "clone_module_type",
+    "make",
+    "make_nchw_flatten_net",
+    "make_res_bn_net",
+    "make_tiny_cnn",
+    "make_vgg_like_avg_pool",
+    "random_input",
+    "to_numpy",
+    "to_numpy_nhwc",
+    "to_torch",
+    "torch_layer",
 ]
 
 _PAD1 = ((1, 1), (1, 1))  # torch padding=1; always explicit (Flax 'SAME' differs for strided convs)
@@ -59,6 +73,7 @@ _PAD1 = ((1, 1), (1, 1))  # torch padding=1; always explicit (Flax 'SAME' differ
 # ----------------------------------------------------------------------------------------------------
 # Layout helpers
 # ----------------------------------------------------------------------------------------------------
+
 
 def to_torch(x_nhwc: Any, *, requires_grad: bool = False):
     """NHWC batch (NumPy/JAX) -> float32 NCHW ``torch.Tensor`` (a fresh copy)."""
@@ -151,6 +166,7 @@ def _sum_module():
 # Weight drawing and porting
 # ----------------------------------------------------------------------------------------------------
 
+
 def _init(model: nn.Module, seed: int, *, zero_bias: bool = False) -> dict:
     """Variables of ``model`` drawn with NumPy: kernels N(0, 1/fan_in) (Flax's LeCun scale, untruncated),
     biases N(0, 0.1), BatchNorm scale U(0.5, 1.5), bias N(0, 0.1), mean N(0, 0.2), var U(0.5, 1.5).
@@ -234,6 +250,7 @@ def _finish(torch_model, state_dict: dict, layer_map: dict[str, str]):
 # TinyCNN
 # ----------------------------------------------------------------------------------------------------
 
+
 class TinyCNN(nn.Module):
     """conv(8)-relu-maxpool2-conv(16)-relu-maxpool2-flatten-dense(32)-relu-dense(10) on (B, 28, 28, 1).
 
@@ -242,7 +259,13 @@ class TinyCNN(nn.Module):
 
     num_classes: int = 10
     INPUT_SHAPE: ClassVar[tuple[int, ...]] = (28, 28, 1)
-    LAYER_MAP: ClassVar[dict[str, str]] = {"conv1": "conv1", "conv2": "conv2", "conv2+relu": "relu2", "fc1": "fc1", "fc2": "fc2"}
+    LAYER_MAP: ClassVar[dict[str, str]] = {
+        "conv1": "conv1",
+        "conv2": "conv2",
+        "conv2+relu": "relu2",
+        "fc1": "fc1",
+        "fc2": "fc2",
+    }
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -262,22 +285,40 @@ def make_tiny_cnn(seed: int = 0, *, zero_bias: bool = False) -> Twin:
     variables = _init(model, seed, zero_bias=zero_bias)
     torch, Clone, _ = _torch_modules()
     tnn = torch.nn
-    tmodel = tnn.Sequential(OrderedDict([
-        ("conv1", tnn.Conv2d(1, 8, 3, padding=1)), ("relu1", tnn.ReLU()), ("clone1", Clone()),
-        ("pool1", tnn.MaxPool2d(2)),
-        ("conv2", tnn.Conv2d(8, 16, 3, padding=1)), ("relu2", tnn.ReLU()), ("clone2", Clone()),
-        ("pool2", tnn.MaxPool2d(2)),
-        ("flatten", tnn.Flatten()), ("fc1", tnn.Linear(16 * 7 * 7, 32)), ("relu3", tnn.ReLU()),
-        ("fc2", tnn.Linear(32, model.num_classes)),
-    ]))
-    sd = _port(variables, [("conv1", "conv1", "conv", None), ("conv2", "conv2", "conv", None),
-                           ("fc1", "fc1", "dense_flatten", (16, 7, 7)), ("fc2", "fc2", "dense", None)])
+    tmodel = tnn.Sequential(
+        OrderedDict(
+            [
+                ("conv1", tnn.Conv2d(1, 8, 3, padding=1)),
+                ("relu1", tnn.ReLU()),
+                ("clone1", Clone()),
+                ("pool1", tnn.MaxPool2d(2)),
+                ("conv2", tnn.Conv2d(8, 16, 3, padding=1)),
+                ("relu2", tnn.ReLU()),
+                ("clone2", Clone()),
+                ("pool2", tnn.MaxPool2d(2)),
+                ("flatten", tnn.Flatten()),
+                ("fc1", tnn.Linear(16 * 7 * 7, 32)),
+                ("relu3", tnn.ReLU()),
+                ("fc2", tnn.Linear(32, model.num_classes)),
+            ]
+        )
+    )
+    sd = _port(
+        variables,
+        [
+            ("conv1", "conv1", "conv", None),
+            ("conv2", "conv2", "conv", None),
+            ("fc1", "fc1", "dense_flatten", (16, 7, 7)),
+            ("fc2", "fc2", "dense", None),
+        ],
+    )
     return Twin(model, variables, _finish(tmodel, sd, model.LAYER_MAP))
 
 
 # ----------------------------------------------------------------------------------------------------
 # ResBNNet
 # ----------------------------------------------------------------------------------------------------
+
 
 class _ResBlock(nn.Module):
     """conv-BN-relu-conv-BN, + identity, relu (inline ``nn.relu`` and ``+``)."""
@@ -303,8 +344,15 @@ class ResBNNet(nn.Module):
     num_classes: int = 10
     INPUT_SHAPE: ClassVar[tuple[int, ...]] = (16, 16, 3)
     LAYER_MAP: ClassVar[dict[str, str]] = {
-        "conv1": "conv1", "bn1": "bn1", "bn1+relu": "relu1", "block": "block", "block/conv1": "block.conv1",
-        "block/bn1": "block.bn1", "block/bn1+relu": "block.relu1", "block/conv2": "block.conv2", "block/bn2": "block.bn2",
+        "conv1": "conv1",
+        "bn1": "bn1",
+        "bn1+relu": "relu1",
+        "block": "block",
+        "block/conv1": "block.conv1",
+        "block/bn1": "block.bn1",
+        "block/bn1+relu": "block.relu1",
+        "block/conv2": "block.conv2",
+        "block/bn2": "block.bn2",
         "fc": "fc",
     }
 
@@ -356,12 +404,18 @@ def make_res_bn_net(seed: int = 0, *, zero_bias: bool = False) -> Twin:
             return self.fc(self.flatten(self.pool(x)))
 
     tmodel = TorchResBNNet(model.INPUT_SHAPE[-1], 8, model.num_classes)
-    sd = _port(variables, [
-        ("conv1", "conv1", "conv", None), ("bn1", "bn1", "bn", None),
-        ("block/conv1", "block.conv1", "conv", None), ("block/bn1", "block.bn1", "bn", None),
-        ("block/conv2", "block.conv2", "conv", None), ("block/bn2", "block.bn2", "bn", None),
-        ("fc", "fc", "dense", None),
-    ])
+    sd = _port(
+        variables,
+        [
+            ("conv1", "conv1", "conv", None),
+            ("bn1", "bn1", "bn", None),
+            ("block/conv1", "block.conv1", "conv", None),
+            ("block/bn1", "block.bn1", "bn", None),
+            ("block/conv2", "block.conv2", "conv", None),
+            ("block/bn2", "block.bn2", "bn", None),
+            ("fc", "fc", "dense", None),
+        ],
+    )
     # BN buffers torch tracks but Flax has no use for
     for name, buf in tmodel.state_dict().items():
         if name.endswith("num_batches_tracked"):
@@ -373,6 +427,7 @@ def make_res_bn_net(seed: int = 0, *, zero_bias: bool = False) -> Twin:
 # NCHWFlattenNet
 # ----------------------------------------------------------------------------------------------------
 
+
 class NCHWFlattenNet(nn.Module):
     """conv(4)-relu-conv(6, stride 2)-relu, then a *torch-style* NCHW flatten
     (``x.transpose(0, 3, 1, 2).reshape(B, -1)``), dense(16)-relu-dense(10), on (B, 12, 10, 3).
@@ -383,7 +438,13 @@ class NCHWFlattenNet(nn.Module):
 
     num_classes: int = 10
     INPUT_SHAPE: ClassVar[tuple[int, ...]] = (12, 10, 3)
-    LAYER_MAP: ClassVar[dict[str, str]] = {"conv1": "conv1", "conv2": "conv2", "conv2+relu": "relu2", "fc1": "fc1", "fc2": "fc2"}
+    LAYER_MAP: ClassVar[dict[str, str]] = {
+        "conv1": "conv1",
+        "conv2": "conv2",
+        "conv2+relu": "relu2",
+        "fc1": "fc1",
+        "fc2": "fc2",
+    }
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -401,14 +462,29 @@ def make_nchw_flatten_net(seed: int = 0, *, zero_bias: bool = False) -> Twin:
     variables = _init(model, seed, zero_bias=zero_bias)
     torch, _, _ = _torch_modules()
     tnn = torch.nn
-    tmodel = tnn.Sequential(OrderedDict([
-        ("conv1", tnn.Conv2d(3, 4, 3, padding=1)), ("relu1", tnn.ReLU()),
-        ("conv2", tnn.Conv2d(4, 6, 3, stride=2, padding=1)), ("relu2", tnn.ReLU()),
-        ("flatten", tnn.Flatten()), ("fc1", tnn.Linear(6 * 6 * 5, 16)), ("relu3", tnn.ReLU()),
-        ("fc2", tnn.Linear(16, model.num_classes)),
-    ]))
-    sd = _port(variables, [("conv1", "conv1", "conv", None), ("conv2", "conv2", "conv", None),
-                           ("fc1", "fc1", "dense", None), ("fc2", "fc2", "dense", None)])
+    tmodel = tnn.Sequential(
+        OrderedDict(
+            [
+                ("conv1", tnn.Conv2d(3, 4, 3, padding=1)),
+                ("relu1", tnn.ReLU()),
+                ("conv2", tnn.Conv2d(4, 6, 3, stride=2, padding=1)),
+                ("relu2", tnn.ReLU()),
+                ("flatten", tnn.Flatten()),
+                ("fc1", tnn.Linear(6 * 6 * 5, 16)),
+                ("relu3", tnn.ReLU()),
+                ("fc2", tnn.Linear(16, model.num_classes)),
+            ]
+        )
+    )
+    sd = _port(
+        variables,
+        [
+            ("conv1", "conv1", "conv", None),
+            ("conv2", "conv2", "conv", None),
+            ("fc1", "fc1", "dense", None),
+            ("fc2", "fc2", "dense", None),
+        ],
+    )
     return Twin(model, variables, _finish(tmodel, sd, model.LAYER_MAP))
 
 
@@ -416,14 +492,20 @@ def make_nchw_flatten_net(seed: int = 0, *, zero_bias: bool = False) -> Twin:
 # VGGLikeAvgPool
 # ----------------------------------------------------------------------------------------------------
 
+
 class VGGLikeAvgPool(nn.Module):
     """conv(8)-relu-conv(8)-relu-avgpool2-conv(16)-relu-avgpool2-flatten-dense(32)-relu-dense(10) on
     (B, 16, 16, 3): a small VGG-style stack with *average* pooling, for LRP rules on pooling layers."""
 
     num_classes: int = 10
     INPUT_SHAPE: ClassVar[tuple[int, ...]] = (16, 16, 3)
-    LAYER_MAP: ClassVar[dict[str, str]] = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3",
-                                           "fc1": "fc1", "fc2": "fc2"}
+    LAYER_MAP: ClassVar[dict[str, str]] = {
+        "conv1": "conv1",
+        "conv2": "conv2",
+        "conv3": "conv3",
+        "fc1": "fc1",
+        "fc2": "fc2",
+    }
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -444,16 +526,34 @@ def make_vgg_like_avg_pool(seed: int = 0, *, zero_bias: bool = False) -> Twin:
     variables = _init(model, seed, zero_bias=zero_bias)
     torch, _, _ = _torch_modules()
     tnn = torch.nn
-    tmodel = tnn.Sequential(OrderedDict([
-        ("conv1", tnn.Conv2d(3, 8, 3, padding=1)), ("relu1", tnn.ReLU()),
-        ("conv2", tnn.Conv2d(8, 8, 3, padding=1)), ("relu2", tnn.ReLU()), ("pool1", tnn.AvgPool2d(2)),
-        ("conv3", tnn.Conv2d(8, 16, 3, padding=1)), ("relu3", tnn.ReLU()), ("pool2", tnn.AvgPool2d(2)),
-        ("flatten", tnn.Flatten()), ("fc1", tnn.Linear(16 * 4 * 4, 32)), ("relu4", tnn.ReLU()),
-        ("fc2", tnn.Linear(32, model.num_classes)),
-    ]))
-    sd = _port(variables, [("conv1", "conv1", "conv", None), ("conv2", "conv2", "conv", None),
-                           ("conv3", "conv3", "conv", None), ("fc1", "fc1", "dense_flatten", (16, 4, 4)),
-                           ("fc2", "fc2", "dense", None)])
+    tmodel = tnn.Sequential(
+        OrderedDict(
+            [
+                ("conv1", tnn.Conv2d(3, 8, 3, padding=1)),
+                ("relu1", tnn.ReLU()),
+                ("conv2", tnn.Conv2d(8, 8, 3, padding=1)),
+                ("relu2", tnn.ReLU()),
+                ("pool1", tnn.AvgPool2d(2)),
+                ("conv3", tnn.Conv2d(8, 16, 3, padding=1)),
+                ("relu3", tnn.ReLU()),
+                ("pool2", tnn.AvgPool2d(2)),
+                ("flatten", tnn.Flatten()),
+                ("fc1", tnn.Linear(16 * 4 * 4, 32)),
+                ("relu4", tnn.ReLU()),
+                ("fc2", tnn.Linear(32, model.num_classes)),
+            ]
+        )
+    )
+    sd = _port(
+        variables,
+        [
+            ("conv1", "conv1", "conv", None),
+            ("conv2", "conv2", "conv", None),
+            ("conv3", "conv3", "conv", None),
+            ("fc1", "fc1", "dense_flatten", (16, 4, 4)),
+            ("fc2", "fc2", "dense", None),
+        ],
+    )
     return Twin(model, variables, _finish(tmodel, sd, model.LAYER_MAP))
 
 
@@ -478,23 +578,44 @@ def make(name: str, seed: int = 0, **kwargs: Any) -> Twin:
 # The shipped MNIST CNN (xai_jax.models.MnistCNN), for benchmarks and checks on trained weights
 # ----------------------------------------------------------------------------------------------------
 
+
 def mnist_cnn_torch(variables: dict):
     """Torch twin of :class:`xai_jax.models.mnist.MnistCNN` with ``variables`` ported (its convs are
     3x3 'SAME' = torch padding 1; fc1 follows an NHWC flatten of (7, 7, 64))."""
     torch, Clone, _ = _torch_modules()
     tnn = torch.nn
-    tmodel = tnn.Sequential(OrderedDict([
-        ("conv1", tnn.Conv2d(1, 32, 3, padding=1)), ("relu1", tnn.ReLU()),
-        ("conv2", tnn.Conv2d(32, 32, 3, padding=1)), ("relu2", tnn.ReLU()), ("clone2", Clone()),
-        ("pool1", tnn.MaxPool2d(2)),
-        ("conv3", tnn.Conv2d(32, 64, 3, padding=1)), ("relu3", tnn.ReLU()),
-        ("conv4", tnn.Conv2d(64, 64, 3, padding=1)), ("relu4", tnn.ReLU()), ("clone4", Clone()),
-        ("pool2", tnn.MaxPool2d(2)),
-        ("flatten", tnn.Flatten()), ("fc1", tnn.Linear(64 * 7 * 7, 128)), ("relu5", tnn.ReLU()),
-        ("fc2", tnn.Linear(128, 10)),
-    ]))
-    sd = _port(variables, [("conv1", "conv1", "conv", None), ("conv2", "conv2", "conv", None),
-                           ("conv3", "conv3", "conv", None), ("conv4", "conv4", "conv", None),
-                           ("fc1", "fc1", "dense_flatten", (64, 7, 7)), ("fc2", "fc2", "dense", None)])
+    tmodel = tnn.Sequential(
+        OrderedDict(
+            [
+                ("conv1", tnn.Conv2d(1, 32, 3, padding=1)),
+                ("relu1", tnn.ReLU()),
+                ("conv2", tnn.Conv2d(32, 32, 3, padding=1)),
+                ("relu2", tnn.ReLU()),
+                ("clone2", Clone()),
+                ("pool1", tnn.MaxPool2d(2)),
+                ("conv3", tnn.Conv2d(32, 64, 3, padding=1)),
+                ("relu3", tnn.ReLU()),
+                ("conv4", tnn.Conv2d(64, 64, 3, padding=1)),
+                ("relu4", tnn.ReLU()),
+                ("clone4", Clone()),
+                ("pool2", tnn.MaxPool2d(2)),
+                ("flatten", tnn.Flatten()),
+                ("fc1", tnn.Linear(64 * 7 * 7, 128)),
+                ("relu5", tnn.ReLU()),
+                ("fc2", tnn.Linear(128, 10)),
+            ]
+        )
+    )
+    sd = _port(
+        variables,
+        [
+            ("conv1", "conv1", "conv", None),
+            ("conv2", "conv2", "conv", None),
+            ("conv3", "conv3", "conv", None),
+            ("conv4", "conv4", "conv", None),
+            ("fc1", "fc1", "dense_flatten", (64, 7, 7)),
+            ("fc2", "fc2", "dense", None),
+        ],
+    )
     layer_map = {name: name for name in ("conv1", "conv2", "conv3", "conv4", "fc1", "fc2")}
     return _finish(tmodel, sd, layer_map)

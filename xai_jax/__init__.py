@@ -10,46 +10,157 @@ from .core import numerics as _numerics
 
 _numerics.install()
 
-from . import core, data, models, trace, viz  # noqa: E402
+from . import (  # noqa: E402
+    core,
+    data,
+    evaluation,
+    featureviz,
+    models,
+    paths,
+    perturbation,
+    propagation,
+    trace,
+    uncertainty,
+    viz,
+)
 from .attribution import (  # noqa: E402
-    attention_rollout, cam, cam_method, chefer_attention, deconvnet, deconvnet_per_filter, grad_cam, grad_cam_plus_plus,
-    gradient, gradient_cam, guided_backprop, guided_grad_cam, input_x_gradient, integrated_gradients, layer_cam, occlusion,
-    saliency, score_cam, smoothgrad, upsample, xgrad_cam,
+    attention_rollout,
+    cam,
+    cam_method,
+    chefer_attention,
+    deconvnet,
+    deconvnet_per_filter,
+    grad_cam,
+    grad_cam_plus_plus,
+    gradient,
+    gradient_cam,
+    guided_backprop,
+    guided_grad_cam,
+    input_x_gradient,
+    integrated_gradients,
+    layer_cam,
+    occlusion,
+    saliency,
+    score_cam,
+    smoothgrad,
+    upsample,
+    xgrad_cam,
 )
 from .core import METHODS, Method, method  # noqa: E402
 from .core.errors import (  # noqa: E402
-    CheckpointError, DataError, InputError, LayerNotFoundError, OutputError, ResourceExhaustedError, TargetError,
-    UnknownNameError, UnsupportedError, XaiJaxError,
+    CheckpointError,
+    DataError,
+    InputError,
+    LayerNotFoundError,
+    OutputError,
+    ResourceExhaustedError,
+    TargetError,
+    UnknownNameError,
+    UnsupportedError,
+    XaiJaxError,
+)
+from .featureviz import (  # noqa: E402
+    activation_maximization,
+    activation_maximization_codespace,
+    deep_dream,
+    invert_features,
+)
+from .paths import blur_ig, deeplift_shap, fullgrad, gradient_shap, guided_ig, xrai  # noqa: E402
+from .perturbation import (  # noqa: E402
+    extremal_perturbation,
+    kernel_shap,
+    lime,
+    meaningful_perturbation,
+    prediction_difference,
+    rise,
+    shapley_value_sampling,
+    shapley_values,
+)
+from .propagation import (  # noqa: E402
+    composites,
+    deep_taylor,
+    deeplift,
+    lrp,
+    lrp_transpose,
+    rules,
+    simple_taylor,
 )
 from .trace import capture, layer_gradient, layers  # noqa: E402
-from . import propagation  # noqa: E402
-from .propagation import (  # noqa: E402
-    composites, deep_taylor, deeplift, lrp, lrp_transpose, rules, simple_taylor,
-)
-from . import featureviz  # noqa: E402
-from .featureviz import (  # noqa: E402
-    activation_maximization, activation_maximization_codespace, deep_dream, invert_features,
-)
-from . import uncertainty  # noqa: E402
-from . import evaluation  # noqa: E402
-from . import perturbation  # noqa: E402
-from .perturbation import (  # noqa: E402
-    extremal_perturbation, kernel_shap, lime, meaningful_perturbation, prediction_difference, rise,
-    shapley_value_sampling, shapley_values,
-)
-from . import paths  # noqa: E402
-from .paths import blur_ig, deeplift_shap, fullgrad, gradient_shap, guided_ig, xrai  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "METHODS", "CheckpointError", "DataError", "InputError", "LayerNotFoundError", "Method", "OutputError", "ResourceExhaustedError",
-    "TargetError", "UnknownNameError", "UnsupportedError", "XaiJaxError", "activation_maximization",
-    "activation_maximization_codespace", "attention_rollout", "cam", "cam_method", "capture", "chefer_attention",
-    "composites", "core", "data",
-    "deconvnet", "deconvnet_per_filter", "deep_dream", "deep_taylor", "deeplift", "featureviz", "grad_cam",
-    "grad_cam_plus_plus", "gradient", "gradient_cam", "guided_backprop", "guided_grad_cam", "input_x_gradient",
-    "integrated_gradients", "invert_features", "layer_cam", "layer_gradient", "layers", "lrp", "lrp_transpose", "method",
-    "models", "occlusion", "propagation", "rules", "saliency", "score_cam", "simple_taylor",
-    "smoothgrad", "trace", "uncertainty", "upsample", "viz", "xgrad_cam",
+    "METHODS",
+    "CheckpointError",
+    "DataError",
+    "InputError",
+    "LayerNotFoundError",
+    "Method",
+    "OutputError",
+    "ResourceExhaustedError",
+    "TargetError",
+    "UnknownNameError",
+    "UnsupportedError",
+    "XaiJaxError",
+    "activation_maximization",
+    "activation_maximization_codespace",
+    "attention_rollout",
+    "blur_ig",
+    "cam",
+    "cam_method",
+    "capture",
+    "chefer_attention",
+    "composites",
+    "core",
+    "data",
+    "deconvnet",
+    "deconvnet_per_filter",
+    "deep_dream",
+    "deep_taylor",
+    "deeplift",
+    "deeplift_shap",
+    "evaluation",
+    "extremal_perturbation",
+    "featureviz",
+    "fullgrad",
+    "grad_cam",
+    "grad_cam_plus_plus",
+    "gradient",
+    "gradient_cam",
+    "gradient_shap",
+    "guided_backprop",
+    "guided_grad_cam",
+    "guided_ig",
+    "input_x_gradient",
+    "integrated_gradients",
+    "invert_features",
+    "kernel_shap",
+    "layer_cam",
+    "layer_gradient",
+    "layers",
+    "lime",
+    "lrp",
+    "lrp_transpose",
+    "meaningful_perturbation",
+    "method",
+    "models",
+    "occlusion",
+    "paths",
+    "perturbation",
+    "prediction_difference",
+    "propagation",
+    "rise",
+    "rules",
+    "saliency",
+    "score_cam",
+    "shapley_value_sampling",
+    "shapley_values",
+    "simple_taylor",
+    "smoothgrad",
+    "trace",
+    "uncertainty",
+    "upsample",
+    "viz",
+    "xgrad_cam",
+    "xrai",
 ]

@@ -1,10 +1,10 @@
 """``xai-jax``: the command line.  The only module that wires every part of the package together.
 
-    xai-jax explain            # offline report: shipped MNIST CNN, bundled sample, every method
-    xai-jax explain --model cam_cnn --methods gradient,integrated_gradients --count 4 --out report
-    xai-jax train mnist_cnn    # train a zoo model on ../shared/data/mnist.npz into ./xai_jax_checkpoints
-    xai-jax layers --model mnist_cnn
-    xai-jax methods
+xai-jax explain            # offline report: shipped MNIST CNN, bundled sample, every method
+xai-jax explain --model cam_cnn --methods gradient,integrated_gradients --count 4 --out report
+xai-jax train mnist_cnn    # train a zoo model on ../shared/data/mnist.npz into ./xai_jax_checkpoints
+xai-jax layers --model mnist_cnn
+xai-jax methods
 """
 
 from __future__ import annotations
@@ -114,8 +114,16 @@ def _shape_hint(shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
     return ""
 
 
-def _checked_images(images: Any, labels: Any, where: str, start: int, count: int, expected: tuple[int, ...],
-                    num_classes: int, quiet: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _checked_images(
+    images: Any,
+    labels: Any,
+    where: str,
+    start: int,
+    count: int,
+    expected: tuple[int, ...],
+    num_classes: int,
+    quiet: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The selected images as float32 ``(N, *expected)`` in [0, 1] and their labels, checked like
     :func:`xai_jax.data.mnist` checks a file: a report on wrongly scaled, NaN or mislabelled images
     would look plausible and mean nothing."""
@@ -128,14 +136,16 @@ def _checked_images(images: Any, labels: Any, where: str, start: int, count: int
         images = images[..., None]  # grayscale stored without its channel axis
     if images.ndim != len(expected) + 1 or images.shape[1:] != expected:
         takes = ", ".join(map(str, expected))
-        raise DataError(f"{where}: images have shape {images.shape}; the model takes (N, {takes})."
-                        + _shape_hint(images.shape, expected))
+        raise DataError(
+            f"{where}: images have shape {images.shape}; the model takes (N, {takes})."
+            + _shape_hint(images.shape, expected)
+        )
     total = len(images)
     if total == 0:
         raise DataError(f"{where}: no images.")
     if start >= total:
         raise DataError(f"--start {start} is past the last image: {where} holds {total} (indices 0..{total - 1}).")
-    selected = images[start:start + count]
+    selected = images[start : start + count]
     if len(selected) < count and not quiet:
         print(f"note: {where} holds {total} images; explaining the {len(selected)} from index {start}.")
     if images.dtype.kind in "ui":
@@ -159,10 +169,11 @@ def _checked_images(images: Any, labels: Any, where: str, start: int, count: int
         raise DataError(f"{where}: labels have shape {labels.shape}; expected ({total},) class indices (not one-hot).")
     if labels.dtype.kind not in "ui":
         raise DataError(f"{where}: labels have dtype {labels.dtype}; expected integer class indices.")
-    chosen = labels[start:start + count]
+    chosen = labels[start : start + count]
     if chosen.min() < 0 or chosen.max() >= num_classes:
-        raise DataError(f"{where}: labels outside 0..{num_classes - 1}, the model's classes "
-                        f"(found {chosen.min()}..{chosen.max()}).")
+        raise DataError(
+            f"{where}: labels outside 0..{num_classes - 1}, the model's classes (found {chosen.min()}..{chosen.max()})."
+        )
     return selected, chosen.astype(np.int32)
 
 
@@ -180,8 +191,11 @@ def _default_layer(model: Any, variables: Any, x: np.ndarray) -> str | None:
     listed = list(layers(model, variables, x[:1]))
     softmaxes = [i for i, layer in enumerate(listed) if layer.type == SOFTMAX]
     if softmaxes:
-        norms = [layer for layer in listed[:softmaxes[-1]]
-                 if layer.type in ("LayerNorm", "RMSNorm") and layer.shape is not None and len(layer.shape) == 3]
+        norms = [
+            layer
+            for layer in listed[: softmaxes[-1]]
+            if layer.type in ("LayerNorm", "RMSNorm") and layer.shape is not None and len(layer.shape) == 3
+        ]
         if norms:
             try:
                 token_grid(norms[-1].shape[1], tuple(x.shape))  # type: ignore[index]
@@ -212,8 +226,18 @@ def _method_options(info: Any, layer: str | None, seed: int) -> dict[str, Any]:
     return options
 
 
-def _explain_mc(args: argparse.Namespace, model: Any, variables: Any, images: np.ndarray, target: Any, names: list[str],
-                layer: str | None, maps: dict[str, np.ndarray], signed: dict[str, bool], skipped: dict[str, str]) -> None:
+def _explain_mc(
+    args: argparse.Namespace,
+    model: Any,
+    variables: Any,
+    images: np.ndarray,
+    target: Any,
+    names: list[str],
+    layer: str | None,
+    maps: dict[str, np.ndarray],
+    signed: dict[str, bool],
+    skipped: dict[str, str],
+) -> None:
     """Mean and std of every method over ``--mc-samples`` dropout masks (the same masks for all)."""
     import jax
 
@@ -229,7 +253,15 @@ def _explain_mc(args: argparse.Namespace, model: Any, variables: Any, images: np
         except ValueError as err:
             skipped[name] = str(err)
     results, not_applicable = uncertainty.explain_mc_methods(
-        list(options), model, variables, images, target, samples=args.mc_samples, key=jax.random.key(args.seed), options=options)
+        list(options),
+        model,
+        variables,
+        images,
+        target,
+        samples=args.mc_samples,
+        key=jax.random.key(args.seed),
+        options=options,
+    )
     skipped.update(not_applicable)
     for name, result in results.items():
         info = METHODS[name]
@@ -248,8 +280,9 @@ def _method_names(spec: str) -> list[str]:
         return list(METHODS)
     names = list(dict.fromkeys(m.strip() for m in spec.split(",") if m.strip()))
     if not names:
-        raise InputError(f"--methods {spec!r} names no method; give comma-separated names (see `xai-jax methods`) "
-                         "or 'all'.")
+        raise InputError(
+            f"--methods {spec!r} names no method; give comma-separated names (see `xai-jax methods`) or 'all'."
+        )
     for name in names:
         METHODS[name]  # an unknown name raises UnknownNameError with the closest names, before any work
     return names
@@ -267,14 +300,18 @@ def _classifier(name: str, checkpoint: str | None) -> tuple[Any, Any, tuple[int,
     entry = zoo.ZOO.get(name)
     if entry is not None and entry.kind != "classifier":
         classifiers = ", ".join(n for n, e in zoo.ZOO.items() if e.kind == "classifier")
-        raise InputError(f"--model {name} is a {entry.kind} ({entry.description}); the report explains a classifier's "
-                         f"class scores on images: choose one of {classifiers}.")
+        raise InputError(
+            f"--model {name} is a {entry.kind} ({entry.description}); the report explains a classifier's "
+            f"class scores on images: choose one of {classifiers}."
+        )
     model, variables = models.load(name, path=checkpoint)
     example = example_input(model)
     out = jax.eval_shape(model.apply, variables, example)  # shapes only: nothing runs
     if len(example.shape) != 4 or getattr(out, "ndim", 0) != 2:
-        raise InputError(f"--model {name} maps {tuple(example.shape)} to {getattr(out, 'shape', out)}; "
-                         "the report needs images (B, H, W, C) in and class scores (B, K) out.")
+        raise InputError(
+            f"--model {name} maps {tuple(example.shape)} to {getattr(out, 'shape', out)}; "
+            "the report needs images (B, H, W, C) in and class scores (B, K) out."
+        )
     return model, variables, tuple(example.shape[1:]), int(out.shape[-1])
 
 
@@ -288,8 +325,9 @@ def _target_for(spec: str | int, labels: np.ndarray | None, num_classes: int) ->
             raise TargetError("--target label: these images carry no labels; use --target pred or a class index.")
         return labels
     if not 0 <= int(spec) < num_classes:
-        raise TargetError(f"--target {spec} is out of range: the model has {num_classes} classes "
-                          f"(0..{num_classes - 1}).")
+        raise TargetError(
+            f"--target {spec} is out of range: the model has {num_classes} classes (0..{num_classes - 1})."
+        )
     return int(spec)
 
 
@@ -318,8 +356,9 @@ def explain(args: argparse.Namespace) -> Path:
     names = _method_names(args.methods)
     model, variables, input_shape, num_classes = _classifier(args.model, args.checkpoint)
     raw_images, raw_labels, where = _read_images(args.images)
-    images, labels = _checked_images(raw_images, raw_labels, where, args.start, args.count, input_shape, num_classes,
-                                     args.quiet)
+    images, labels = _checked_images(
+        raw_images, raw_labels, where, args.start, args.count, input_shape, num_classes, args.quiet
+    )
     target = _target_for(args.target, labels, num_classes)
     _check_layer(args.layer, model, variables, images)
 
@@ -334,7 +373,11 @@ def explain(args: argparse.Namespace) -> Path:
     notes: dict[str, str] = {}
     if args.mc_samples > 0:
         _explain_mc(args, model, variables, images, target, names, layer, maps, signed, skipped)
-        probabilities = np.asarray(uncertainty.mc_dropout(model, variables, jnp.asarray(images), samples=args.mc_samples, key=jax.random.key(args.seed)).mean)
+        probabilities = np.asarray(
+            uncertainty.mc_dropout(
+                model, variables, jnp.asarray(images), samples=args.mc_samples, key=jax.random.key(args.seed)
+            ).mean
+        )
         predictions = probabilities.argmax(-1)
         names = []  # every map came from the Monte-Carlo run
     for name in tqdm(names, desc="methods", unit="method", disable=args.quiet):
@@ -367,8 +410,14 @@ def explain(args: argparse.Namespace) -> Path:
         maps=maps,
         signed=signed,
         title=f"xai_jax report: {args.model} on {args.images}",
-        extra={"model": args.model, "target": str(args.target), "layer (CAM family)": str(layer),
-               **{f"time {k}": v for k, v in timings.items()}, **notes, **{f"skipped {k}": v for k, v in skipped.items()}},
+        extra={
+            "model": args.model,
+            "target": str(args.target),
+            "layer (CAM family)": str(layer),
+            **{f"time {k}": v for k, v in timings.items()},
+            **notes,
+            **{f"skipped {k}": v for k, v in skipped.items()},
+        },
         overwrite=args.overwrite,
     )
     if not args.quiet:
@@ -391,8 +440,11 @@ def evaluate(args: argparse.Namespace) -> Path:
     # As for explain: everything that can be refused is refused before the first method runs.
     check_folder(args.out, LAYOUT, overwrite=args.overwrite)
     names = _method_names(args.methods)
-    metrics = list(METRICS) if args.metrics == "all" else list(dict.fromkeys(
-        m.strip() for m in args.metrics.split(",") if m.strip()))
+    metrics = (
+        list(METRICS)
+        if args.metrics == "all"
+        else list(dict.fromkeys(m.strip() for m in args.metrics.split(",") if m.strip()))
+    )
     for metric in metrics:
         METRICS[metric]  # an unknown name raises UnknownNameError with the closest names
     options = {} if args.full else {k: dict(v) for k, v in QUICK_OPTIONS.items() if k in metrics}
@@ -400,14 +452,26 @@ def evaluate(args: argparse.Namespace) -> Path:
         options.setdefault(metric, {}).update(values)
     model, variables, input_shape, num_classes = _classifier(args.model, args.checkpoint)
     raw_images, raw_labels, where = _read_images(args.images)
-    images, labels = _checked_images(raw_images, raw_labels, where, args.start, args.count, input_shape, num_classes,
-                                     args.quiet)
+    images, labels = _checked_images(
+        raw_images, raw_labels, where, args.start, args.count, input_shape, num_classes, args.quiet
+    )
     target = _target_for(args.target, labels, num_classes)
     targets = None if target is None else np.broadcast_to(np.asarray(target, np.int32), (len(images),))
-    report = run_evaluation(model, variables, images, targets, methods=names, metrics=metrics,
-                            key=jax.random.key(args.seed), preset=args.preset, options=options,
-                            batch_size=args.batch_size, progress=not args.quiet, out_dir=args.out,
-                            overwrite=args.overwrite)
+    report = run_evaluation(
+        model,
+        variables,
+        images,
+        targets,
+        methods=names,
+        metrics=metrics,
+        key=jax.random.key(args.seed),
+        preset=args.preset,
+        options=options,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        out_dir=args.out,
+        overwrite=args.overwrite,
+    )
     if not args.quiet:
         print(report.to_markdown())
         print(f"wrote {args.out}/results.csv, results.md and plots/")
@@ -421,8 +485,14 @@ def train(args: argparse.Namespace) -> None:
     from .models.train import train as train_model
 
     out = output_dir(args.out, replace_shipped=args.replace_shipped)
-    entry = train_model(args.model, data_path=args.data, epochs=args.epochs, seed=args.seed, out_dir=out,
-                        replace_shipped=args.replace_shipped)
+    entry = train_model(
+        args.model,
+        data_path=args.data,
+        epochs=args.epochs,
+        seed=args.seed,
+        out_dir=out,
+        replace_shipped=args.replace_shipped,
+    )
     score = f", test accuracy {100 * entry['test_accuracy']:.2f} %" if "test_accuracy" in entry else ""
     written = read_manifest(out)["models"]
     for name in SETTINGS[args.model].pair or (args.model,):  # a GAN trains and writes both halves
@@ -477,24 +547,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_non_negative_int, default=0, help="index of the first image")
     p.add_argument("--methods", default="all", help="comma-separated method names, or 'all'")
     p.add_argument("--target", type=_target, default="pred", help="'pred' (predicted class), 'label', or a class index")
-    p.add_argument("--layer", default=None, help="layer for layer-resolution methods, e.g. conv4 or conv4+relu (default: the last spatial layer, after its activation)")
+    p.add_argument(
+        "--layer",
+        default=None,
+        help="layer for layer-resolution methods, e.g. conv4 or conv4+relu (default: the last spatial layer, after its activation)",
+    )
     p.add_argument("--seed", type=_seed, default=0, help="seed for stochastic methods")
-    p.add_argument("--mc-samples", type=_mc_samples, default=0,
-                   help="N >= 2: explain under N Monte-Carlo dropout masks and show mean and std maps "
-                        "(needs a model with dropout, e.g. mc_dropout_cnn)")
-    p.add_argument("--out", default="xai_jax_report",
-                   help="output folder: new, empty, or an earlier report (replaced as a whole); "
-                        "anything else is refused")
-    p.add_argument("--overwrite", action="store_true",
-                   help="also write into a folder holding other files; they are kept "
-                        "(files named like the report's own are still refused)")
+    p.add_argument(
+        "--mc-samples",
+        type=_mc_samples,
+        default=0,
+        help="N >= 2: explain under N Monte-Carlo dropout masks and show mean and std maps "
+        "(needs a model with dropout, e.g. mc_dropout_cnn)",
+    )
+    p.add_argument(
+        "--out",
+        default="xai_jax_report",
+        help="output folder: new, empty, or an earlier report (replaced as a whole); anything else is refused",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="also write into a folder holding other files; they are kept "
+        "(files named like the report's own are still refused)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=explain)
 
     from .evaluation.cli import DEFAULT_METHODS, DEFAULT_METRICS
 
-    p = sub.add_parser("evaluate", help="score explanation methods with faithfulness, robustness, randomisation and "
-                                        "complexity metrics; writes a table (CSV + Markdown) and plots")
+    p = sub.add_parser(
+        "evaluate",
+        help="score explanation methods with faithfulness, robustness, randomisation and "
+        "complexity metrics; writes a table (CSV + Markdown) and plots",
+    )
     p.add_argument("--model", default="mnist_cnn", help="zoo model name (see `xai-jax models`)")
     p.add_argument("--checkpoint", default=None, help="a checkpoint file for --model (default: the shipped one)")
     p.add_argument("--images", default="sample", help="'sample' (bundled), 'test' (full MNIST), or a .npz/.npy file")
@@ -502,17 +588,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_non_negative_int, default=0, help="index of the first image")
     p.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated method names, or 'all'")
     p.add_argument("--metrics", default=DEFAULT_METRICS, help="comma-separated metric names, or 'all'")
-    p.add_argument("--preset", default="xai_jax", choices=("xai_jax", "quantus", "captum"),
-                   help="metric options: this package's defaults, Quantus 0.6's or Captum's")
-    p.add_argument("--full", action="store_true",
-                   help="the preset as is, without the quick settings (every pixel, 200 sensitivity samples...)")
-    p.add_argument("--set", action="append", default=[], metavar="METRIC.OPTION=VALUE",
-                   help="override one metric option (a Python literal), e.g. --set road.noise=0.05")
+    p.add_argument(
+        "--preset",
+        default="xai_jax",
+        choices=("xai_jax", "quantus", "captum"),
+        help="metric options: this package's defaults, Quantus 0.6's or Captum's",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the preset as is, without the quick settings (every pixel, 200 sensitivity samples...)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METRIC.OPTION=VALUE",
+        help="override one metric option (a Python literal), e.g. --set road.noise=0.05",
+    )
     p.add_argument("--target", type=_target, default="label", help="'label', 'pred' (predicted class) or a class index")
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--seed", type=_seed, default=0, help="seed for the metrics' random draws")
-    p.add_argument("--out", default="xai_jax_evaluation",
-                   help="output folder: new, empty, or an earlier evaluation (replaced as a whole)")
+    p.add_argument(
+        "--out",
+        default="xai_jax_evaluation",
+        help="output folder: new, empty, or an earlier evaluation (replaced as a whole)",
+    )
     p.add_argument("--overwrite", action="store_true", help="also write into a folder holding other files (kept)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
     p.set_defaults(func=evaluate)
@@ -523,9 +624,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=None)
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", default=None, help="output folder (default: ./xai_jax_checkpoints)")
-    p.add_argument("--replace-shipped", action="store_true",
-                   help="replace the shipped checkpoint that `xj.models.load(NAME)` reads; "
-                        "the old file and manifest entry are kept in checkpoints/backups/")
+    p.add_argument(
+        "--replace-shipped",
+        action="store_true",
+        help="replace the shipped checkpoint that `xj.models.load(NAME)` reads; "
+        "the old file and manifest entry are kept in checkpoints/backups/",
+    )
     p.set_defaults(func=train)
 
     p = sub.add_parser("layers", help="list a zoo model's layers with their output shapes")

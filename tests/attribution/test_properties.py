@@ -1,8 +1,8 @@
 """Exact properties of the attribution methods (no reference library needed)."""
 
-import flax.linen as nn
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +41,7 @@ def test_quadrature_weights_sum_to_one_and_integrate_polynomials(method):
 def test_ig_is_exact_for_a_quadratic_model():
     """f(x) = Σ a·x²: the path integrand is linear in α, so Gauss-Legendre is exact."""
     a = jnp.arange(1.0, 13.0).reshape(1, 3, 4)
-    fn = lambda v, x: jnp.stack([(v * x**2).sum(axis=(1, 2)), x.sum(axis=(1, 2))], axis=1)  # noqa: E731
+    fn = lambda v, x: jnp.stack([(v * x**2).sum(axis=(1, 2)), x.sum(axis=(1, 2))], axis=1)
     x = jax.random.normal(jax.random.key(0), (5, 3, 4))
     baseline = 0.5
     attr, err = xj.integrated_gradients(fn, a, x, 0, baseline=baseline, steps=3, return_error=True)
@@ -52,9 +52,12 @@ def test_ig_is_exact_for_a_quadratic_model():
 @pytest.mark.parametrize("method, order", [("riemann_right", 1), ("riemann_trapezoid", 2), ("riemann_middle", 2)])
 def test_ig_completeness_error_shrinks_with_steps(method, order):
     """On a curved model the error falls like steps^-order (Gauss-Legendre is exact much sooner)."""
-    fn = lambda v, x: jnp.stack([jnp.sin(v * x).sum(axis=1), x.sum(axis=1)], axis=1)  # noqa: E731
+    fn = lambda v, x: jnp.stack([jnp.sin(v * x).sum(axis=1), x.sum(axis=1)], axis=1)
     x = jax.random.uniform(jax.random.key(0), (4, 6), minval=0.5, maxval=1.0)
-    errors = [float(jnp.abs(xj.integrated_gradients(fn, 3.0, x, 0, steps=s, method=method, return_error=True)[1]).max()) for s in (4, 16, 64)]
+    errors = [
+        float(jnp.abs(xj.integrated_gradients(fn, 3.0, x, 0, steps=s, method=method, return_error=True)[1]).max())
+        for s in (4, 16, 64)
+    ]
     assert errors[0] > errors[1] > errors[2]
     assert errors[1] / errors[2] > 0.6 * 4**order
     assert float(jnp.abs(xj.integrated_gradients(fn, 3.0, x, 0, steps=16, return_error=True)[1]).max()) < 1e-5
@@ -66,22 +69,36 @@ def test_ig_baselines_and_chunks(cnn, baseline):
     if baseline == "array":
         baseline = jax.random.uniform(jax.random.key(5), x.shape[1:])
     elif baseline == "callable":
-        baseline = lambda z: z * 0.25  # noqa: E731
+        baseline = lambda z: z * 0.25
     full, err = xj.integrated_gradients(model, variables, x, 1, baseline=baseline, steps=20, return_error=True)
     chunked = xj.integrated_gradients(model, variables, x, 1, baseline=baseline, steps=20, batch_size=3)
     np.testing.assert_allclose(chunked, full, rtol=1e-5, atol=1e-7)
     base = np.broadcast_to(baseline(x) if callable(baseline) else baseline, x.shape)
-    logits = lambda z: model.apply(variables, z)[:, 1]  # noqa: E731
-    np.testing.assert_allclose(full.reshape(6, -1).sum(1) - (logits(x) - logits(jnp.asarray(base))), err, rtol=1e-4, atol=1e-5)
+    logits = lambda z: model.apply(variables, z)[:, 1]
+    np.testing.assert_allclose(
+        full.reshape(6, -1).sum(1) - (logits(x) - logits(jnp.asarray(base))), err, rtol=1e-4, atol=1e-5
+    )
 
 
 def test_ig_argmax_target_is_fixed_at_the_input(cnn):
     model, variables, x = cnn
     predicted = jnp.argmax(model.apply(variables, x), -1)
-    np.testing.assert_allclose(xj.integrated_gradients(model, variables, x, steps=8), xj.integrated_gradients(model, variables, x, predicted, steps=8), rtol=1e-6)
+    np.testing.assert_allclose(
+        xj.integrated_gradients(model, variables, x, steps=8),
+        xj.integrated_gradients(model, variables, x, predicted, steps=8),
+        rtol=1e-6,
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [({"steps": 0}, "steps"), ({"method": "simpson"}, "quadrature"), ({"batch_size": 0}, "batch_size"), ({"baseline": np.zeros((3, 3))}, "broadcast")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"steps": 0}, "steps"),
+        ({"method": "simpson"}, "quadrature"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"baseline": np.zeros((3, 3))}, "broadcast"),
+    ],
+)
 def test_ig_bad_options(cnn, kwargs, message):
     model, variables, x = cnn
     with pytest.raises(xj.InputError, match=message):
@@ -91,10 +108,12 @@ def test_ig_bad_options(cnn, kwargs, message):
 def test_smoothgrad_statistics_converge_to_closed_form():
     """f(x) = Σ w·x²: grad = 2w·x, so E[grad(x+ε)] = 2w·x, Var = 4w²σ², E[grad²] = 4w²(x²+σ²)."""
     w = jnp.linspace(0.5, 2.0, 8).reshape(1, 8)
-    fn = lambda v, x: (v * x**2).sum(axis=1, keepdims=True)  # noqa: E731
+    fn = lambda v, x: (v * x**2).sum(axis=1, keepdims=True)
     x = jax.random.normal(jax.random.key(0), (3, 8))
     stdev = 0.3
-    run = lambda kind: xj.smoothgrad(fn, w, x, 0, key=jax.random.key(1), kind=kind, samples=20000, stdev=stdev, batch_size=2500)  # noqa: E731
+    run = lambda kind: xj.smoothgrad(
+        fn, w, x, 0, key=jax.random.key(1), kind=kind, samples=20000, stdev=stdev, batch_size=2500
+    )
     np.testing.assert_allclose(run("smoothgrad"), 2 * w * x, atol=0.03)
     np.testing.assert_allclose(run("vargrad"), 4 * w**2 * stdev**2 * jnp.ones_like(x), rtol=0.06)
     np.testing.assert_allclose(run("smoothgrad_sq"), 4 * w**2 * (x**2 + stdev**2), rtol=0.06, atol=0.02)
@@ -112,11 +131,21 @@ def test_smoothgrad_determinism_and_keys(cnn):
     model, variables, x = cnn
     a = xj.smoothgrad(model, variables, x, key=jax.random.key(0), samples=6)
     np.testing.assert_array_equal(a, xj.smoothgrad(model, variables, x, key=jax.random.key(0), samples=6))
-    np.testing.assert_allclose(a, xj.smoothgrad(model, variables, x, key=jax.random.key(0), samples=6, batch_size=4), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        a, xj.smoothgrad(model, variables, x, key=jax.random.key(0), samples=6, batch_size=4), rtol=1e-5, atol=1e-7
+    )
     assert not np.allclose(a, xj.smoothgrad(model, variables, x, key=jax.random.key(1), samples=6))
 
 
-@pytest.mark.parametrize("kwargs, message", [({"samples": 0}, "samples"), ({"kind": "meangrad"}, "kind"), ({"method": "grad_cam"}, "input-resolution"), ({"sigma": -1.0}, "sigma")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"samples": 0}, "samples"),
+        ({"kind": "meangrad"}, "kind"),
+        ({"method": "grad_cam"}, "input-resolution"),
+        ({"sigma": -1.0}, "sigma"),
+    ],
+)
 def test_smoothgrad_bad_options(cnn, kwargs, message):
     model, variables, x = cnn
     with pytest.raises(xj.InputError, match=message):
@@ -126,7 +155,7 @@ def test_smoothgrad_bad_options(cnn, kwargs, message):
 def test_occlusion_of_a_linear_model_is_exact():
     """For f(x) = Σ w·x and 1×1 windows, occlusion with baseline 0 is exactly w·x."""
     w = jax.random.normal(jax.random.key(0), (1, 5, 6, 2))
-    fn = lambda v, x: jnp.stack([(v * x).sum(axis=(1, 2, 3)), -(v * x).sum(axis=(1, 2, 3))], axis=1)  # noqa: E731
+    fn = lambda v, x: jnp.stack([(v * x).sum(axis=(1, 2, 3)), -(v * x).sum(axis=(1, 2, 3))], axis=1)
     x = jax.random.normal(jax.random.key(1), (3, 5, 6, 2))
     np.testing.assert_allclose(xj.occlusion(fn, w, x, 0, window=(1, 1, 1)), w * x, rtol=1e-5, atol=1e-6)
     # 2x2 windows with stride 1: each element's value is the mean of the drops of its windows.
@@ -162,7 +191,9 @@ def test_cam_equals_hand_computation_and_grad_cam_up_to_constant():
     got = xj.cam(model, variables, x, target, layer="conv2")
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     # Grad-CAM's weights are w[:, c] / (h·w) here, so Grad-CAM = ReLU(CAM) / (h·w).
-    np.testing.assert_allclose(xj.grad_cam(model, variables, x, target, layer="conv2"), jnp.maximum(got, 0) / 81, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        xj.grad_cam(model, variables, x, target, layer="conv2"), jnp.maximum(got, 0) / 81, rtol=1e-5, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("method", ["grad_cam", "grad_cam_plus_plus", "xgrad_cam", "layer_cam", "score_cam"])
@@ -183,7 +214,7 @@ def test_cam_family_bad_layers(cnn):
 
 
 def test_guided_backprop_needs_a_relu():
-    fn = lambda v, x: jnp.tanh(x.reshape(x.shape[0], -1) @ v)  # noqa: E731
+    fn = lambda v, x: jnp.tanh(x.reshape(x.shape[0], -1) @ v)
     with pytest.raises(xj.UnsupportedError, match="no ReLU"):
         xj.guided_backprop(fn, jnp.ones((4, 3)), jnp.ones((2, 4)), 0)
 
@@ -202,7 +233,10 @@ def test_relu_forms_get_the_same_rule():
 
     x = jax.random.normal(jax.random.key(0), (5, 4))
     variables = make(nn.relu).init(jax.random.key(1), x)
-    results = [xj.guided_backprop(make(r), variables, x, 1) for r in (nn.relu, jax.nn.relu, lambda z: jnp.maximum(z, 0), lambda z: jnp.maximum(0.0, z))]
+    results = [
+        xj.guided_backprop(make(r), variables, x, 1)
+        for r in (nn.relu, jax.nn.relu, lambda z: jnp.maximum(z, 0), lambda z: jnp.maximum(0.0, z))
+    ]
     for other in results[1:]:
         np.testing.assert_array_equal(results[0], other)
     assert not np.allclose(results[0], xj.gradient(make(nn.relu), variables, x, 1))
@@ -227,7 +261,7 @@ def test_deconvnet_per_filter_sums_to_the_full_projection(cnn):
     from xai_jax.trace import FAST_GRADIENT_RULES, rewrite
     from xai_jax.trace.activations import relu_rules
 
-    to_layer = lambda z: xj.capture(model, variables, z, "conv1")[1]  # noqa: E731
+    to_layer = lambda z: xj.capture(model, variables, z, "conv1")[1]
     act, pullback = jax.vjp(rewrite(to_layer, {**FAST_GRADIENT_RULES, **relu_rules(_deconvnet)}), x)
     np.testing.assert_allclose(per_filter.sum(axis=1), pullback(jnp.maximum(act, 0))[0], rtol=1e-5, atol=1e-6)
     only_two = xj.deconvnet_per_filter(model, variables, x, layer="conv1", filters=[2, 4])

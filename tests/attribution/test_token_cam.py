@@ -161,9 +161,9 @@ def test_layer_gradient_of_attention_is_the_gradient(twin):
     a, g = xj.layer_gradient(model, variables, x, 4, layer=SOFTMAXES[-1])
     direction = np.asarray(jax.random.normal(jax.random.key(7), a.shape), np.float32)
     f = lambda eps: float(
-        xj.trace.probed_forward(
-            xj.core.make_forward(model, None)[0], SOFTMAXES[-1]
-        )(variables, jnp.asarray(x), {}, eps * jnp.asarray(direction))[0][:, 4].sum()
+        xj.trace.probed_forward(xj.core.make_forward(model, None)[0], SOFTMAXES[-1])(
+            variables, jnp.asarray(x), {}, eps * jnp.asarray(direction)
+        )[0][:, 4].sum()
     )
     fd = (f(1e-2) - f(-1e-2)) / 2e-2
     np.testing.assert_allclose(float((np.asarray(g) * direction).sum()), fd, rtol=2e-3)

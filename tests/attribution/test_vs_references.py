@@ -47,25 +47,39 @@ def test_gradient_saliency_input_x_gradient(twin, target):
     _, model, variables, tmodel, x = twin
     t = torch.as_tensor(np.broadcast_to(target, (8,)).copy())
     inp = twins.to_torch(x, requires_grad=True)
-    assert_matches(xj.gradient(model, variables, x, target), nchw(captum_attr.Saliency(tmodel).attribute(inp, target=t, abs=False)))
-    assert_matches(xj.saliency(model, variables, x, target), nchw(captum_attr.Saliency(tmodel).attribute(inp, target=t)))
-    assert_matches(xj.input_x_gradient(model, variables, x, target), nchw(captum_attr.InputXGradient(tmodel).attribute(inp, target=t)))
+    assert_matches(
+        xj.gradient(model, variables, x, target), nchw(captum_attr.Saliency(tmodel).attribute(inp, target=t, abs=False))
+    )
+    assert_matches(
+        xj.saliency(model, variables, x, target), nchw(captum_attr.Saliency(tmodel).attribute(inp, target=t))
+    )
+    assert_matches(
+        xj.input_x_gradient(model, variables, x, target),
+        nchw(captum_attr.InputXGradient(tmodel).attribute(inp, target=t)),
+    )
 
 
 def test_predicted_class_target(twin):
     _, model, variables, tmodel, x = twin
     inp = twins.to_torch(x, requires_grad=True)
     predicted = tmodel(inp).argmax(-1)
-    assert_matches(xj.gradient(model, variables, x), nchw(captum_attr.Saliency(tmodel).attribute(inp, target=predicted, abs=False)))
+    assert_matches(
+        xj.gradient(model, variables, x), nchw(captum_attr.Saliency(tmodel).attribute(inp, target=predicted, abs=False))
+    )
 
 
-@pytest.mark.parametrize("method", ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"])
+@pytest.mark.parametrize(
+    "method", ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"]
+)
 def test_integrated_gradients_every_quadrature(twin, method):
     _, model, variables, tmodel, x = twin
     steps, baseline = 16, 0.2
     ours = xj.integrated_gradients(model, variables, x, TARGETS, baseline=baseline, steps=steps, method=method)
-    reference = nchw(captum_attr.IntegratedGradients(tmodel).attribute(
-        twins.to_torch(x), baselines=baseline, target=torch.as_tensor(TARGETS), n_steps=steps, method=method))
+    reference = nchw(
+        captum_attr.IntegratedGradients(tmodel).attribute(
+            twins.to_torch(x), baselines=baseline, target=torch.as_tensor(TARGETS), n_steps=steps, method=method
+        )
+    )
     if method == "riemann_trapezoid":
         reference = reference * steps / (steps - 1)  # Captum's trapezoid weights sum to (n-1)/n (DESIGN §7)
     assert_matches(ours, reference)
@@ -74,8 +88,14 @@ def test_integrated_gradients_every_quadrature(twin, method):
 def test_guided_backprop_and_deconvolution(twin):
     _, model, variables, tmodel, x = twin
     t = torch.as_tensor(TARGETS)
-    assert_matches(xj.guided_backprop(model, variables, x, TARGETS), nchw(captum_attr.GuidedBackprop(tmodel).attribute(twins.to_torch(x), target=t)))
-    assert_matches(xj.deconvnet(model, variables, x, TARGETS), nchw(captum_attr.Deconvolution(tmodel).attribute(twins.to_torch(x), target=t)))
+    assert_matches(
+        xj.guided_backprop(model, variables, x, TARGETS),
+        nchw(captum_attr.GuidedBackprop(tmodel).attribute(twins.to_torch(x), target=t)),
+    )
+    assert_matches(
+        xj.deconvnet(model, variables, x, TARGETS),
+        nchw(captum_attr.Deconvolution(tmodel).attribute(twins.to_torch(x), target=t)),
+    )
 
 
 @pytest.mark.parametrize("window, strides, baseline", [((4, 4), (2, 2), 0.0), ((5, 3), (3, 2), -0.5)])
@@ -84,8 +104,13 @@ def test_occlusion(twin, window, strides, baseline):
     channels = x.shape[-1]
     ours = xj.occlusion(model, variables, x, TARGETS, window=window, strides=strides, baseline=baseline)
     reference = captum_attr.Occlusion(tmodel).attribute(
-        twins.to_torch(x), sliding_window_shapes=(channels, *window), strides=(channels, *strides),
-        baselines=baseline, target=torch.as_tensor(TARGETS), perturbations_per_eval=16)
+        twins.to_torch(x),
+        sliding_window_shapes=(channels, *window),
+        strides=(channels, *strides),
+        baselines=baseline,
+        target=torch.as_tensor(TARGETS),
+        perturbations_per_eval=16,
+    )
     assert_matches(ours, nchw(reference))
 
 
@@ -107,7 +132,8 @@ def test_noise_tunnel_at_zero_noise_equals_the_base_method(twin):
     t = torch.as_tensor(TARGETS)
     for kind in ("smoothgrad", "smoothgrad_sq", "vargrad"):
         reference = captum_attr.NoiseTunnel(captum_attr.Saliency(tmodel)).attribute(
-            twins.to_torch(x), nt_type=kind, nt_samples=4, stdevs=0.0, target=t, abs=False)
+            twins.to_torch(x), nt_type=kind, nt_samples=4, stdevs=0.0, target=t, abs=False
+        )
         ours = xj.smoothgrad(model, variables, x, TARGETS, key=jax.random.key(0), kind=kind, samples=4, stdev=0.0)
         if kind == "vargrad":  # exactly zero on both sides: compare absolutely
             np.testing.assert_allclose(ours, nchw(reference), atol=1e-6)
@@ -125,12 +151,19 @@ def test_pytorch_grad_cam_family(twin, cam_name, monkeypatch):
     monkeypatch.setattr(base_cam, "scale_cam_image", lambda cam, target_size=None: cam)
     name, model, variables, tmodel, x = twin
     layer = TWIN_LAYERS[name]
-    cls = {"grad_cam_plus_plus": grad_cam_pkg.GradCAMPlusPlus, "xgrad_cam": grad_cam_pkg.XGradCAM,
-           "layer_cam": grad_cam_pkg.LayerCAM, "score_cam": grad_cam_pkg.ScoreCAM}[cam_name]
+    cls = {
+        "grad_cam_plus_plus": grad_cam_pkg.GradCAMPlusPlus,
+        "xgrad_cam": grad_cam_pkg.XGradCAM,
+        "layer_cam": grad_cam_pkg.LayerCAM,
+        "score_cam": grad_cam_pkg.ScoreCAM,
+    }[cam_name]
     with cls(model=tmodel, target_layers=[twins.torch_layer(tmodel, layer)]) as reference_cam:
         if cam_name == "score_cam":
             reference_cam.batch_size = 64
-        reference = reference_cam(input_tensor=twins.to_torch(x, requires_grad=True), targets=[ClassifierOutputTarget(int(c)) for c in TARGETS])
+        reference = reference_cam(
+            input_tensor=twins.to_torch(x, requires_grad=True),
+            targets=[ClassifierOutputTarget(int(c)) for c in TARGETS],
+        )
     assert_matches(xj.METHODS[cam_name](model, variables, x, TARGETS, layer=layer), reference)
 
 
@@ -157,7 +190,10 @@ def test_cam_family_on_rectified_maps(twin, monkeypatch):
     monkeypatch.setattr(base_cam, "scale_cam_image", lambda cam, target_size=None: cam)
     for cls, method in ((GradCAMPlusPlus, xj.grad_cam_plus_plus), (LayerCAM, xj.layer_cam)):
         with cls(model=tmodel, target_layers=[tlayer]) as reference_cam:
-            expected = reference_cam(input_tensor=twins.to_torch(x, requires_grad=True), targets=[ClassifierOutputTarget(int(c)) for c in TARGETS])
+            expected = reference_cam(
+                input_tensor=twins.to_torch(x, requires_grad=True),
+                targets=[ClassifierOutputTarget(int(c)) for c in TARGETS],
+            )
         assert_matches(method(model, variables, x, TARGETS, layer=layer), expected)
 
 
@@ -168,8 +204,13 @@ def test_occlusion_with_per_sample_baselines(twin):
     baselines = np.random.default_rng(5).uniform(-1, 1, size=x.shape).astype(np.float32)
     ours = xj.occlusion(model, variables, x, TARGETS, window=(3, 3), strides=(2, 2), baseline=baselines)
     reference = captum_attr.Occlusion(tmodel).attribute(
-        twins.to_torch(x), sliding_window_shapes=(channels, 3, 3), strides=(channels, 2, 2),
-        baselines=twins.to_torch(baselines), target=torch.as_tensor(TARGETS), perturbations_per_eval=16)
+        twins.to_torch(x),
+        sliding_window_shapes=(channels, 3, 3),
+        strides=(channels, 2, 2),
+        baselines=twins.to_torch(baselines),
+        target=torch.as_tensor(TARGETS),
+        perturbations_per_eval=16,
+    )
     assert_matches(ours, nchw(reference))
 
 
@@ -184,7 +225,8 @@ def test_noise_tunnel_over_integrated_gradients_with_its_quadrature(twin, quadra
     _, model, variables, tmodel, x = twin
     t = torch.as_tensor(TARGETS)
     reference = captum_attr.NoiseTunnel(captum_attr.IntegratedGradients(tmodel)).attribute(
-        twins.to_torch(x), nt_type="smoothgrad", nt_samples=3, stdevs=0.0, target=t, n_steps=8, method=quadrature)
+        twins.to_torch(x), nt_type="smoothgrad", nt_samples=3, stdevs=0.0, target=t, n_steps=8, method=quadrature
+    )
     ig = functools.partial(xj.integrated_gradients, steps=8, method=quadrature)
     ours = xj.smoothgrad(model, variables, x, TARGETS, key=jax.random.key(0), method=ig, samples=3, stdev=0.0)
     assert_matches(ours, nchw(reference))

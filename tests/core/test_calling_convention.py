@@ -34,9 +34,13 @@ def test_targets_none_int_array_callable(mlp):
     logits = model.apply(variables, x)
     pred = jnp.argmax(logits, -1)
     np.testing.assert_allclose(xj.gradient(model, variables, x), _manual_grad(model, variables, x, pred), rtol=1e-6)
-    np.testing.assert_allclose(xj.gradient(model, variables, x, 2), _manual_grad(model, variables, x, jnp.full(6, 2)), rtol=1e-6)
+    np.testing.assert_allclose(
+        xj.gradient(model, variables, x, 2), _manual_grad(model, variables, x, jnp.full(6, 2)), rtol=1e-6
+    )
     classes = np.array([0, 1, 2, 3, 4, 0])
-    np.testing.assert_allclose(xj.gradient(model, variables, x, classes), _manual_grad(model, variables, x, classes), rtol=1e-6)
+    np.testing.assert_allclose(
+        xj.gradient(model, variables, x, classes), _manual_grad(model, variables, x, classes), rtol=1e-6
+    )
     via_callable = xj.gradient(model, variables, x, lambda out: out[:, 1] - out[:, 0])
     expected = jax.grad(lambda z: jnp.sum(model.apply(variables, z)[:, 1] - model.apply(variables, z)[:, 0]))(x)
     np.testing.assert_allclose(via_callable, expected, rtol=1e-5, atol=1e-7)
@@ -44,17 +48,25 @@ def test_targets_none_int_array_callable(mlp):
 
 def test_plain_callable_model(mlp):
     model, variables, x = mlp
-    fn = lambda v, z: model.apply(v, z)  # noqa: E731
+    fn = lambda v, z: model.apply(v, z)
     np.testing.assert_allclose(xj.gradient(fn, variables, x, 3), xj.gradient(model, variables, x, 3), rtol=1e-6)
 
 
 def test_model_kwargs_static_and_array_valued(mlp):
     model, variables, x = mlp
     key = jax.random.key(7)
-    got = xj.gradient(model, variables, x, 1, model_kwargs={"deterministic": False, "rngs": {"dropout": key}, "scale": 2.0})
+    got = xj.gradient(
+        model, variables, x, 1, model_kwargs={"deterministic": False, "rngs": {"dropout": key}, "scale": 2.0}
+    )
     expected = _manual_grad(model, variables, x, jnp.full(6, 1), deterministic=False, rngs={"dropout": key}, scale=2.0)
     np.testing.assert_allclose(got, expected, rtol=1e-6)
-    other = xj.gradient(model, variables, x, 1, model_kwargs={"deterministic": False, "rngs": {"dropout": jax.random.key(8)}, "scale": 2.0})
+    other = xj.gradient(
+        model,
+        variables,
+        x,
+        1,
+        model_kwargs={"deterministic": False, "rngs": {"dropout": jax.random.key(8)}, "scale": 2.0},
+    )
     assert not np.allclose(got, other)  # a new key is a new dropout mask, not a cached one
 
 
@@ -73,7 +85,9 @@ def test_composes_with_user_jit_and_vmap(mlp):
     np.testing.assert_allclose(per_sample, eager, rtol=1e-5, atol=1e-7)
     targets = jnp.array([0, 1, 2, 3, 4, 0])
     np.testing.assert_allclose(
-        jax.jit(lambda z, t: xj.gradient(model, variables, z, t))(x, targets), xj.gradient(model, variables, x, targets), rtol=1e-6
+        jax.jit(lambda z, t: xj.gradient(model, variables, z, t))(x, targets),
+        xj.gradient(model, variables, x, targets),
+        rtol=1e-6,
     )
 
 
@@ -96,10 +110,14 @@ def test_one_image_without_batch_axis_on_a_zoo_model():
     model = xj.models.build("mnist_cnn")
     variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
     variables = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), variables)
-    with pytest.raises(xj.InputError, match=r"^x has shape \(28, 28, 1\), one example .* batch axis is missing. Pass x\[None\]"):
+    with pytest.raises(
+        xj.InputError, match=r"^x has shape \(28, 28, 1\), one example .* batch axis is missing. Pass x\[None\]"
+    ):
         xj.gradient(model, variables, np.zeros((28, 28, 1), np.float32))
     # another wrong shape with its batch axis: the model's own error, not a batch-axis hint (issue 13.10)
-    with pytest.raises(xj.InputError, match=r"^the model failed on x of shape \(2, 14, 14, 1\) \(float32\): ScopeParamShapeError") as err:
+    with pytest.raises(
+        xj.InputError, match=r"^the model failed on x of shape \(2, 14, 14, 1\) \(float32\): ScopeParamShapeError"
+    ) as err:
         xj.gradient(model, variables, np.zeros((2, 14, 14, 1), np.float32))
     assert "x[None]" not in str(err.value)
 
@@ -124,8 +142,15 @@ def test_nan_found_in_a_large_batch(mlp):
 
 @pytest.mark.parametrize(
     "target, message",
-    [(5, "out of range"), (-1, "out of range"), (np.array([0, 1, 2, 3, 4, 9]), r"\[9\] out of range"),
-     (np.arange(5), "shape \\(6,\\)"), (np.ones(6, np.float32), "integer"), (True, "bool"), ("cat", "str")],
+    [
+        (5, "out of range"),
+        (-1, "out of range"),
+        (np.array([0, 1, 2, 3, 4, 9]), r"\[9\] out of range"),
+        (np.arange(5), "shape \\(6,\\)"),
+        (np.ones(6, np.float32), "integer"),
+        (True, "bool"),
+        ("cat", "str"),
+    ],
 )
 def test_bad_targets(mlp, target, message):
     model, variables, x = mlp
@@ -140,7 +165,7 @@ def test_callable_target_must_return_one_scalar_per_sample(mlp):
 
 
 def test_class_target_needs_class_scores():
-    fn = lambda v, x: x * v  # noqa: E731 - outputs (B, 3, 4): no class axis
+    fn = lambda v, x: x * v
     x = jnp.ones((2, 3, 4))
     with pytest.raises(xj.TargetError, match="callable target"):
         xj.gradient(fn, 2.0, x, 1)
@@ -166,7 +191,7 @@ def test_registry_lists_methods_and_rejects_unknown_names():
 @pytest.mark.parametrize("chunk", [None, 1, 3, 4, 10, 64])
 def test_chunked_helpers_equal_a_full_vmap(chunk):
     xs = jax.random.normal(jax.random.key(0), (10, 5))
-    fn = lambda v: jnp.sin(v) * 2  # noqa: E731
+    fn = lambda v: jnp.sin(v) * 2
     np.testing.assert_allclose(chunked_vmap(fn, xs, chunk_size=chunk), jax.vmap(fn)(xs), rtol=1e-6)
     np.testing.assert_allclose(chunked_sum(fn, xs, chunk_size=chunk), jax.vmap(fn)(xs).sum(0), rtol=1e-5)
 

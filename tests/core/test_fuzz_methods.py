@@ -39,10 +39,31 @@ VARIABLES = MODEL.init(jax.random.key(0), jnp.zeros((1, SIDE, SIDE, 1)))
 LAYER = "conv+relu"
 
 #: values every option may receive, valid or not
-ANY_VALUE = st.sampled_from([
-    None, 0, 1, 2, 3, -1, 2.5, math.nan, math.inf, -math.inf, 0.1, "auto", "nonsense", True, (2, 2), (1, 1, 1),
-    "conv", LAYER, "head", np.zeros(3, np.float32), np.full((SIDE, SIDE, 1), np.nan, np.float32),
-])
+ANY_VALUE = st.sampled_from(
+    [
+        None,
+        0,
+        1,
+        2,
+        3,
+        -1,
+        2.5,
+        math.nan,
+        math.inf,
+        -math.inf,
+        0.1,
+        "auto",
+        "nonsense",
+        True,
+        (2, 2),
+        (1, 1, 1),
+        "conv",
+        LAYER,
+        "head",
+        np.zeros(3, np.float32),
+        np.full((SIDE, SIDE, 1), np.nan, np.float32),
+    ]
+)
 
 
 def _valid_value(method, name):
@@ -66,7 +87,9 @@ def calls(draw, name):
     method = xj.METHODS[name]
     batch = draw(st.integers(0, 3))
     dtype = draw(st.sampled_from([np.float32, np.float32, np.float32, np.float16, np.int32]))
-    shape = draw(st.sampled_from([(batch, SIDE, SIDE, 1), (batch, SIDE, SIDE, 1), (SIDE, SIDE, 1), (batch, SIDE, SIDE)]))
+    shape = draw(
+        st.sampled_from([(batch, SIDE, SIDE, 1), (batch, SIDE, SIDE, 1), (SIDE, SIDE, 1), (batch, SIDE, SIDE)])
+    )
     x = draw(st.sampled_from(["normal", "normal", "nan", "constant"]))
     values = np.random.default_rng(draw(st.integers(0, 2**16))).normal(size=shape)
     if x == "nan" and values.size:
@@ -77,7 +100,7 @@ def calls(draw, name):
     if target == "list":
         target = list(range(max(batch, 1)))
     elif target == "callable":
-        target = lambda outputs: outputs[:, 1]  # noqa: E731
+        target = lambda outputs: outputs[:, 1]
     options = {}
     for option in method.options:
         choice = draw(st.sampled_from(["valid", "valid", "valid", "any", "omit"]))

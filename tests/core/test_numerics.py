@@ -51,7 +51,9 @@ def run(code: str, cache: pathlib.Path, xla_flags: str | None = None) -> tuple[d
     env["XDG_CACHE_HOME"] = str(cache)
     if xla_flags is not None:
         env["XLA_FLAGS"] = xla_flags
-    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
@@ -60,14 +62,21 @@ def run(code: str, cache: pathlib.Path, xla_flags: str | None = None) -> tuple[d
 # import xai_jax in a fresh process
 # ---------------------------------------------------------------------------------------------------
 
+
 def test_import_protects_a_fresh_process(probe_cache: pathlib.Path) -> None:
-    result, _ = run("import warnings; warnings.simplefilter('error')\nimport xai_jax, os\n" + REPROS + textwrap.dedent(
-        """
+    result, _ = run(
+        "import warnings; warnings.simplefilter('error')\nimport xai_jax, os\n"
+        + REPROS
+        + textwrap.dedent(
+            """
         from xai_jax.core import numerics
         probe = numerics.probe_result()
         result.update(mode=numerics.mode(), flags=os.environ["XLA_FLAGS"], accepted=probe.accepted, fixed=probe.fixed)
         print(json.dumps(result))
-        """), probe_cache)
+        """
+        ),
+        probe_cache,
+    )
     assert result["mode"] == "env"
     assert result["flags"] == "--xla_cpu_experimental_ynn_fusion_type="
     assert result["accepted"] and result["fixed"]
@@ -80,8 +89,11 @@ def test_import_protects_a_fresh_process(probe_cache: pathlib.Path) -> None:
 
 
 def test_user_flags_are_kept(probe_cache: pathlib.Path) -> None:
-    result, _ = run("import xai_jax, os, json\nprint(json.dumps(dict(flags=os.environ['XLA_FLAGS'])))", probe_cache,
-                    xla_flags="--xla_cpu_enable_fast_math=false")
+    result, _ = run(
+        "import xai_jax, os, json\nprint(json.dumps(dict(flags=os.environ['XLA_FLAGS'])))",
+        probe_cache,
+        xla_flags="--xla_cpu_enable_fast_math=false",
+    )
     assert result["flags"] == "--xla_cpu_enable_fast_math=false --xla_cpu_experimental_ynn_fusion_type="
 
 
@@ -159,14 +171,20 @@ def test_canary_upstream_bug_on_default_flags(probe_cache: pathlib.Path, monkeyp
     default_correct = result["max_is_nan"] and result["relu_sum_is_nan"] and result["wrong_rows"] == 0
     assert numerics.probe().default_correct == default_correct, (numerics.probe(), result)
     if not default_correct:
-        pytest.xfail(f"canary: XLA:CPU default flags still wrong with jaxlib {numerics._version('jaxlib')} ({result}); the guard stays")
-    warnings.warn(f"canary: XLA:CPU default flags give right answers with jaxlib {numerics._version('jaxlib')}; "
-                  "the flag is still set for speed, and the warnings now stay silent")
+        pytest.xfail(
+            f"canary: XLA:CPU default flags still wrong with jaxlib {numerics._version('jaxlib')} ({result}); the guard stays"
+        )
+    warnings.warn(
+        f"canary: XLA:CPU default flags give right answers with jaxlib {numerics._version('jaxlib')}; "
+        "the flag is still set for speed, and the warnings now stay silent",
+        stacklevel=1,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # The probe: a flag jaxlib rejects is never set; the cache
 # ---------------------------------------------------------------------------------------------------
+
 
 def test_a_flag_jaxlib_rejects_is_never_set(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
     """Stands in for a future jaxlib that dropped the flag: the probe's subprocess aborts, this one
@@ -194,8 +212,10 @@ def test_a_flag_jaxlib_rejects_is_never_set(monkeypatch: pytest.MonkeyPatch, tmp
 def _fake_measure(calls: list[str], accepted: bool | None) -> Any:
     def measure(key: str) -> numerics.ProbeResult:
         calls.append(key)
-        return numerics.ProbeResult(key, accepted, accepted, False, {}, 0.1,
-                                    error=None if accepted is not None else "stand-in failure")
+        return numerics.ProbeResult(
+            key, accepted, accepted, False, {}, 0.1, error=None if accepted is not None else "stand-in failure"
+        )
+
     return measure
 
 

@@ -54,6 +54,7 @@ def cnn():
 
 # --- 2: every float option is checked finite -------------------------------------------------------
 
+
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_noise_levels_are_refused(mlp, value):
     model, variables, x = mlp
@@ -86,6 +87,7 @@ def test_eps_and_epsilon_are_checked_finite(mlp):
 
 # --- 3: composite selectors that match nothing ------------------------------------------------------
 
+
 def test_composite_selector_matching_no_layer_is_an_error(cnn):
     model, variables, x = cnn
     rule = xj.rules.Epsilon(1e-3)
@@ -105,28 +107,33 @@ def test_composite_selector_matching_no_layer_is_an_error(cnn):
 
 # --- 4: the registry does not change numbers -------------------------------------------------------
 
+
 def test_registry_entry_is_the_method_itself(cnn):
     model, variables, x = cnn
     for name in ("integrated_gradients", "smoothgrad", "occlusion"):
         assert xj.METHODS[name] is getattr(xj, name)
-    np.testing.assert_array_equal(xj.METHODS["integrated_gradients"](model, variables, x, 1),
-                                  xj.integrated_gradients(model, variables, x, 1))
+    np.testing.assert_array_equal(
+        xj.METHODS["integrated_gradients"](model, variables, x, 1), xj.integrated_gradients(model, variables, x, 1)
+    )
     assert xj.METHODS["integrated_gradients"].options["steps"].default == 50
     assert xj.METHODS["integrated_gradients"].report_options == {"steps": 32, "return_error": True}
 
 
 # --- 8: composition with a caller's jit over something else -----------------------------------------
 
+
 def test_jit_over_parameters_with_a_closed_over_batch(cnn):
     model, variables, x = cnn
     eager = xj.gradient(model, variables, x, 1)
     np.testing.assert_allclose(jax.jit(lambda v: xj.gradient(model, v, x, 1))(variables), eager, rtol=1e-6)
     # the differentiable-explanation use: a loss on the explanation, differentiated in the parameters
-    loss = lambda v: jnp.sum(xj.input_x_gradient(model, v, x, 1) ** 2)  # noqa: E731
+    loss = lambda v: jnp.sum(xj.input_x_gradient(model, v, x, 1) ** 2)
     grads = jax.jit(jax.grad(loss))(variables)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
     sg = jax.jit(lambda k: xj.smoothgrad(model, variables, x, key=k, samples=2))(jax.random.key(0))
-    np.testing.assert_allclose(sg, xj.smoothgrad(model, variables, x, key=jax.random.key(0), samples=2), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        sg, xj.smoothgrad(model, variables, x, key=jax.random.key(0), samples=2), rtol=1e-5, atol=1e-7
+    )
     # a NaN batch closed over by the caller's jit is still refused (the check runs on concrete values)
     bad = np.array(x)
     bad[0, 0, 0, 0] = np.nan
@@ -135,6 +142,7 @@ def test_jit_over_parameters_with_a_closed_over_batch(cnn):
 
 
 # --- 10: unhashable modules, model errors, empty batches --------------------------------------------
+
 
 def test_module_with_list_attribute(mlp):
     _, _, x = mlp
@@ -200,6 +208,7 @@ def test_warns_once_when_captures_keep_changing(mlp):
 
 # --- smaller unclear errors --------------------------------------------------------------------------
 
+
 def test_smaller_errors(cnn):
     model, variables, x = cnn
     with pytest.raises(xj.InputError, match="batch_size must be a positive integer"):
@@ -207,7 +216,9 @@ def test_smaller_errors(cnn):
     with pytest.raises(xj.InputError, match="window must be an integer or a tuple of integers; got 4.5"):
         xj.occlusion(model, variables, x, window=4.5)
     # an int window on an NHWC image covers all channels (it used to be (4, 4, 4) here)
-    np.testing.assert_allclose(xj.occlusion(model, variables, x, window=2), xj.occlusion(model, variables, x, window=(2, 2)))
+    np.testing.assert_allclose(
+        xj.occlusion(model, variables, x, window=2), xj.occlusion(model, variables, x, window=(2, 2))
+    )
     with pytest.raises(xj.InputError, match=r"baseline of shape \(5,\) does not broadcast"):
         xj.occlusion(model, variables, x, window=2, baseline=np.zeros(5, np.float32))
     with pytest.raises(xj.InputError, match="batch of"):
@@ -215,8 +226,10 @@ def test_smaller_errors(cnn):
     with pytest.raises(xj.InputError, match="not an int"):
         xj.smoothgrad(model, variables, x, key=0)
     legacy = jax.random.PRNGKey(3)  # a raw uint32 key of the default implementation is accepted
-    np.testing.assert_allclose(xj.smoothgrad(model, variables, x, key=legacy, samples=2),
-                               xj.smoothgrad(model, variables, x, key=jax.random.wrap_key_data(legacy), samples=2))
+    np.testing.assert_allclose(
+        xj.smoothgrad(model, variables, x, key=legacy, samples=2),
+        xj.smoothgrad(model, variables, x, key=jax.random.wrap_key_data(legacy), samples=2),
+    )
     with pytest.raises(xj.UnknownNameError, match="Did you mean: 'steps'"):
         xj.integrated_gradients(model, variables, x, step=4)
     with pytest.raises(xj.InputError, match="quadrature"):
@@ -235,14 +248,26 @@ def test_rbg_legacy_keys_are_accepted(cnn):
 
 # --- method values -----------------------------------------------------------------------------------
 
+
 def test_method_values(cnn):
     model, variables, x = cnn
     ig = functools.partial(xj.integrated_gradients, steps=6, method="riemann_middle")
     key = jax.random.key(0)
     by_partial = xj.smoothgrad(model, variables, x, 1, key=key, samples=2, stdev=0.0, method=ig)
     np.testing.assert_allclose(by_partial, ig(model, variables, x, 1), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(xj.smoothgrad(model, variables, x, 1, key=key, samples=2, stdev=0.0,
-                                             method=xj.integrated_gradients.bind(steps=6, method="riemann_middle")), by_partial)
+    np.testing.assert_allclose(
+        xj.smoothgrad(
+            model,
+            variables,
+            x,
+            1,
+            key=key,
+            samples=2,
+            stdev=0.0,
+            method=xj.integrated_gradients.bind(steps=6, method="riemann_middle"),
+        ),
+        by_partial,
+    )
     with pytest.raises(xj.UnknownNameError, match="option of integrated_gradients"):
         xj.smoothgrad(model, variables, x, key=key, method=functools.partial(xj.integrated_gradients, stepz=3))
     with pytest.raises(xj.InputError, match="fix options only"):
@@ -252,8 +277,12 @@ def test_method_values(cnn):
     def doubled(model, variables, x, target, model_kwargs=None):
         return 2 * xj.gradient(model, variables, x, target, model_kwargs=model_kwargs)
 
-    np.testing.assert_allclose(xj.smoothgrad(model, variables, x, 1, key=key, samples=2, stdev=0.0, method=doubled),
-                               2 * xj.gradient(model, variables, x, 1), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        xj.smoothgrad(model, variables, x, 1, key=key, samples=2, stdev=0.0, method=doubled),
+        2 * xj.gradient(model, variables, x, 1),
+        rtol=1e-5,
+        atol=1e-7,
+    )
     explained = xj.uncertainty.explain_random_baselines(ig, model, variables, x, 1, samples=2, key=key)
     assert explained.mean.shape == x.shape
 
@@ -267,7 +296,9 @@ def test_a_new_method_in_one_declaration(cnn):
         """Scaled gradient (for the test)."""
         return scale * xj.attribution.target_gradient(problem, inputs, inputs.x, inputs.indices)
 
-    np.testing.assert_allclose(scaled(model, variables, x, 1, scale=3), 3 * xj.gradient(model, variables, x, 1), rtol=1e-6)
+    np.testing.assert_allclose(
+        scaled(model, variables, x, 1, scale=3), 3 * xj.gradient(model, variables, x, 1), rtol=1e-6
+    )
     with pytest.raises(xj.InputError, match="scale must be a positive integer"):
         scaled(model, variables, x, scale=0)
     sg = xj.smoothgrad(model, variables, x, 1, key=jax.random.key(0), samples=2, stdev=0.0, method=scaled)
@@ -275,6 +306,7 @@ def test_a_new_method_in_one_declaration(cnn):
 
 
 # --- memory ------------------------------------------------------------------------------------------
+
 
 def test_auto_chunks_bound_memory_and_keep_results(cnn, monkeypatch):
     model, variables, x = cnn

@@ -28,8 +28,12 @@ def _write_idx_folder(folder, arrays, gz=False):
 def small_arrays():
     """A fake MNIST with 5,010 training images: just enough for the 5,000-image validation cut."""
     rng = np.random.default_rng(0)
-    return {"x_train": rng.integers(0, 256, (5010, 28, 28), np.uint8), "y_train": rng.integers(0, 10, 5010, np.uint8),
-            "x_test": rng.integers(0, 256, (7, 28, 28), np.uint8), "y_test": rng.integers(0, 10, 7, np.uint8)}
+    return {
+        "x_train": rng.integers(0, 256, (5010, 28, 28), np.uint8),
+        "y_train": rng.integers(0, 10, 5010, np.uint8),
+        "x_test": rng.integers(0, 256, (7, 28, 28), np.uint8),
+        "y_test": rng.integers(0, 10, 7, np.uint8),
+    }
 
 
 @pytest.fixture()
@@ -41,7 +45,7 @@ def no_default_sources(tmp_path, monkeypatch):
 
 
 def test_default_location_is_the_shared_folder_beside_the_repo():
-    assert loaders.DEFAULT_NPZ == (Path(xj.__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz")
+    assert (Path(xj.__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz") == loaders.DEFAULT_NPZ
 
 
 def test_npz_splits_and_layout(tmp_path, small_arrays):
@@ -160,7 +164,10 @@ def test_float_pixels_in_unit_range_are_accepted(tmp_path, small_arrays):
 
 
 def test_validation_needs_enough_training_images(tmp_path, small_arrays):
-    np.savez(tmp_path / "m.npz", **{**small_arrays, "x_train": small_arrays["x_train"][:100], "y_train": small_arrays["y_train"][:100]})
+    np.savez(
+        tmp_path / "m.npz",
+        **{**small_arrays, "x_train": small_arrays["x_train"][:100], "y_train": small_arrays["y_train"][:100]},
+    )
     with pytest.raises(xj.DataError, match="more than 5000.*train_full"):
         xj.data.mnist("validation", tmp_path / "m.npz")
     assert len(xj.data.mnist("train_full", tmp_path / "m.npz")[1]) == 100
@@ -195,8 +202,14 @@ def test_missing_data_names_every_place_tried(no_default_sources):
     with pytest.raises(xj.DataError) as info:
         xj.data.mnist("test")
     message = str(info.value)
-    for expected in ("path=", "$XAI_JAX_MNIST (not set)", "absent/mnist.npz", "tensorflow-datasets is not installed",
-                     "not a substitute for the full test set", "split='sample'"):
+    for expected in (
+        "path=",
+        "$XAI_JAX_MNIST (not set)",
+        "absent/mnist.npz",
+        "tensorflow-datasets is not installed",
+        "not a substitute for the full test set",
+        "split='sample'",
+    ):
         assert expected in message, (expected, message)
     # ...and the sample still works offline.
     assert len(xj.data.mnist("sample")[1]) == 300
@@ -215,10 +228,10 @@ def test_unknown_arguments():
 
 def test_bundled_sample_layout():
     images, labels = xj.data.mnist("sample")
-    same_images, same_labels = xj.data.sample()
+    same_images, _same_labels = xj.data.sample()
     np.testing.assert_array_equal(images, same_images)
     assert images.shape == (300, 28, 28, 1) and images.dtype == np.float32 and labels.dtype == np.int32
-    assert 0.0 <= images.min() and images.max() <= 1.0 and images.max() > 0.9
+    assert images.min() >= 0.0 and images.max() <= 1.0 and images.max() > 0.9
     assert np.bincount(labels, minlength=10).tolist() == [30] * 10
     indices = xj.data.sample_test_indices()
     assert indices.shape == (300,) and np.all(np.diff(indices) > 0) and indices.max() < 10000
@@ -246,7 +259,18 @@ def test_full_file_split_sizes(mnist_npz):
     sizes = {split: len(xj.data.mnist(split, mnist_npz)[1]) for split in ("train", "validation", "train_full", "test")}
     assert sizes == {"train": 55000, "validation": 5000, "train_full": 60000, "test": 10000}
     # The standard test set's class counts (980 zeros ... 1009 nines).
-    assert np.bincount(xj.data.mnist("test", mnist_npz)[1]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert np.bincount(xj.data.mnist("test", mnist_npz)[1]).tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
 
 
 # ------------------------------------------------------------------ tensorflow-datasets, without network
@@ -259,7 +283,12 @@ def test_tfds_code_path_without_network():
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
         images, labels = xj.data.mnist("test", source="tfds")
-    assert images.shape == (6, 28, 28, 1) and images.dtype == np.float32 and labels.shape == (6,) and labels.dtype == np.int32
+    assert (
+        images.shape == (6, 28, 28, 1)
+        and images.dtype == np.float32
+        and labels.shape == (6,)
+        and labels.dtype == np.int32
+    )
     assert 0.0 <= images.min() <= images.max() <= 1.0 and images.max() > 0 and labels.min() >= 0 and labels.max() <= 9
 
 

@@ -16,9 +16,9 @@ class Case(NamedTuple):
     model: Any
     variables: Any
     torch_model: Any
-    x: np.ndarray            # (B, 28, 28, 1) in [0, 1]
-    y: np.ndarray            # predicted classes
-    a: np.ndarray            # random attributions with x's shape
+    x: np.ndarray  # (B, 28, 28, 1) in [0, 1]
+    y: np.ndarray  # predicted classes
+    a: np.ndarray  # random attributions with x's shape
 
 
 @pytest.fixture(scope="session")

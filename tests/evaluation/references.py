@@ -67,8 +67,10 @@ def replaying(name: str, draws: Iterable[np.ndarray]) -> Iterator[list[int]]:
 
 #: TinyCNN (tests/twins.py): Flax layer -> (torch prefix, kind, extra) for porting new weights.
 TINY_CNN_LAYOUT = {
-    "conv1": ("conv1", "conv", None), "conv2": ("conv2", "conv", None),
-    "fc1": ("fc1", "dense_flatten", (16, 7, 7)), "fc2": ("fc2", "dense", None),
+    "conv1": ("conv1", "conv", None),
+    "conv2": ("conv2", "conv", None),
+    "fc1": ("fc1", "dense_flatten", (16, 7, 7)),
+    "fc2": ("fc2", "dense", None),
 }
 
 

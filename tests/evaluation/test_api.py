@@ -38,13 +38,15 @@ def test_metrics_compose_with_a_callers_jit_and_do_not_depend_on_the_chunk_size(
     jitted = jax.jit(lambda x, a: xe.auc(xe.pixel_flipping(linear, V, x, 0, a, batch_size=10, **kw)))(X, A)
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-6)
     key = jax.random.key(0)
-    corr = [xe.faithfulness_correlation(linear, V, X, 0, A, key=key, runs=6, subset_size=5, batch_size=b) for b in (1, 6)]
+    corr = [
+        xe.faithfulness_correlation(linear, V, X, 0, A, key=key, runs=6, subset_size=5, batch_size=b) for b in (1, 6)
+    ]
     np.testing.assert_allclose(np.asarray(corr[0]), np.asarray(corr[1]), rtol=1e-6)
 
 
 def test_every_preset_names_options_its_metric_has():
     for library in ("quantus", "captum", "xai_jax"):
-        for metric in (xe.PRESETS.get(library) or xe.METRICS):
+        for metric in xe.PRESETS.get(library) or xe.METRICS:
             options = xe.preset(library, metric)
             params = inspect.signature(xe.METRICS[metric].fn).parameters
             unknown = set(options) - set(params)
@@ -60,32 +62,64 @@ def test_the_registry_calls_every_kind_of_metric_the_same_way():
     masks[:, 1:3] = True
     for name in ("pixel_flipping", "max_sensitivity", "sparseness", "pointing_game"):
         info = xe.METRICS[name]
-        options = {"features_per_step": 9} if name == "pixel_flipping" else {"samples": 2} if name == "max_sensitivity" else {}
+        options = (
+            {"features_per_step": 9}
+            if name == "pixel_flipping"
+            else {"samples": 2}
+            if name == "max_sensitivity"
+            else {}
+        )
         result = info(linear, V, X, 0, attributions=A, method=xj.gradient, masks=masks, key=key, **options)
         assert np.asarray(info.summary(result)).shape == (4,), name
 
 
 def test_the_runner_writes_a_table_and_plots(tmp_path):
     methods = {"gradient": xj.gradient, "input_x_gradient": xj.input_x_gradient}
-    report = xe.evaluate(linear, V, X, np.zeros(4, np.int32), methods=methods,
-                         metrics=["pixel_flipping", "mprt", "sparseness", "pointing_game"],
-                         options={"pixel_flipping": {"features_per_step": 9, "baseline": "zero"}},
-                         key=jax.random.key(0), batch_size=2, progress=False, out_dir=tmp_path)
-    assert (tmp_path / "results.csv").read_text().count("\n") == 1 + 2 * 3            # header + methods × metrics
+    report = xe.evaluate(
+        linear,
+        V,
+        X,
+        np.zeros(4, np.int32),
+        methods=methods,
+        metrics=["pixel_flipping", "mprt", "sparseness", "pointing_game"],
+        options={"pixel_flipping": {"features_per_step": 9, "baseline": "zero"}},
+        key=jax.random.key(0),
+        batch_size=2,
+        progress=False,
+        out_dir=tmp_path,
+    )
+    assert (tmp_path / "results.csv").read_text().count("\n") == 1 + 2 * 3  # header + methods × metrics
     table = (tmp_path / "results.md").read_text()
     assert "| gradient |" in table and "pointing_game" in table and "skipped (no masks given)" in table
-    assert {p.name for p in (tmp_path / "plots").glob("*.png")} == {"curves_pixel_flipping.png", "mprt_cascade.png",
-                                                                     "mprt_maps.png"}
+    assert {p.name for p in (tmp_path / "plots").glob("*.png")} == {
+        "curves_pixel_flipping.png",
+        "mprt_cascade.png",
+        "mprt_maps.png",
+    }
     assert report.scores[("gradient", "pixel_flipping")].shape == (4,)
-    assert report.cascades["mprt"]["gradient"].scores.shape == (1, 4)               # one parameter layer, 4 images
+    assert report.cascades["mprt"]["gradient"].scores.shape == (1, 4)  # one parameter layer, 4 images
 
 
 @pytest.mark.slow
 def test_the_cli_evaluates_the_shipped_cnn(tmp_path):
     from xai_jax import cli
 
-    code = cli.main(["evaluate", "--count", "4", "--methods", "gradient,saliency", "--metrics", "pixel_flipping,mprt,sparseness",
-                     "--set", "pixel_flipping.features_per_step=98", "--out", str(tmp_path), "--quiet"])
+    code = cli.main(
+        [
+            "evaluate",
+            "--count",
+            "4",
+            "--methods",
+            "gradient,saliency",
+            "--metrics",
+            "pixel_flipping,mprt,sparseness",
+            "--set",
+            "pixel_flipping.features_per_step=98",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert code == 0
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 3 and rows[1].startswith("gradient,pixel_flipping,AUC (MoRF)")
@@ -130,19 +164,39 @@ SHARDING_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_a_batch_sharded_over_four_devices_gives_the_numbers_of_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4 --xla_cpu_experimental_ynn_fusion_type=",
-               JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4 --xla_cpu_experimental_ynn_fusion_type=",
+        JAX_PLATFORMS="cpu",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", SHARDING_SCRIPT],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "SHARDED-OK" in done.stdout
 
 
 def _evaluate_into(out, metrics, **kw):
-    return xe.evaluate(linear, V, X, np.zeros(4, np.int32), methods={"gradient": xj.gradient}, metrics=metrics,
-                       options={"pixel_flipping": {"features_per_step": 9, "baseline": "zero"}}
-                       if "pixel_flipping" in metrics else {}, key=jax.random.key(0), batch_size=4,
-                       progress=False, out_dir=out, **kw)
+    return xe.evaluate(
+        linear,
+        V,
+        X,
+        np.zeros(4, np.int32),
+        methods={"gradient": xj.gradient},
+        metrics=metrics,
+        options={"pixel_flipping": {"features_per_step": 9, "baseline": "zero"}} if "pixel_flipping" in metrics else {},
+        key=jax.random.key(0),
+        batch_size=4,
+        progress=False,
+        out_dir=out,
+        **kw,
+    )
 
 
 def test_an_output_folder_holding_other_files_is_refused_before_any_work_and_an_earlier_evaluation_replaced(tmp_path):

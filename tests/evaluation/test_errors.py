@@ -110,5 +110,5 @@ def test_a_method_value_made_once_is_traced_once():
     first = xe.avg_sensitivity(linear, V, X, 0, method, key=key, samples=2)
     traced = len(traces)
     second = xe.avg_sensitivity(linear, V, X, 0, method, key=jax.random.key(1), samples=2)
-    assert traced == 2 and len(traces) == traced          # the unperturbed batch and one chunk, then nothing
+    assert traced == 2 and len(traces) == traced  # the unperturbed batch and one chunk, then nothing
     assert not np.array_equal(np.asarray(first), np.asarray(second))

@@ -20,8 +20,17 @@ TOL = 1e-5
 
 def _quantus_call(metric, case, a=None, **kwargs):
     a = case.a if a is None else a
-    return np.asarray(metric(model=case.torch_model, x_batch=ref.nchw(case.x), y_batch=case.y, a_batch=ref.nchw(a),
-                             device="cpu", **kwargs), np.float64)
+    return np.asarray(
+        metric(
+            model=case.torch_model,
+            x_batch=ref.nchw(case.x),
+            y_batch=case.y,
+            a_batch=ref.nchw(a),
+            device="cpu",
+            **kwargs,
+        ),
+        np.float64,
+    )
 
 
 def test_pixel_flipping_equals_quantus(tiny):
@@ -29,16 +38,20 @@ def test_pixel_flipping_equals_quantus(tiny):
     curve = xe.pixel_flipping(tiny.model, tiny.variables, tiny.x, tiny.y, tiny.a, features_per_step=8)
     expected = _quantus_call(q.PixelFlipping(features_in_step=8, disable_warnings=True), tiny)
     assert curve.scores.shape == (3, 99)
-    np.testing.assert_allclose(np.asarray(curve.scores[:, 1:]), expected, atol=TOL)   # Quantus omits k = 0
+    np.testing.assert_allclose(np.asarray(curve.scores[:, 1:]), expected, atol=TOL)  # Quantus omits k = 0
     np.testing.assert_allclose(np.asarray(curve.fractions)[[0, 1, -1]], [0.0, 8 / 784, 1.0])
 
 
-@pytest.mark.parametrize("patch_size", [8, pytest.param(5, marks=pytest.mark.slow)])   # 28 = 3·8 + 4, 5·5 + 3: padded,
+@pytest.mark.parametrize("patch_size", [8, pytest.param(5, marks=pytest.mark.slow)])  # 28 = 3·8 + 4, 5·5 + 3: padded,
 # unevenly for 5
 def test_region_perturbation_equals_quantus(tiny, patch_size):
     q = ref.quantus()
-    curve = xe.region_perturbation(tiny.model, tiny.variables, tiny.x, tiny.y, tiny.a, patch_size=patch_size, regions=12)
-    expected = _quantus_call(q.RegionPerturbation(patch_size=patch_size, regions_evaluation=12, disable_warnings=True), tiny)
+    curve = xe.region_perturbation(
+        tiny.model, tiny.variables, tiny.x, tiny.y, tiny.a, patch_size=patch_size, regions=12
+    )
+    expected = _quantus_call(
+        q.RegionPerturbation(patch_size=patch_size, regions_evaluation=12, disable_warnings=True), tiny
+    )
     drops = np.asarray(curve.scores[:, :1] - curve.scores[:, 1:])
     np.testing.assert_allclose(drops, expected, atol=TOL)
 
@@ -47,11 +60,15 @@ def test_faithfulness_correlation_equals_quantus_on_the_same_subsets(tiny):
     q = ref.quantus()
     runs, size = 20, 224
     rng = np.random.default_rng(0)
-    subsets = np.stack([np.stack([rng.permutation(784)[:size] for _ in range(runs)]) for _ in range(3)])  # (B, runs, size)
+    subsets = np.stack(
+        [np.stack([rng.permutation(784)[:size] for _ in range(runs)]) for _ in range(3)]
+    )  # (B, runs, size)
     ours = xe.faithfulness_correlation(tiny.model, tiny.variables, tiny.x, tiny.y, tiny.a, runs=runs, subsets=subsets)
     # Quantus draws run by run, sample by sample: np.random.choice(784, 224, replace=False).
     with ref.replaying("choice", subsets.transpose(1, 0, 2).reshape(-1, size)) as calls:
-        expected = _quantus_call(q.FaithfulnessCorrelation(nr_runs=runs, return_aggregate=False, disable_warnings=True), tiny)
+        expected = _quantus_call(
+            q.FaithfulnessCorrelation(nr_runs=runs, return_aggregate=False, disable_warnings=True), tiny
+        )
     assert calls[0] == runs * 3
     np.testing.assert_allclose(np.asarray(ours), expected, atol=TOL)
 
@@ -78,15 +95,21 @@ def test_road_equals_quantus_on_the_same_noise(tiny):
     q = ref.quantus()
     percentages = tuple(range(1, 100, 7))
     draws = np.random.default_rng(2).standard_normal((len(percentages), *tiny.x.shape)).astype(np.float32)
-    curve = xe.road(tiny.model, tiny.variables, tiny.x, tiny.y, tiny.a, percentages=percentages, noise=0.2, noise_draws=draws)
+    curve = xe.road(
+        tiny.model, tiny.variables, tiny.x, tiny.y, tiny.a, percentages=percentages, noise=0.2, noise_draws=draws
+    )
     # Quantus imputes sample by sample within each percentage, adding noise * randn(C, n) over the
     # removed pixels listed most relevant first.
     order = np.argsort(-tiny.a.reshape(3, -1), axis=1, kind="stable")
-    replay = [draws[p, b].reshape(1, -1)[:, order[b, : int(784 * pct / 100)]]
-              for p, pct in enumerate(percentages) for b in range(3)]
+    replay = [
+        draws[p, b].reshape(1, -1)[:, order[b, : int(784 * pct / 100)]]
+        for p, pct in enumerate(percentages)
+        for b in range(3)
+    ]
     with ref.replaying("randn", replay):
         expected = q.ROAD(percentages=list(percentages), noise=0.2, disable_warnings=True)(
-            model=tiny.torch_model, x_batch=ref.nchw(tiny.x), y_batch=tiny.y, a_batch=ref.nchw(tiny.a), device="cpu")
+            model=tiny.torch_model, x_batch=ref.nchw(tiny.x), y_batch=tiny.y, a_batch=ref.nchw(tiny.a), device="cpu"
+        )
     assert list(expected) == list(percentages)
     np.testing.assert_allclose(np.asarray(curve.scores).mean(axis=0), list(expected.values()), atol=TOL)
     np.testing.assert_allclose(np.asarray(curve.fractions), np.asarray(percentages) / 100)
@@ -101,8 +124,15 @@ def test_irof_equals_quantus_per_image_with_a_fixed_baseline(tiny):
     expected = []
     for i in range(3):
         metric = q.IROF(perturb_baseline=0.3, return_aggregate=False, disable_warnings=True)
-        expected.append(metric(model=tiny.torch_model, x_batch=ref.nchw(tiny.x[i : i + 1]), y_batch=tiny.y[i : i + 1],
-                               a_batch=ref.nchw(tiny.a[i : i + 1]), device="cpu")[0])
+        expected.append(
+            metric(
+                model=tiny.torch_model,
+                x_batch=ref.nchw(tiny.x[i : i + 1]),
+                y_batch=tiny.y[i : i + 1],
+                a_batch=ref.nchw(tiny.a[i : i + 1]),
+                device="cpu",
+            )[0]
+        )
     np.testing.assert_allclose(np.asarray(ours.score), expected, rtol=TOL)
     segments = xe.superpixels(tiny.x)
     np.testing.assert_allclose(np.asarray(ours.curve.scores[:, 0]), 1.0, rtol=1e-6)
@@ -113,12 +143,13 @@ def test_sufficiency_equals_quantus(tiny):
     q = ref.quantus()
     rng = np.random.default_rng(3)
     centres = rng.standard_normal((2, 28, 28, 1))
-    a = np.concatenate([centres[0] + 0.1 * rng.standard_normal((2, 28, 28, 1)),
-                        centres[1] + 0.1 * rng.standard_normal((1, 28, 28, 1))]).astype(np.float32)
+    a = np.concatenate(
+        [centres[0] + 0.1 * rng.standard_normal((2, 28, 28, 1)), centres[1] + 0.1 * rng.standard_normal((1, 28, 28, 1))]
+    ).astype(np.float32)
     ours = xe.sufficiency(tiny.model, tiny.variables, tiny.x, tiny.y, a)
     expected = _quantus_call(q.Sufficiency(return_aggregate=False, disable_warnings=True), tiny, a=a)
     np.testing.assert_allclose(np.asarray(ours), expected, atol=TOL)
-    assert np.asarray(ours)[2] == 0.0   # no other sample close to the third: 0, not NaN
+    assert np.asarray(ours)[2] == 0.0  # no other sample close to the third: 0, not NaN
 
 
 def test_completeness_gap_equals_a_torch_computation(tiny):
@@ -142,16 +173,31 @@ def test_infidelity_equals_captum_on_the_same_perturbations(tiny, normalize):
 
     samples = 5
     perturbations = np.asarray(xe.square_perturbations(jax.random.key(0), jnp.asarray(tiny.x), samples, 4))
-    ours = xe.infidelity(tiny.model, tiny.variables, tiny.x, tiny.y, tiny.a, samples=samples, perturbations=perturbations,
-                         normalize=normalize)
+    ours = xe.infidelity(
+        tiny.model,
+        tiny.variables,
+        tiny.x,
+        tiny.y,
+        tiny.a,
+        samples=samples,
+        perturbations=perturbations,
+        normalize=normalize,
+    )
     # Captum expands the batch with repeat_interleave: row b·S + s holds sample b, draw s.
     stacked = torch.tensor(perturbations.transpose(1, 0, 4, 2, 3).reshape(3 * samples, 1, 28, 28))
 
     def perturb(inputs):
         return stacked, inputs - stacked
 
-    expected = captum_infidelity(tiny.torch_model, perturb, torch.tensor(ref.nchw(tiny.x)), torch.tensor(ref.nchw(tiny.a)),
-                                 target=torch.tensor(tiny.y), n_perturb_samples=samples, normalize=normalize)
+    expected = captum_infidelity(
+        tiny.torch_model,
+        perturb,
+        torch.tensor(ref.nchw(tiny.x)),
+        torch.tensor(ref.nchw(tiny.a)),
+        target=torch.tensor(tiny.y),
+        n_perturb_samples=samples,
+        normalize=normalize,
+    )
     np.testing.assert_allclose(np.asarray(ours), expected.numpy(), rtol=1e-4, atol=1e-6)
 
 

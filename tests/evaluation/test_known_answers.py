@@ -12,7 +12,7 @@ import pytest
 import xai_jax as xj
 from xai_jax import evaluation as xe
 
-D = 36                                    # 6 × 6 single-channel "images"
+D = 36  # 6 × 6 single-channel "images"
 
 
 def linear(variables, x):
@@ -62,19 +62,27 @@ def test_the_exact_contributions_are_the_optimal_map_of_a_linear_model(linear_ca
     assert np.all(morf[0] <= morf[1:].min(axis=0) + 1e-5)
     assert np.all(lerf[0] >= lerf[1:].max(axis=0) - 1e-5)
     gradient_x_input = np.asarray(xj.input_x_gradient(linear, variables, x, 0))
-    np.testing.assert_allclose(gradient_x_input, exact, rtol=1e-6)      # the exact map is input × gradient here
+    np.testing.assert_allclose(gradient_x_input, exact, rtol=1e-6)  # the exact map is input × gradient here
 
 
 def test_insertion_runs_from_the_blurred_image_to_the_image_and_the_blur_is_scipys(linear_case):
     import scipy.ndimage
 
     variables, x = linear_case
-    for sigma in (1.5, 5.0):                                   # 5: Petsiuk's canvas, wider than the 6 × 6 image
+    for sigma in (1.5, 5.0):  # 5: Petsiuk's canvas, wider than the 6 × 6 image
         blurred = np.asarray(xe.gaussian_blur(x, sigma))
-        np.testing.assert_allclose(blurred, scipy.ndimage.gaussian_filter(x, sigma=(0, sigma, sigma, 0), mode="reflect"),
-                                   atol=1e-6)
-    curve = xe.insertion(linear, variables, x, 0, np.asarray(xj.input_x_gradient(linear, variables, x, 0)),
-                         score="logit", features_per_step=4)
+        np.testing.assert_allclose(
+            blurred, scipy.ndimage.gaussian_filter(x, sigma=(0, sigma, sigma, 0), mode="reflect"), atol=1e-6
+        )
+    curve = xe.insertion(
+        linear,
+        variables,
+        x,
+        0,
+        np.asarray(xj.input_x_gradient(linear, variables, x, 0)),
+        score="logit",
+        features_per_step=4,
+    )
     w = variables["w"]
     expected_ends = [float(blurred.reshape(-1) @ w), float(x.reshape(-1) @ w)]
     np.testing.assert_allclose(np.asarray(curve.scores)[0, [0, -1]], expected_ends, rtol=1e-5)
@@ -114,7 +122,7 @@ def test_curves_and_correlations_are_finite_on_constant_and_zero_maps(linear_cas
         a = np.full(x.shape, value, np.float32)
         assert np.isfinite(float(xe.auc(xe.pixel_flipping(linear, variables, x, 0, a, features_per_step=6))[0]))
         corr = xe.faithfulness_correlation(linear, variables, x, 0, a, key=key, runs=5, subset_size=9)
-        assert float(corr[0]) == 0.0            # a constant map's subset sums are constant: correlation 0
+        assert float(corr[0]) == 0.0  # a constant map's subset sums are constant: correlation 0
 
 
 @pytest.mark.slow
@@ -129,12 +137,15 @@ def test_every_metric_is_finite_on_constant_and_zero_maps(linear_case):
             "pixel_flipping": xe.auc(xe.pixel_flipping(linear, variables, x, 0, a, features_per_step=6)),
             "region_perturbation": xe.aopc(xe.region_perturbation(linear, variables, x, 0, a, patch_size=3)),
             "irof": xe.irof(linear, variables, x, 0, a, segments=segments).score,
-            "faithfulness_correlation": xe.faithfulness_correlation(linear, variables, x, 0, a, key=key, runs=5, subset_size=9),
+            "faithfulness_correlation": xe.faithfulness_correlation(
+                linear, variables, x, 0, a, key=key, runs=5, subset_size=9
+            ),
             "infidelity": xe.infidelity(linear, variables, x, 0, a, key=key, samples=3),
             "road": xe.road(linear, variables, x, 0, a, key=key, percentages=(10, 90)).scores,
             "sufficiency": xe.sufficiency(linear, variables, x, 0, a),
             "completeness": xe.completeness(linear, variables, x, 0, a),
-            "sparseness": xe.sparseness(a), "complexity": xe.complexity(a),
+            "sparseness": xe.sparseness(a),
+            "complexity": xe.complexity(a),
         }
         for name, result in results.items():
             assert np.all(np.isfinite(np.asarray(result))), name
@@ -172,7 +183,7 @@ def test_adebayo_randomisation_result_on_the_shipped_cnn():
     assert signed.layers == ("fc2", "fc1", "conv4", "conv3", "conv2", "conv1")
     assert abs(float(np.mean(signed.scores[-1]))) < 0.1
     assert float(np.mean(magnitude.scores[-1])) < 0.2
-    assert float(np.mean(magnitude.scores[0])) < 0.8           # already the top layer changes the map
+    assert float(np.mean(magnitude.scores[0])) < 0.8  # already the top layer changes the map
     np.testing.assert_allclose(np.asarray(edges.scores), 1.0, atol=1e-6)
 
 
@@ -185,6 +196,8 @@ def test_a_pixel_map_flips_all_channels_of_a_pixel_together():
     pixel_map = rng.standard_normal((2, 6, 6)).astype(np.float32)
     kw = {"baseline": "zero", "score": "logit"}
     per_pixel = xe.pixel_flipping(linear, w, x, 0, pixel_map, **kw)
-    repeated = xe.pixel_flipping(linear, w, x, 0, np.repeat(pixel_map[..., None], 3, axis=-1), features_per_step=3, **kw)
+    repeated = xe.pixel_flipping(
+        linear, w, x, 0, np.repeat(pixel_map[..., None], 3, axis=-1), features_per_step=3, **kw
+    )
     np.testing.assert_allclose(np.asarray(per_pixel.scores), np.asarray(repeated.scores), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(np.asarray(per_pixel.fractions), np.asarray(repeated.fractions))

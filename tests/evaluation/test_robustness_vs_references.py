@@ -22,15 +22,26 @@ def _gradient(case):
 
 
 def _quantus(metric, case, **kwargs):
-    return np.asarray(metric(model=case.torch_model, x_batch=ref.nchw(case.x), y_batch=case.y,
-                             a_batch=ref.nchw(_gradient(case)), explain_func=ref.torch_gradient, device="cpu", **kwargs))
+    return np.asarray(
+        metric(
+            model=case.torch_model,
+            x_batch=ref.nchw(case.x),
+            y_batch=case.y,
+            a_batch=ref.nchw(_gradient(case)),
+            explain_func=ref.torch_gradient,
+            device="cpu",
+            **kwargs,
+        )
+    )
 
 
 @pytest.mark.parametrize("name", ["max_sensitivity", "avg_sensitivity"])
 def test_sensitivity_equals_quantus_on_the_same_noise(tiny, name):
     q = ref.quantus()
     deltas = np.random.default_rng(0).uniform(-0.2, 0.2, (SAMPLES, *tiny.x.shape)).astype(np.float32)
-    ours = getattr(xe, name)(tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, samples=SAMPLES, perturbations=deltas)
+    ours = getattr(xe, name)(
+        tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, samples=SAMPLES, perturbations=deltas
+    )
     cls = q.MaxSensitivity if name == "max_sensitivity" else q.AvgSensitivity
     # Quantus: one np.random.uniform(-0.2, 0.2, (B, D)) per sample, D in NCHW order (= NHWC for C = 1).
     with ref.replaying("uniform", deltas.reshape(SAMPLES, 3, -1)):
@@ -52,8 +63,13 @@ def test_max_sensitivity_equals_captum_sensitivity_max(tiny):
         inputs = inputs[0] if isinstance(inputs, tuple) else inputs
         return (torch.tensor(ref.torch_gradient(tiny.torch_model, inputs.numpy(), target.numpy())),)
 
-    expected = sensitivity_max(explain, torch.tensor(ref.nchw(tiny.x)), perturb_func=lambda inputs, radius: inputs + stacked,
-                               n_perturb_samples=SAMPLES, target=torch.tensor(tiny.y))
+    expected = sensitivity_max(
+        explain,
+        torch.tensor(ref.nchw(tiny.x)),
+        perturb_func=lambda inputs, radius: inputs + stacked,
+        n_perturb_samples=SAMPLES,
+        target=torch.tensor(tiny.y),
+    )
     np.testing.assert_allclose(np.asarray(ours), expected.numpy(), rtol=TOL)
 
 
@@ -62,11 +78,19 @@ def test_local_lipschitz_estimate_equals_quantus_on_the_same_noise(tiny):
     the reference for our per-sample normalisation."""
     q = ref.quantus()
     deltas = np.random.default_rng(2).normal(0.0, 0.1, (SAMPLES, *tiny.x.shape)).astype(np.float32)
-    ours = xe.local_lipschitz_estimate(tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, samples=SAMPLES,
-                                       perturbations=deltas)
+    ours = xe.local_lipschitz_estimate(
+        tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, samples=SAMPLES, perturbations=deltas
+    )
     with ref.replaying("normal", deltas.reshape(SAMPLES, 3, -1)):
-        expected = _quantus(q.LocalLipschitzEstimate(nr_samples=SAMPLES, return_aggregate=False, disable_warnings=True,
-                                                     normalise_func_kwargs={"normalise_axes": (1, 2, 3)}), tiny)
+        expected = _quantus(
+            q.LocalLipschitzEstimate(
+                nr_samples=SAMPLES,
+                return_aggregate=False,
+                disable_warnings=True,
+                normalise_func_kwargs={"normalise_axes": (1, 2, 3)},
+            ),
+            tiny,
+        )
     np.testing.assert_allclose(np.asarray(ours), expected, rtol=TOL)
 
 
@@ -75,8 +99,15 @@ def test_continuity_equals_quantus_on_translations_that_move_the_image(tiny):
     rounding noise by 1e-9 at t = 0 does not occur and the two agree."""
     q = ref.quantus()
     ours = xe.continuity(tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, steps=10)
-    expected = _quantus(q.Continuity(nr_steps=10, return_aggregate=False, disable_warnings=True,
-                                     normalise_func_kwargs={"normalise_axes": (1, 2, 3)}), tiny)
+    expected = _quantus(
+        q.Continuity(
+            nr_steps=10,
+            return_aggregate=False,
+            disable_warnings=True,
+            normalise_func_kwargs={"normalise_axes": (1, 2, 3)},
+        ),
+        tiny,
+    )
     np.testing.assert_allclose(np.asarray(ours), expected, rtol=TOL)
 
 
@@ -113,9 +144,13 @@ def test_sensitivity_does_not_depend_on_batch_size_and_key_draws_are_reproducibl
 
     key = jax.random.key(3)
     one = xe.max_sensitivity(tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, key=key, samples=4, batch_size=1)
-    all_at_once = xe.max_sensitivity(tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, key=key, samples=4, batch_size=4)
+    all_at_once = xe.max_sensitivity(
+        tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, key=key, samples=4, batch_size=4
+    )
     np.testing.assert_allclose(np.asarray(one), np.asarray(all_at_once), rtol=1e-6)
-    other = xe.max_sensitivity(tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, key=jax.random.key(4), samples=4)
+    other = xe.max_sensitivity(
+        tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, key=jax.random.key(4), samples=4
+    )
     assert not np.allclose(np.asarray(other), np.asarray(one))
 
 
@@ -129,10 +164,29 @@ def test_avg_sensitivity_with_its_own_draws_equals_quantus_in_distribution(tiny)
 
     q = ref.quantus()
     draws = 200
-    ours = np.asarray(robustness._noise_values(
-        tiny.model, tiny.variables, tiny.x, tiny.y, xj.gradient, "avg_sensitivity", key=jax.random.key(11), samples=draws,
-        noise="uniform", scale=0.2, quotient="sensitivity", norm="fro", relative=True, normalise_by=None, absolute=False,
-        perturbations=None, attributions=None, batch_size=None, model_kwargs=None))          # (draws, B) quotients
+    ours = np.asarray(
+        robustness._noise_values(
+            tiny.model,
+            tiny.variables,
+            tiny.x,
+            tiny.y,
+            xj.gradient,
+            "avg_sensitivity",
+            key=jax.random.key(11),
+            samples=draws,
+            noise="uniform",
+            scale=0.2,
+            quotient="sensitivity",
+            norm="fro",
+            relative=True,
+            normalise_by=None,
+            absolute=False,
+            perturbations=None,
+            attributions=None,
+            batch_size=None,
+            model_kwargs=None,
+        )
+    )  # (draws, B) quotients
     np.random.seed(0)
     expected = _quantus(q.AvgSensitivity(nr_samples=draws, return_aggregate=False, disable_warnings=True), tiny)
     standard_error = np.sqrt(2) * ours.std(axis=0, ddof=1) / np.sqrt(draws)

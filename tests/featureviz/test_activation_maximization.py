@@ -5,6 +5,7 @@ independent, chunking invariance) a tiny random CNN so that they compile in a se
 """
 
 import functools
+import itertools
 
 import flax.linen as nn
 import jax
@@ -14,17 +15,22 @@ import optax
 import pytest
 
 import xai_jax as xj
+from tests.featureviz.conftest import numpy_init
 from xai_jax.featureviz import (
-    L2, ClassMeanDistance, Clip, Jitter, TotalVariation, activation_maximization, activation_maximization_codespace,
-    class_means, total_variation,
+    L2,
+    ClassMeanDistance,
+    Clip,
+    Jitter,
+    TotalVariation,
+    activation_maximization,
+    activation_maximization_codespace,
+    class_means,
+    engine,
+    total_variation,
 )
-from xai_jax.featureviz import engine
 from xai_jax.featureviz.activation_maximization import pixel_problem
 
 CLASSES = list(range(10))
-
-
-from tests.featureviz.conftest import numpy_init
 
 
 def _shipped(*names):
@@ -65,7 +71,7 @@ def test_early_stop_is_masked_per_target(pixel_run):
     history = np.asarray(pixel_run.probability_history)
     for t, n in enumerate(steps):
         assert np.all(history[:n, t] < 0.99) and history[n, t] >= 0.99  # stopped at the first crossing
-        assert np.all(np.isnan(history[n + 1:, t]))  # and untouched afterwards
+        assert np.all(np.isnan(history[n + 1 :, t]))  # and untouched afterwards
 
 
 def test_same_key_same_result_different_key_different(cnn, pixel_run):
@@ -79,7 +85,12 @@ def test_same_key_same_result_different_key_different(cnn, pixel_run):
 def test_total_variation_lowers_tv_at_the_same_probability(cnn, pixel_run):
     model, variables = cnn
     smooth = activation_maximization(
-        model, variables, CLASSES, key=jax.random.key(0), steps=PIXEL["steps"], threshold=0.99,
+        model,
+        variables,
+        CLASSES,
+        key=jax.random.key(0),
+        steps=PIXEL["steps"],
+        threshold=0.99,
         regularizers=[TotalVariation(0.01), Clip(0.0, 1.0)],
     )
     assert float(smooth.probabilities.min()) >= 0.99  # same stopping probability...
@@ -95,7 +106,9 @@ def test_channel_targets_increase_the_channel_mean(cnn):
     assert result.probabilities is None and result.images.shape == (3, 28, 28, 1)
     assert np.all(history[-1] > history[0] + 0.1)
     _, act = xj.capture(model, variables, result.images, "conv4")  # score = the channel's mean, re-computed
-    np.testing.assert_allclose(result.scores, act.mean(axis=(1, 2))[jnp.arange(3), jnp.array([0, 5, 63])], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        result.scores, act.mean(axis=(1, 2))[jnp.arange(3), jnp.array([0, 5, 63])], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_callable_targets_on_outputs_and_on_a_layer(tiny):
@@ -104,7 +117,9 @@ def test_callable_targets_on_outputs_and_on_a_layer(tiny):
     def margin(logits):  # any callable on the outputs
         return logits[:, 3] - logits[:, 1]
 
-    result = activation_maximization(model, variables, margin, shape=(8, 8, 1), steps=10, num_images=2, key=jax.random.key(0))
+    result = activation_maximization(
+        model, variables, margin, shape=(8, 8, 1), steps=10, num_images=2, key=jax.random.key(0)
+    )
     assert result.images.shape == (2, 8, 8, 1) and result.probabilities is None
     assert np.all(np.asarray(result.score_history[-1] > result.score_history[0]))
     logits = model.apply(variables, result.images)
@@ -114,7 +129,9 @@ def test_callable_targets_on_outputs_and_on_a_layer(tiny):
     def neurons(activation):  # the callable sees the whole batch: image t maximises unit t of conv1 at (3, 3)
         return activation[jnp.arange(3), 3, 3, jnp.arange(3)]
 
-    result = activation_maximization(model, variables, neurons, layer="conv1", shape=(8, 8, 1), steps=10, num_images=3, key=jax.random.key(0))
+    result = activation_maximization(
+        model, variables, neurons, layer="conv1", shape=(8, 8, 1), steps=10, num_images=3, key=jax.random.key(0)
+    )
     _, act = xj.capture(model, variables, result.images, "conv1")
     np.testing.assert_allclose(result.scores, neurons(act), rtol=1e-5, atol=1e-6)
     assert np.all(np.asarray(result.scores) > np.asarray(result.score_history[0]))
@@ -126,12 +143,19 @@ def test_seed_setting_class_mean_init_and_distance(cnn):
     images, labels = xj.data.mnist("sample")
     means = class_means(images, labels, 10)
     result = activation_maximization(
-        model, variables, CLASSES, steps=40, init=means, threshold=0.99,
+        model,
+        variables,
+        CLASSES,
+        steps=40,
+        init=means,
+        threshold=0.99,
         regularizers=[L2(5e-3), ClassMeanDistance(means, 0.1), Clip(0.0, 1.0)],
     )
     assert float(result.probabilities.min()) >= 0.99
     # it stays near the class means (the seed's point): closer to its own class mean than to any other
-    distances = np.linalg.norm((np.asarray(result.images)[:, None] - np.asarray(means)[None]).reshape(10, 10, -1), axis=-1)
+    distances = np.linalg.norm(
+        (np.asarray(result.images)[:, None] - np.asarray(means)[None]).reshape(10, 10, -1), axis=-1
+    )
     assert np.all(distances.argmin(axis=1) == np.arange(10))
 
 
@@ -139,13 +163,22 @@ def test_seed_setting_class_mean_init_and_distance(cnn):
 # Code space on the shipped generators
 # ----------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("generator_name", ["mnist_gan_generator", "dcgan_generator"])
 def test_codespace_reaches_095_and_stays_in_the_generator_range(cnn, generator_name):
     model, variables = cnn
     ((generator, gen_variables),) = _shipped(generator_name)
     result = activation_maximization_codespace(
-        model, variables, generator, gen_variables, CLASSES, steps=150, learning_rate=0.1, threshold=0.97,
-        code_regularizers=[L2(1e-2)], key=jax.random.key(0),
+        model,
+        variables,
+        generator,
+        gen_variables,
+        CLASSES,
+        steps=150,
+        learning_rate=0.1,
+        threshold=0.97,
+        code_regularizers=[L2(1e-2)],
+        key=jax.random.key(0),
     )
     probabilities = np.asarray(result.probabilities)
     assert probabilities.min() >= 0.95, probabilities
@@ -169,8 +202,16 @@ def test_codespace_maps_a_tanh_generator_to_the_classifier_range(tiny):
     gen = TanhGen()
     gen_variables = numpy_init(gen, jnp.zeros((1, 4)), seed=1)
     result = activation_maximization_codespace(
-        model, variables, gen, gen_variables, [0, 3], latent_shape=4, steps=5, generator_range=(-1, 1),
-        classifier_range=(0, 1), key=jax.random.key(0),
+        model,
+        variables,
+        gen,
+        gen_variables,
+        [0, 3],
+        latent_shape=4,
+        steps=5,
+        generator_range=(-1, 1),
+        classifier_range=(0, 1),
+        key=jax.random.key(0),
     )
     expected = (gen.apply(gen_variables, result.codes) + 1.0) / 2.0
     np.testing.assert_allclose(result.images, expected, atol=1e-6)
@@ -180,12 +221,24 @@ def test_codespace_maps_a_tanh_generator_to_the_classifier_range(tiny):
 # The loop: scan == Python loop, chunking, independence of targets
 # ----------------------------------------------------------------------------------------------------
 
+
 def _tiny_problem(tiny, steps, chunk, **kw):
     model, variables = tiny
     options = dict(
-        shape=(8, 8, 1), layer=None, steps=steps, learning_rate=0.1, optimizer=None,
-        regularizers=[L2(1e-2), TotalVariation(1e-2), Jitter(1), Clip(-1.0, 1.0)], init="noise", init_scale=0.5,
-        threshold=None, class_score="log_softmax", num_images=1, key=jax.random.key(3), chunk=chunk, progress=False,
+        shape=(8, 8, 1),
+        layer=None,
+        steps=steps,
+        learning_rate=0.1,
+        optimizer=None,
+        regularizers=[L2(1e-2), TotalVariation(1e-2), Jitter(1), Clip(-1.0, 1.0)],
+        init="noise",
+        init_scale=0.5,
+        threshold=None,
+        class_score="log_softmax",
+        num_images=1,
+        key=jax.random.key(3),
+        chunk=chunk,
+        progress=False,
         model_kwargs=None,
     )
     options.update(kw)
@@ -211,7 +264,7 @@ def test_jitted_scan_equals_a_python_loop_over_the_same_update(tiny, capsys):
     np.testing.assert_array_equal(scanned.steps, np.full(4, steps))
     np.testing.assert_array_equal(chunked.steps, np.full(4, steps))
     # each step moves the images far more than the tolerance: a skipped or doubled step would show
-    for before, after in zip(states[:-1], states[1:]):
+    for before, after in itertools.pairwise(states):
         assert float(jnp.abs(after.params - before.params).max()) > 1e-2
     assert float(jnp.abs(scanned.params - states[-2].params).max()) > 1e-2
 
@@ -220,9 +273,13 @@ def test_targets_are_optimised_independently(tiny):
     """All targets at once == each target alone (vmapped optax state, per-target keys by position)."""
     model, variables = tiny
     init = jax.random.normal(jax.random.key(5), (3, 8, 8, 1)) * 0.3
-    options = dict(steps=6, learning_rate=0.1, regularizers=[TotalVariation(1e-2), Clip(-1.0, 1.0)],
-                   optimizer=optax.chain(optax.clip_by_global_norm(0.5), optax.adam(0.1)))
+    options = dict(
+        steps=6,
+        learning_rate=0.1,
+        regularizers=[TotalVariation(1e-2), Clip(-1.0, 1.0)],
+        optimizer=optax.chain(optax.clip_by_global_norm(0.5), optax.adam(0.1)),
+    )
     together = activation_maximization(model, variables, [4, 1, 2], init=init, **options)
     for t, c in enumerate([4, 1, 2]):
-        alone = activation_maximization(model, variables, [c], init=init[t:t + 1], **options)
+        alone = activation_maximization(model, variables, [c], init=init[t : t + 1], **options)
         np.testing.assert_allclose(alone.images[0], together.images[t], rtol=1e-5, atol=1e-6)

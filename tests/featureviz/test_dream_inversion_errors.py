@@ -7,10 +7,15 @@ import numpy as np
 import pytest
 
 import xai_jax as xj
-from xai_jax.core.errors import InputError, LayerNotFoundError, TargetError
 from tests.featureviz.conftest import numpy_init
+from xai_jax.core.errors import InputError, LayerNotFoundError, TargetError
 from xai_jax.featureviz import (
-    Clip, Jitter, activation_maximization, activation_maximization_codespace, deep_dream, invert_features,
+    Clip,
+    Jitter,
+    activation_maximization,
+    activation_maximization_codespace,
+    deep_dream,
+    invert_features,
     octave_sizes,
 )
 
@@ -24,6 +29,7 @@ def _correlation(a, b):
 # ----------------------------------------------------------------------------------------------------
 # Feature inversion
 # ----------------------------------------------------------------------------------------------------
+
 
 def test_inverting_the_first_conv_layer_reconstructs_the_digits(cnn, digits):
     model, variables = cnn
@@ -39,6 +45,7 @@ def test_inverting_the_first_conv_layer_reconstructs_the_digits(cnn, digits):
 # ----------------------------------------------------------------------------------------------------
 # DeepDream
 # ----------------------------------------------------------------------------------------------------
+
 
 def test_deep_dream_one_step_is_the_normalised_gradient_step(cnn, digits):
     model, variables = cnn
@@ -83,7 +90,16 @@ def test_deep_dream_octaves_and_keys(cnn, digits):
     options = dict(layer="conv3", channel=7, octaves=2, octave_scale=1.4, steps=3, step_size=0.02, value_range=(0, 1))
     image, octaves = deep_dream(model, variables, x[:2], key=jax.random.key(0), return_octaves=True, **options)
     assert [o.shape[1:3] for o in octaves] == octave_sizes((28, 28), 2, 1.4) == [(20, 20), (28, 28)]
-    assert octave_sizes((28, 28), range(-5, 3), 1.5) == [(4, 4), (6, 6), (8, 8), (12, 12), (19, 19), (28, 28), (42, 42), (63, 63)]  # the seed's
+    assert octave_sizes((28, 28), range(-5, 3), 1.5) == [
+        (4, 4),
+        (6, 6),
+        (8, 8),
+        (12, 12),
+        (19, 19),
+        (28, 28),
+        (42, 42),
+        (63, 63),
+    ]  # the seed's
     assert image.shape == x[:2].shape and float(image.min()) >= 0 and float(image.max()) <= 1
     again = deep_dream(model, variables, x[:2], key=jax.random.key(0), **options)
     np.testing.assert_array_equal(again, image)
@@ -94,6 +110,7 @@ def test_deep_dream_octaves_and_keys(cnn, digits):
 # ----------------------------------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------------------------------
+
 
 class WideGenerator(nn.Module):
     """Makes 10x10 images, which the 8x8 classifier cannot take."""
@@ -113,7 +130,9 @@ class BNGenerator(nn.Module):
 def test_bad_input_raises_clear_errors(tiny):
     model, variables = tiny
     key = jax.random.key(0)
-    am = lambda target=0, **kw: activation_maximization(model, variables, target, **{"shape": (8, 8, 1), "key": key, "steps": 2, **kw})  # noqa: E731
+    am = lambda target=0, **kw: activation_maximization(
+        model, variables, target, **{"shape": (8, 8, 1), "key": key, "steps": 2, **kw}
+    )
     with pytest.raises(LayerNotFoundError, match="conv1"):  # suggests the close name
         am(0, layer="conv_1")
     with pytest.raises(TargetError, match="4 channels"):
@@ -146,14 +165,17 @@ def test_bad_input_raises_clear_errors(tiny):
     bn = BNGenerator()
     bn_variables = numpy_init(bn, jnp.zeros((1, 3)))
     with pytest.raises(InputError, match="inference mode"):
-        activation_maximization_codespace(model, variables, bn, bn_variables, 0, latent_shape=3, key=key, steps=2,
-                                          generator_kwargs={"train": True})
+        activation_maximization_codespace(
+            model, variables, bn, bn_variables, 0, latent_shape=3, key=key, steps=2, generator_kwargs={"train": True}
+        )
     with pytest.raises(InputError, match="projections"):
-        activation_maximization_codespace(model, variables, bn, bn_variables, 0, latent_shape=3, key=key, steps=2,
-                                          regularizers=[Clip(0, 1)])
+        activation_maximization_codespace(
+            model, variables, bn, bn_variables, 0, latent_shape=3, key=key, steps=2, regularizers=[Clip(0, 1)]
+        )
     with pytest.raises(InputError, match="both"):
-        activation_maximization_codespace(model, variables, bn, bn_variables, 0, latent_shape=3, key=key, steps=2,
-                                          generator_range=(-1, 1))
+        activation_maximization_codespace(
+            model, variables, bn, bn_variables, 0, latent_shape=3, key=key, steps=2, generator_range=(-1, 1)
+        )
 
     x = jnp.ones((2, 8, 8, 1))
     with pytest.raises(LayerNotFoundError):

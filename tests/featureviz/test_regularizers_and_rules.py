@@ -6,11 +6,20 @@ import numpy as np
 import pytest
 
 from xai_jax.featureviz import (
-    L2, AlphaNorm, Blur, ClassMeanDistance, Clip, HighFrequencyPenalty, Jitter, TotalVariation, class_means,
-    gaussian_blur, total_variation,
+    L2,
+    AlphaNorm,
+    Blur,
+    ClassMeanDistance,
+    Clip,
+    HighFrequencyPenalty,
+    Jitter,
+    TotalVariation,
+    class_means,
+    gaussian_blur,
+    total_variation,
 )
-from xai_jax.trace.xla_cpu import LOOP_GRADIENT_RULES
 from xai_jax.trace import rewrite
+from xai_jax.trace.xla_cpu import LOOP_GRADIENT_RULES
 
 
 def test_total_variation_closed_form():
@@ -18,7 +27,9 @@ def test_total_variation_closed_form():
     dy, dx = x[1:, :-1] - x[:-1, :-1], x[:-1, 1:] - x[:-1, :-1]
     np.testing.assert_allclose(total_variation(jnp.asarray(x), 2.0), (dy**2 + dx**2).sum(), rtol=1e-5)
     np.testing.assert_allclose(total_variation(jnp.asarray(x), 1.0, eps=0.0), np.sqrt(dy**2 + dx**2).sum(), rtol=1e-5)
-    assert float(TotalVariation(0.5, beta=2.0).penalty(jnp.asarray(x), None)) == pytest.approx(0.5 * (dy**2 + dx**2).sum(), rel=1e-5)
+    assert float(TotalVariation(0.5, beta=2.0).penalty(jnp.asarray(x), None)) == pytest.approx(
+        0.5 * (dy**2 + dx**2).sum(), rel=1e-5
+    )
     assert float(total_variation(jnp.ones((4, 4, 1)))) == pytest.approx(0.0, abs=1e-3)
 
 
@@ -41,14 +52,25 @@ def test_class_mean_distance_uses_the_target_class():
 def test_transforms_and_projections():
     x = jnp.arange(30.0).reshape(5, 6, 1)
     rolled = jax.jit(Jitter(2).transform)(x, jax.random.key(0))
-    assert any(np.array_equal(np.roll(np.asarray(x), (a, b), (0, 1)), np.asarray(rolled)) for a in range(-2, 3) for b in range(-2, 3))
+    assert any(
+        np.array_equal(np.roll(np.asarray(x), (a, b), (0, 1)), np.asarray(rolled))
+        for a in range(-2, 3)
+        for b in range(-2, 3)
+    )
     np.testing.assert_array_equal(Clip(3.0, 7.0).project(x, 0), jnp.clip(x, 3.0, 7.0))
 
     @jax.jit
     def blurs(flat, noise):
         blur = Blur(sigma=1.0, every=3)
-        return (gaussian_blur(flat, 1.0), HighFrequencyPenalty(1.0, sigma=1.0).penalty(flat, None), total_variation(noise),
-                gaussian_blur(noise, 1.0), total_variation(gaussian_blur(noise, 1.0)), blur.project(noise, 1), blur.project(noise, 3))
+        return (
+            gaussian_blur(flat, 1.0),
+            HighFrequencyPenalty(1.0, sigma=1.0).penalty(flat, None),
+            total_variation(noise),
+            gaussian_blur(noise, 1.0),
+            total_variation(gaussian_blur(noise, 1.0)),
+            blur.project(noise, 1),
+            blur.project(noise, 3),
+        )
 
     flat = jnp.full((8, 8, 1), 0.3)
     noise = jax.random.normal(jax.random.key(1), (8, 8, 1))
@@ -92,7 +114,9 @@ def test_loop_conv_rule_is_fast_inside_a_scan():
     no backward convolution with swapped kernel dimensions (``01oi``) left."""
     x = jnp.ones((2, 8, 8, 4))
     w = jnp.ones((3, 3, 4, 4))
-    conv = lambda x: jnp.sum(jnp.tanh(jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))))  # noqa: E731
+    conv = lambda x: jnp.sum(
+        jnp.tanh(jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    )
 
     def loop(grad_fn):
         return jax.jit(lambda x: jax.lax.fori_loop(0, 3, lambda i, x: grad_fn(x), x)).lower(x).compile().as_text()
@@ -104,5 +128,10 @@ def test_loop_conv_rule_is_fast_inside_a_scan():
 def test_loop_conv_rule_leaves_grouped_convolutions_to_jax():
     x = jnp.ones((1, 5, 5, 4))
     w = jnp.ones((3, 3, 2, 4))
-    f = lambda x: jnp.sum(jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=2) ** 2)  # noqa: E731
+    f = lambda x: jnp.sum(
+        jax.lax.conv_general_dilated(
+            x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=2
+        )
+        ** 2
+    )
     np.testing.assert_allclose(jax.grad(rewrite(f, LOOP_GRADIENT_RULES))(x), jax.grad(f)(x), rtol=1e-6)

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.models.utils import np_init
 from xai_jax.core.errors import CheckpointError, OutputError, UnknownNameError
 from xai_jax.models import checkpoint as ckpt
 from xai_jax.models import mnist, zoo
 from xai_jax.models.checkpoint import load_checkpoint, save_checkpoint
-from tests.models.utils import np_init
 
 
 def _init(model):
@@ -30,7 +30,9 @@ def _manifest_dir(tmp_path, name, model, variables):
     """A checkpoint folder with one file and its manifest entry, like the shipped one."""
     file = tmp_path / f"{name}.msgpack"
     digest = save_checkpoint(file, variables)
-    ckpt.update_manifest(tmp_path, name, {"file": file.name, "class": type(model).__name__, "kwargs": {}, "sha256": digest})
+    ckpt.update_manifest(
+        tmp_path, name, {"file": file.name, "class": type(model).__name__, "kwargs": {}, "sha256": digest}
+    )
     return file
 
 
@@ -148,7 +150,7 @@ def test_zoo_env_override_and_verification(tmp_path, monkeypatch, cnn_vars):
 def test_zoo_user_path_checked(tmp_path, cnn_vars):
     path = tmp_path / "mine.msgpack"  # not in any manifest: structure check only
     save_checkpoint(path, cnn_vars)
-    model, variables = zoo.load("mnist_cnn", path=path)
+    _model, variables = zoo.load("mnist_cnn", path=path)
     _same(variables, cnn_vars)
     with pytest.raises(CheckpointError, match="different model"):
         zoo.load("cam_cnn", path=path)
@@ -158,14 +160,20 @@ def test_zoo_same_tree_other_model_refused():
     """mnist_cnn, mc_dropout_cnn and evidential_cnn share one parameter tree; the shipped manifest
     tells their files apart."""
     shipped = ckpt.checkpoints_dir()
-    for name, other in (("mnist_cnn", "evidential_cnn"), ("evidential_cnn", "mc_dropout_cnn"), ("mc_dropout_cnn", "mnist_cnn")):
+    for name, other in (
+        ("mnist_cnn", "evidential_cnn"),
+        ("evidential_cnn", "mc_dropout_cnn"),
+        ("mc_dropout_cnn", "mnist_cnn"),
+    ):
         with pytest.raises(CheckpointError, match=f"is the '{other}' model's .*not '{name}'"):
             zoo.load(name, path=shipped / f"{other}.msgpack")
     model, _ = zoo.load("evidential_cnn", path=shipped / "evidential_cnn.msgpack")
     assert type(model).__name__ == "EvidentialCNN"
 
 
-@pytest.mark.parametrize("manifest", ['{"files": ["m.msgpack"]}', '{"models": {"my_experiment": {"file": "m.msgpack"}}}'])
+@pytest.mark.parametrize(
+    "manifest", ['{"files": ["m.msgpack"]}', '{"models": {"my_experiment": {"file": "m.msgpack"}}}']
+)
 def test_zoo_user_path_beside_a_foreign_manifest(tmp_path, cnn_vars, manifest):
     """A manifest.json that is not ours, or names the file after no zoo model, does not block loading."""
     save_checkpoint(tmp_path / "m.msgpack", cnn_vars)

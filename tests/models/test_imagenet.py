@@ -27,8 +27,18 @@ def _np_variables(model, hw=(32, 32), seed=0):
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-@pytest.mark.parametrize("hw,out", [((7, 7), (7, 7)), ((14, 21), (7, 7)), ((2, 2), (7, 7)), ((1, 1), (7, 7)),
-                                    ((10, 13), (3, 4)), ((5, 9), (1, 1)), ((50, 37), (7, 7))])
+@pytest.mark.parametrize(
+    "hw,out",
+    [
+        ((7, 7), (7, 7)),
+        ((14, 21), (7, 7)),
+        ((2, 2), (7, 7)),
+        ((1, 1), (7, 7)),
+        ((10, 13), (3, 4)),
+        ((5, 9), (1, 1)),
+        ((50, 37), (7, 7)),
+    ],
+)
 def test_adaptive_avg_pool_matches_torch(hw, out):
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(0).standard_normal((2, *hw, 3)).astype(np.float32)

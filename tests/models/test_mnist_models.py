@@ -13,7 +13,7 @@ from jax.scipy.special import digamma, gammaln
 
 from tests.models.utils import np_init
 from xai_jax.models import losses, mnist, zoo
-from xai_jax.models import train as T  # noqa: N812 -- short name used throughout
+from xai_jax.models import train as T
 
 CLASSIFIERS = ["mnist_cnn", "cam_cnn", "mc_dropout_cnn", "evidential_cnn"]
 GENERATORS = ["mnist_gan_generator", "dcgan_generator"]

@@ -35,8 +35,14 @@ def test_conv_from_torch(stride, padding, groups, dilation):
     x = RNG.standard_normal((2, 9, 8, 4)).astype(np.float32)
     with torch.no_grad():
         want = _nhwc(conv(_nchw(x)))
-    flax_conv = nn.Conv(6, (3, 2), strides=stride, padding=((padding, padding), (padding, padding)),
-                        feature_group_count=groups, kernel_dilation=dilation)
+    flax_conv = nn.Conv(
+        6,
+        (3, 2),
+        strides=stride,
+        padding=((padding, padding), (padding, padding)),
+        feature_group_count=groups,
+        kernel_dilation=dilation,
+    )
     params = {"kernel": tp.conv_kernel_from_torch(conv.weight), "bias": tp.to_numpy(conv.bias)}
     got = flax_conv.apply({"params": params}, x)
     assert got.shape == want.shape
@@ -108,8 +114,14 @@ def test_conv_transpose_from_torch(k, s, p, op, d, transpose_kernel):
         want = _nhwc(ct(_nchw(x)))
     ks = (k, k) if isinstance(k, int) else k
     ss = (s, s) if isinstance(s, int) else s
-    layer = nn.ConvTranspose(5, ks, strides=ss, kernel_dilation=(d, d), transpose_kernel=transpose_kernel,
-                             padding=tp.conv_transpose_padding_from_torch(ks, p, op, d))
+    layer = nn.ConvTranspose(
+        5,
+        ks,
+        strides=ss,
+        kernel_dilation=(d, d),
+        transpose_kernel=transpose_kernel,
+        padding=tp.conv_transpose_padding_from_torch(ks, p, op, d),
+    )
     kernel = tp.conv_transpose_kernel_from_torch(ct.weight, transpose_kernel=transpose_kernel)
     got = layer.apply({"params": {"kernel": kernel, "bias": tp.to_numpy(ct.bias)}}, x)
     assert got.shape == want.shape

@@ -131,6 +131,7 @@ def test_vgg19_logits():
 # State-dict errors
 # ---------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def resnet_sd(resnet18):
     return dict(resnet18[0].state_dict())

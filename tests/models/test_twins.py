@@ -47,9 +47,12 @@ def test_layer_map_outputs_match(twin):
     model, variables, tmodel = twin
     x = twins.random_input(model, batch=2, seed=2)
     got = {}
-    hooks = [twins.torch_layer(tmodel, name).register_forward_hook(
-        lambda m, i, o, name=name: got.__setitem__(name, o.detach().numpy()))
-        for name in twin.layer_map]
+    hooks = [
+        twins.torch_layer(tmodel, name).register_forward_hook(
+            lambda m, i, o, name=name: got.__setitem__(name, o.detach().numpy())
+        )
+        for name in twin.layer_map
+    ]
     try:
         with torch.no_grad():
             tmodel(twins.to_torch(x))
@@ -71,8 +74,7 @@ def test_torch_twin_modules_used_once(twin):
     model = twin.flax_model
     calls: dict[str, int] = {}
     leaves = [(n, m) for n, m in tmodel.named_modules() if not list(m.children())]
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
-             for n, m in leaves]
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1)) for n, m in leaves]
     try:
         with torch.no_grad():
             tmodel(twins.to_torch(twins.random_input(model, batch=1)))

@@ -23,13 +23,16 @@ KEY = jax.random.key(0)
 grid = functools.partial(xj.perturbation.feature_mask, IMAGES)
 
 
-@pytest.mark.parametrize("labels, match", [
-    (np.array([[0, 0, 2, 2, 3, 3], [0, 0, 2, 2, 3, 3]]), "gaps"),  # label 1 never used
-    (np.arange(12).reshape(3, 4), "does not fit"),
-    (np.zeros((2, 2, 6, 2), int), "does not fit"),
-    (np.full((2, 6), 0.5), "integer labels"),
-    (-np.ones((2, 6), int), ">= 0"),
-])
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (np.array([[0, 0, 2, 2, 3, 3], [0, 0, 2, 2, 3, 3]]), "gaps"),  # label 1 never used
+        (np.arange(12).reshape(3, 4), "does not fit"),
+        (np.zeros((2, 2, 6, 2), int), "does not fit"),
+        (np.full((2, 6), 0.5), "integer labels"),
+        (-np.ones((2, 6), int), ">= 0"),
+    ],
+)
 def test_bad_feature_masks(labels, match):
     with pytest.raises(xj.InputError, match=match):
         grid(labels)
@@ -54,32 +57,63 @@ def test_more_features_than_samples_for_kernel_shap():
 
 def test_too_many_features_for_exact_shapley():
     with pytest.raises(xj.InputError, match="too many"):
-        xj.shapley_values(lambda params, x: x[:, :3], None, np.ones((1, 21), np.float32), 0)  # 21 single-element features
+        xj.shapley_values(
+            lambda params, x: x[:, :3], None, np.ones((1, 21), np.float32), 0
+        )  # 21 single-element features
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: xj.kernel_shap(linear, PARAMS, TABLE, 0, key=KEY, coalitions=np.ones((20, 5))), "columns"),
-    (lambda: xj.kernel_shap(linear, PARAMS, TABLE, 0, key=KEY, coalitions=np.full((20, 12), 0.5)), "0/1"),
-    (lambda: xj.shapley_value_sampling(linear, PARAMS, TABLE, 0, key=KEY, permutations=np.zeros((2, 12), int)), "permutation"),
-    (lambda: xj.lime(linear, PARAMS, TABLE, 0, key=KEY, baseline="segment_mean"), "NHWC"),
-    (lambda: xj.rise(linear, PARAMS, IMAGES, 0, key=KEY, masks=np.full((3, 2, 6), 2.0)), r"\[0, 1\]"),
-    (lambda: xj.rise(linear, PARAMS, IMAGES, 0, key=KEY, masks=np.ones((3, 6, 2))), "shape"),
-    (lambda: xj.rise(linear, PARAMS, IMAGES, 0, key=KEY, p=1.0), "between 0 and 1"),
-    (lambda: xj.rise(linear, PARAMS, TABLE, 0, key=KEY), "NHWC"),
-    (lambda: xj.blur_ig(linear, PARAMS, TABLE, 0), "NHWC"),
-    (lambda: xj.xrai(linear, PARAMS, TABLE, 0), "NHWC"),
-    (lambda: xj.guided_ig(linear, PARAMS, TABLE, 0, fraction=1.5), r"\[0, 1\]"),
-    (lambda: xj.gradient_shap(linear, PARAMS, TABLE, 0, key=KEY, baselines=np.zeros((3, 5))), "references"),
-    (lambda: xj.gradient_shap(linear, PARAMS, TABLE, 0, key=KEY, baselines=np.zeros((3, 12)),
-                              draws=xj.paths.GradientShapDraws(np.zeros((4, 2), int), np.zeros((3, 2)))), "shape"),
-    (lambda: xj.gradient_shap(linear, PARAMS, TABLE, 0, key=KEY, baselines=np.zeros((3, 12)),
-                              draws=xj.paths.GradientShapDraws(np.full((4, 2), 3), np.zeros((4, 2)))), "indices"),
-    (lambda: xj.deeplift_shap(linear, PARAMS, TABLE, 0, baselines=np.full((2, 12), np.nan)), "NaN"),
-    (lambda: xj.prediction_difference(linear, PARAMS, IMAGES, 0, key=KEY, window=3), "larger than the image"),
-    (lambda: xj.prediction_difference(linear, PARAMS, IMAGES, 0, key=KEY, window=1, data=np.zeros((5, 3, 3, 1))), "data"),
-    (lambda: xj.fullgrad(linear, PARAMS, IMAGES, 0), "Linen"),
-    (lambda: xj.kernel_shap(linear, PARAMS, TABLE, 0, key=3, samples=20), "jax.random key"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: xj.kernel_shap(linear, PARAMS, TABLE, 0, key=KEY, coalitions=np.ones((20, 5))), "columns"),
+        (lambda: xj.kernel_shap(linear, PARAMS, TABLE, 0, key=KEY, coalitions=np.full((20, 12), 0.5)), "0/1"),
+        (
+            lambda: xj.shapley_value_sampling(linear, PARAMS, TABLE, 0, key=KEY, permutations=np.zeros((2, 12), int)),
+            "permutation",
+        ),
+        (lambda: xj.lime(linear, PARAMS, TABLE, 0, key=KEY, baseline="segment_mean"), "NHWC"),
+        (lambda: xj.rise(linear, PARAMS, IMAGES, 0, key=KEY, masks=np.full((3, 2, 6), 2.0)), r"\[0, 1\]"),
+        (lambda: xj.rise(linear, PARAMS, IMAGES, 0, key=KEY, masks=np.ones((3, 6, 2))), "shape"),
+        (lambda: xj.rise(linear, PARAMS, IMAGES, 0, key=KEY, p=1.0), "between 0 and 1"),
+        (lambda: xj.rise(linear, PARAMS, TABLE, 0, key=KEY), "NHWC"),
+        (lambda: xj.blur_ig(linear, PARAMS, TABLE, 0), "NHWC"),
+        (lambda: xj.xrai(linear, PARAMS, TABLE, 0), "NHWC"),
+        (lambda: xj.guided_ig(linear, PARAMS, TABLE, 0, fraction=1.5), r"\[0, 1\]"),
+        (lambda: xj.gradient_shap(linear, PARAMS, TABLE, 0, key=KEY, baselines=np.zeros((3, 5))), "references"),
+        (
+            lambda: xj.gradient_shap(
+                linear,
+                PARAMS,
+                TABLE,
+                0,
+                key=KEY,
+                baselines=np.zeros((3, 12)),
+                draws=xj.paths.GradientShapDraws(np.zeros((4, 2), int), np.zeros((3, 2))),
+            ),
+            "shape",
+        ),
+        (
+            lambda: xj.gradient_shap(
+                linear,
+                PARAMS,
+                TABLE,
+                0,
+                key=KEY,
+                baselines=np.zeros((3, 12)),
+                draws=xj.paths.GradientShapDraws(np.full((4, 2), 3), np.zeros((4, 2))),
+            ),
+            "indices",
+        ),
+        (lambda: xj.deeplift_shap(linear, PARAMS, TABLE, 0, baselines=np.full((2, 12), np.nan)), "NaN"),
+        (lambda: xj.prediction_difference(linear, PARAMS, IMAGES, 0, key=KEY, window=3), "larger than the image"),
+        (
+            lambda: xj.prediction_difference(linear, PARAMS, IMAGES, 0, key=KEY, window=1, data=np.zeros((5, 3, 3, 1))),
+            "data",
+        ),
+        (lambda: xj.fullgrad(linear, PARAMS, IMAGES, 0), "Linen"),
+        (lambda: xj.kernel_shap(linear, PARAMS, TABLE, 0, key=3, samples=20), "jax.random key"),
+    ],
+)
 def test_bad_options(call, match):
     with pytest.raises(xj.XaiJaxError, match=match):
         call()

@@ -20,7 +20,9 @@ X = np.random.default_rng(1).uniform(size=(2, 2, 6, 1)).astype(np.float32)
 def test_kernel_shap_under_a_callers_jit():
     features = xj.perturbation.feature_mask(X, xj.perturbation.Grid(cell=2))
     eager = xj.kernel_shap(linear, PARAMS, X, 1, key=jax.random.key(0), features=features, samples=24)
-    jitted = jax.jit(lambda x: xj.kernel_shap(linear, PARAMS, x, 1, key=jax.random.key(0), features=features, samples=24))(X)
+    jitted = jax.jit(
+        lambda x: xj.kernel_shap(linear, PARAMS, x, 1, key=jax.random.key(0), features=features, samples=24)
+    )(X)
     np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)
     labels = np.asarray(features.labels).reshape(2, -1)
     contribution = PARAMS[:, 1] * X.reshape(2, -1)  # linear model, baseline 0: each cell gets Σ w ⊙ x over its pixels

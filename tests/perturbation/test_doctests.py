@@ -11,8 +11,20 @@ import pytest
 import xai_jax as xj
 
 METHODS = [
-    "lime", "kernel_shap", "shapley_values", "shapley_value_sampling", "rise", "extremal_perturbation", "meaningful_perturbation",
-    "prediction_difference", "gradient_shap", "deeplift_shap", "guided_ig", "blur_ig", "xrai", "fullgrad",
+    "lime",
+    "kernel_shap",
+    "shapley_values",
+    "shapley_value_sampling",
+    "rise",
+    "extremal_perturbation",
+    "meaningful_perturbation",
+    "prediction_difference",
+    "gradient_shap",
+    "deeplift_shap",
+    "guided_ig",
+    "blur_ig",
+    "xrai",
+    "fullgrad",
 ]
 HELPERS = [xj.perturbation.feature_mask]
 
@@ -21,7 +33,15 @@ HELPERS = [xj.perturbation.feature_mask]
 def globs():
     model, variables = xj.models.load("mnist_cnn")
     images, _ = xj.data.mnist("sample")
-    return {"xj": xj, "jax": jax, "jnp": jnp, "np": np, "model": model, "variables": variables, "x": jnp.asarray(images[:4])}
+    return {
+        "xj": xj,
+        "jax": jax,
+        "jnp": jnp,
+        "np": np,
+        "model": model,
+        "variables": variables,
+        "x": jnp.asarray(images[:4]),
+    }
 
 
 def run_examples(obj, name, globs):

@@ -13,8 +13,9 @@ def torchray_masks(tmodel, x, targets, areas, steps, variant):
     torchray_ep = pytest.importorskip("torchray.attribution.extremal_perturbation")
     out = []
     for b, target in enumerate(targets):
-        masks, _ = torchray_ep.extremal_perturbation(tmodel, twins.to_torch(x[b:b + 1]), int(target), areas=list(areas),
-                                                      max_iter=steps, variant=variant)
+        masks, _ = torchray_ep.extremal_perturbation(
+            tmodel, twins.to_torch(x[b : b + 1]), int(target), areas=list(areas), max_iter=steps, variant=variant
+        )
         out.append(masks[:, 0].detach().numpy())
     return np.stack(out)
 
@@ -31,8 +32,9 @@ def test_extremal_perturbation_equals_torchray(variant):
     x = twins.random_input(model, batch=2, seed=2)
     targets, areas = np.array([3, 8]), (0.1, 0.3)
     for steps, rel in ((2, 2e-3),):
-        summary, ours = xj.extremal_perturbation(model, variables, x, targets, areas=areas, variant=variant, steps=steps,
-                                                 return_masks=True)
+        summary, ours = xj.extremal_perturbation(
+            model, variables, x, targets, areas=areas, variant=variant, steps=steps, return_masks=True
+        )
         reference = torchray_masks(tmodel, x, targets, areas, steps, variant)
         assert np.ptp(reference) > 1e-3, "constant masks: the comparison would be vacuous"
         assert_matches(ours, reference, rel=rel)
@@ -47,9 +49,13 @@ def test_extremal_perturbation_converges_with_torchray():
     pytest.importorskip("torch")
     model, variables, tmodel = twins.make("TinyCNN", seed=1)
     x = twins.random_input(model, batch=1, seed=2)
-    first = np.asarray(xj.extremal_perturbation(model, variables, x, 3, areas=(0.1, 0.3), steps=1, return_masks=True)[1])
+    first = np.asarray(
+        xj.extremal_perturbation(model, variables, x, 3, areas=(0.1, 0.3), steps=1, return_masks=True)[1]
+    )
     assert_matches(first, torchray_masks(tmodel, x, [3], (0.1, 0.3), 1, "preserve"), rel=1e-5)
-    ours = np.asarray(xj.extremal_perturbation(model, variables, x, 3, areas=(0.1, 0.3), steps=100, return_masks=True)[1])
+    ours = np.asarray(
+        xj.extremal_perturbation(model, variables, x, 3, areas=(0.1, 0.3), steps=100, return_masks=True)[1]
+    )
     reference = torchray_masks(tmodel, x, [3], (0.1, 0.3), 100, "preserve")
     assert_matches(ours, reference, rel=5e-3)
     assert np.corrcoef(ours.ravel(), reference.ravel())[0, 1] > 0.9999
@@ -73,8 +79,18 @@ def test_meaningful_perturbation_deletes_evidence():
     x = np.asarray(images[:2], np.float32)
     target = np.asarray(model.apply(variables, x)).argmax(-1)
     # the shipped CNN is so confident (p > 0.9999) that the probability's gradient vanishes: score the logit
-    saliency, masks = xj.meaningful_perturbation(model, variables, x, target, steps=60, return_masks=True, perturbation="constant",
-                                                 score="output", l1=0.05, tv=0.2)
+    saliency, masks = xj.meaningful_perturbation(
+        model,
+        variables,
+        x,
+        target,
+        steps=60,
+        return_masks=True,
+        perturbation="constant",
+        score="output",
+        l1=0.05,
+        tv=0.2,
+    )
     masks = np.asarray(masks)[..., None]
     deleted = masks * x
     before = np.asarray(jax.nn.softmax(model.apply(variables, x)))[np.arange(2), target]

@@ -53,9 +53,11 @@ def test_shapley_values_of_a_linear_model_are_w_times_x_minus_b():
     b = RNG.normal(size=6).astype(np.float32)
     expected = W[:, 2] * (x - b)
     key = jax.random.key(0)
-    for attr in (xj.shapley_values(linear, LINEAR, x, 2, baseline=b),
-                 xj.shapley_value_sampling(linear, LINEAR, x, 2, baseline=b, key=key, samples=3),
-                 xj.kernel_shap(linear, LINEAR, x, 2, baseline=b, key=key, samples=40)):
+    for attr in (
+        xj.shapley_values(linear, LINEAR, x, 2, baseline=b),
+        xj.shapley_value_sampling(linear, LINEAR, x, 2, baseline=b, key=key, samples=3),
+        xj.kernel_shap(linear, LINEAR, x, 2, baseline=b, key=key, samples=40),
+    ):
         np.testing.assert_allclose(attr, expected, atol=2e-5)
 
 
@@ -64,7 +66,7 @@ def test_grouped_features_of_a_linear_model_sum_their_elements():
     x = RNG.normal(size=(2, 2, 3, 1)).astype(np.float32)
     labels = np.array([[0, 0, 1], [2, 1, 1]])
     phi = per_feature(xj.shapley_values(linear, LINEAR, x, 0, features=labels, baseline=0.5), labels)
-    contribution = (W[:, 0] * (x.reshape(2, -1) - 0.5))
+    contribution = W[:, 0] * (x.reshape(2, -1) - 0.5)
     expected = np.stack([contribution[:, labels.reshape(-1) == j].sum(1) for j in range(3)], axis=1)
     np.testing.assert_allclose(phi, expected, atol=2e-5)
 
@@ -74,8 +76,10 @@ def test_exact_shapley_values_equal_brute_force_enumeration():
     b = RNG.normal(size=5).astype(np.float32)
     ours = np.asarray(xj.shapley_values(interacting, MLP, x, 0, baseline=b))
     for n in range(2):
-        f = lambda v: float(interacting(MLP, v[None].astype(np.float32))[0, 0])  # noqa: E731
-        np.testing.assert_allclose(ours[n], brute_force_shapley(f, x[n].astype(np.float64), b.astype(np.float64)), atol=1e-5)
+        f = lambda v: float(interacting(MLP, v[None].astype(np.float32))[0, 0])
+        np.testing.assert_allclose(
+            ours[n], brute_force_shapley(f, x[n].astype(np.float64), b.astype(np.float64)), atol=1e-5
+        )
 
 
 def test_kernel_shap_with_every_coalition_and_the_shapley_kernel_is_exact():
@@ -84,7 +88,9 @@ def test_kernel_shap_with_every_coalition_and_the_shapley_kernel_is_exact():
     x = RNG.normal(size=(2, 5)).astype(np.float32)
     coalitions = np.array([z for z in itertools.product([0, 1], repeat=5) if 0 < sum(z) < 5], np.float32)
     weights = shapley_kernel_weights(coalitions.sum(1), 5).astype(np.float32)
-    ours = xj.kernel_shap(interacting, MLP, x, 0, key=jax.random.key(0), coalitions=coalitions, coalition_weights=weights)
+    ours = xj.kernel_shap(
+        interacting, MLP, x, 0, key=jax.random.key(0), coalitions=coalitions, coalition_weights=weights
+    )
     np.testing.assert_allclose(ours, xj.shapley_values(interacting, MLP, x, 0), atol=1e-5)
 
 
@@ -96,8 +102,13 @@ def test_sampled_kernel_shap_converges_to_the_exact_values():
     labels = band_labels(x.shape[1:3], rows=3, cols=3)  # 9 features
     exact = np.asarray(xj.shapley_values(model, variables, x, 5, features=labels))
     scale = np.abs(exact).max()
-    errors = [np.abs(np.asarray(xj.kernel_shap(model, variables, x, 5, features=labels, key=jax.random.key(1), samples=n)) - exact).max()
-              for n in (20, 2000)]
+    errors = [
+        np.abs(
+            np.asarray(xj.kernel_shap(model, variables, x, 5, features=labels, key=jax.random.key(1), samples=n))
+            - exact
+        ).max()
+        for n in (20, 2000)
+    ]
     assert errors[1] < errors[0] and errors[1] < 0.05 * scale, (errors, scale)
 
 
@@ -130,8 +141,9 @@ def test_samples_with_different_feature_counts():
     x = RNG.normal(size=(2, 2, 3, 1)).astype(np.float32)
     labels = np.stack([np.array([[0, 0, 1], [2, 3, 3]]), np.array([[0, 1, 1], [0, 2, 2]])])  # 4 and 3 features
     contribution = W[:, 0] * x.reshape(2, -1)
-    expected = np.stack([[contribution[b, labels[b].reshape(-1) == labels[b].reshape(-1)[i]].sum() for i in range(6)]
-                         for b in range(2)])
+    expected = np.stack(
+        [[contribution[b, labels[b].reshape(-1) == labels[b].reshape(-1)[i]].sum() for i in range(6)] for b in range(2)]
+    )
     shap = xj.kernel_shap(linear, LINEAR, x, 0, key=jax.random.key(0), features=labels, samples=30)
     lime = xj.lime(linear, LINEAR, x, 0, key=jax.random.key(0), features=labels, samples=60, alpha=0.0, baseline=0.0)
     for attr in (shap, lime):

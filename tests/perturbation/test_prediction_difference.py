@@ -15,7 +15,9 @@ def test_conditional_gaussian_matches_the_formulas():
     fitted = jax.jit(fit_conditional, static_argnums=(1, 2, 3))(data, window, context, True)
     size = window + 2 * context
     padded = np.pad(data, ((0, 0), (context, context), (context, context), (0, 0)), mode="edge")
-    patches = np.stack([padded[n, i:i + size, j:j + size].reshape(-1) for n in range(6) for i in range(4) for j in range(4)])
+    patches = np.stack(
+        [padded[n, i : i + size, j : j + size].reshape(-1) for n in range(6) for i in range(4) for j in range(4)]
+    )
     mean = patches.mean(0)
     cov = np.cov(patches, rowvar=False)
     cov += 1e-4 * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
@@ -38,8 +40,11 @@ def test_windows_the_model_ignores_carry_no_evidence():
     params = {"w": rng.normal(size=(3, 3)).astype(np.float32)}
     x = rng.uniform(size=(2, 8, 8, 1)).astype(np.float32)
     data = rng.uniform(size=(20, 8, 8, 1)).astype(np.float32)
-    we = np.asarray(xj.prediction_difference(region_model, params, x, 1, key=jax.random.key(0), data=data, window=2, context=1,
-                                             samples=4))[..., 0]
+    we = np.asarray(
+        xj.prediction_difference(
+            region_model, params, x, 1, key=jax.random.key(0), data=data, window=2, context=1, samples=4
+        )
+    )[..., 0]
     # windows (2 x 2, stride 1) overlapping the 3 x 3 corner reach rows/cols < 4
     assert np.abs(we[:, 4:, :]).max() == 0 and np.abs(we[:, :, 4:]).max() == 0
     assert np.abs(we[:, :3, :3]).min() > 0

@@ -19,9 +19,12 @@ def test_rise_equals_torchray_on_the_same_masks():
     x = twins.random_input(model, batch=2, seed=2)
     targets = np.array([4, 8])
     masks = np.random.default_rng(0).uniform(size=(40, *x.shape[1:3])).astype(np.float32)
-    ours = xj.rise(model, variables, x, targets, key=jax.random.key(0), masks=masks, normalization="torchray", score="sigmoid")
-    reference = torchray_rise.rise(tmodel, twins.to_torch(x), num_masks=len(masks), filter_masks=torch.as_tensor(masks[:, None]),
-                                   batch_size=16)
+    ours = xj.rise(
+        model, variables, x, targets, key=jax.random.key(0), masks=masks, normalization="torchray", score="sigmoid"
+    )
+    reference = torchray_rise.rise(
+        tmodel, twins.to_torch(x), num_masks=len(masks), filter_masks=torch.as_tensor(masks[:, None]), batch_size=16
+    )
     reference = reference[np.arange(2), targets].numpy()
     assert_matches(ours[..., 0], reference)
     assert np.ptp(np.asarray(ours[..., 0])) > 0 and np.allclose(ours[..., 0], ours[..., 2])
@@ -46,7 +49,9 @@ def linear_setup():
 @pytest.mark.parametrize("normalization, scale", [("paper", 1.0), ("xplique", 1.0), ("torchray", 0.5)])
 def test_rise_on_a_linear_model_is_half_w_times_x_plus_a_constant(normalization, scale):
     linear, params, x, masks, w = linear_setup()
-    saliency = np.asarray(xj.rise(linear, params, x, 1, key=jax.random.key(0), masks=masks, normalization=normalization))
+    saliency = np.asarray(
+        xj.rise(linear, params, x, 1, key=jax.random.key(0), masks=masks, normalization=normalization)
+    )
     wx = w[:, 1] * x.reshape(2, -1)
     logit = wx.sum(1) + params["c"][1]
     expected = scale * (0.5 * wx + 0.5 * logit[:, None] + 0.5 * params["c"][1])

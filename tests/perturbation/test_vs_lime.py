@@ -37,12 +37,20 @@ def test_lime_preset_equals_the_lime_package():
     targets = np.array([2, 5])
     ours = xj.lime(model, variables, x, targets, key=jax.random.key(0), features=labels, coalitions=coalitions)
 
-    classify = lambda images: np.asarray(model.apply(variables, np.asarray(images, np.float32)))  # noqa: E731
+    classify = lambda images: np.asarray(model.apply(variables, np.asarray(images, np.float32)))
     for b in range(len(x)):
         explainer = lime_image.LimeImageExplainer(kernel_width=0.25, random_state=QueuedRandomState(coalitions))
         explanation = explainer.explain_instance(
-            x[b], classify, labels=(int(targets[b]),), hide_color=None, top_labels=None, num_samples=len(coalitions),
-            batch_size=len(coalitions), segmentation_fn=lambda image: labels, random_seed=0)
+            x[b],
+            classify,
+            labels=(int(targets[b]),),
+            hide_color=None,
+            top_labels=None,
+            num_samples=len(coalitions),
+            batch_size=len(coalitions),
+            segmentation_fn=lambda image: labels,
+            random_seed=0,
+        )
         reference = np.zeros(m)
         for feature, coefficient in explanation.local_exp[int(targets[b])]:
             reference[feature] = coefficient

@@ -51,8 +51,9 @@ def test_guided_ig_equals_pair(setup, monkeypatch):
     model, variables, x, call_model = setup
     ours = xj.guided_ig(model, variables, x, TARGETS, baseline=0.0, steps=24, fraction=0.25, max_dist=0.1)
     for b, target in enumerate(TARGETS):
-        reference = saliency_core.GuidedIG().GetMask(x[b], call_model(int(target)), x_baseline=np.zeros_like(x[b]), x_steps=24,
-                                                      fraction=0.25, max_dist=0.1)
+        reference = saliency_core.GuidedIG().GetMask(
+            x[b], call_model(int(target)), x_baseline=np.zeros_like(x[b]), x_steps=24, fraction=0.25, max_dist=0.1
+        )
         assert_matches(ours[b], reference)
 
 
@@ -71,8 +72,9 @@ def test_blur_ig_equals_pair(setup, sqrt):
     for b, target in enumerate(TARGETS):
         # batch_size=1: PAIR's batched loop weights every step of a batch by the last step's width, which
         # is wrong for the uneven sqrt spacing (equal widths hide it)
-        reference = saliency_core.BlurIG().GetMask(x[b].astype(np.float64), call_model(int(target)), max_sigma=6.0, steps=20,
-                                                    sqrt=sqrt, batch_size=1)
+        reference = saliency_core.BlurIG().GetMask(
+            x[b].astype(np.float64), call_model(int(target)), max_sigma=6.0, steps=20, sqrt=sqrt, batch_size=1
+        )
         assert_matches(ours[b], reference)
 
 

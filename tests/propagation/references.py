@@ -17,7 +17,9 @@ def assert_matches(ours, reference, rel=1e-4, what=""):
     scale = np.abs(reference).max()
     assert scale > 0, "reference is all zero: the comparison would be vacuous"
     err = np.abs(ours - reference).max()
-    assert err <= rel * scale, f"{what} max abs diff {err:.3g} > {rel} x max |ref| {scale:.3g} (relative {err / scale:.2e})"
+    assert err <= rel * scale, (
+        f"{what} max abs diff {err:.3g} > {rel} x max |ref| {scale:.3g} (relative {err / scale:.2e})"
+    )
     return err / scale
 
 

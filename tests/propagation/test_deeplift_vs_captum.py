@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from tests import twins
-from xai_jax import propagation as P
-
 from tests.propagation.references import assert_matches, captum_deeplift
+from xai_jax import propagation as P
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("captum")
@@ -36,7 +35,11 @@ def test_rescale_equals_captum(twin_name):
     model, variables, tmodel = twins.make(twin_name, seed=7)
     x = twins.random_input(model, 8, seed=8)
     for name, base in baselines(model, twin_name):
-        assert_matches(P.deeplift(model, variables, x, TARGETS, baseline=base), captum_deeplift(tmodel, x, base, TARGETS), what=name)
+        assert_matches(
+            P.deeplift(model, variables, x, TARGETS, baseline=base),
+            captum_deeplift(tmodel, x, base, TARGETS),
+            what=name,
+        )
 
 
 @pytest.mark.parametrize("twin_name", ["TinyCNN", "ResBNNet", "VGGLikeAvgPool", "NCHWFlattenNet"])

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from tests import twins
-from xai_jax import propagation as P
-
 from tests.propagation.references import assert_matches, exact_merge_batch_norm, zennit_relevance
+from xai_jax import propagation as P
 
 torch = pytest.importorskip("torch")
 zennit = pytest.importorskip("zennit")
@@ -47,7 +46,9 @@ COMPOSITES = {
 
 
 def single_rule_composites(ours, theirs, canonizers=None):
-    return P.MapComposite(types={"linear": ours}), zc.LayerMapComposite(zc.layer_map_base() + [(ZLinear, theirs)], canonizers=canonizers)
+    return P.MapComposite(types={"linear": ours}), zc.LayerMapComposite(
+        [*zc.layer_map_base(), (ZLinear, theirs)], canonizers=canonizers
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,9 @@ def tiny():
 def test_each_rule_alone_tiny_cnn(tiny, name):
     model, variables, tmodel, x = tiny
     ours, theirs = single_rule_composites(RULES[name][0], RULES[name][1]())
-    assert_matches(P.lrp(model, variables, x, TARGETS, composite=ours), zennit_relevance(tmodel, x, TARGETS, theirs), what=name)
+    assert_matches(
+        P.lrp(model, variables, x, TARGETS, composite=ours), zennit_relevance(tmodel, x, TARGETS, theirs), what=name
+    )
 
 
 @pytest.mark.parametrize("name", ["ZPlus", "Gamma", "WSquare", "ZBox"])
@@ -69,7 +72,9 @@ def test_rules_nchw_flatten_net(name):
     model, variables, tmodel = twins.make_nchw_flatten_net(seed=3)
     x = twins.random_input(model, 8, seed=4)
     ours, theirs = single_rule_composites(RULES[name][0], RULES[name][1]())
-    assert_matches(P.lrp(model, variables, x, TARGETS, composite=ours), zennit_relevance(tmodel, x, TARGETS, theirs), what=name)
+    assert_matches(
+        P.lrp(model, variables, x, TARGETS, composite=ours), zennit_relevance(tmodel, x, TARGETS, theirs), what=name
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +89,12 @@ def test_composites_residual_batchnorm_net(resbn, name):
     global average pooling → Norm: agreement to 1e-5."""
     model, variables, tmodel, x = resbn
     ours, theirs = COMPOSITES[name]
-    assert_matches(P.lrp(model, variables, x, TARGETS, composite=ours()), zennit_relevance(tmodel, x, TARGETS, theirs([exact_merge_batch_norm()])), rel=1e-5, what=name)
+    assert_matches(
+        P.lrp(model, variables, x, TARGETS, composite=ours()),
+        zennit_relevance(tmodel, x, TARGETS, theirs([exact_merge_batch_norm()])),
+        rel=1e-5,
+        what=name,
+    )
 
 
 @pytest.mark.parametrize("name", ["Epsilon", "ZPlus", "Flat"])
@@ -93,7 +103,9 @@ def test_rules_residual_batchnorm_net_stock_canonizer(resbn, name):
     still within 1e-4."""
     model, variables, tmodel, x = resbn
     ours, theirs = single_rule_composites(RULES[name][0], RULES[name][1](), [zcan.SequentialMergeBatchNorm()])
-    assert_matches(P.lrp(model, variables, x, TARGETS, composite=ours), zennit_relevance(tmodel, x, TARGETS, theirs), what=name)
+    assert_matches(
+        P.lrp(model, variables, x, TARGETS, composite=ours), zennit_relevance(tmodel, x, TARGETS, theirs), what=name
+    )
 
 
 @pytest.mark.slow  # 10 compilations, ~35 s on 2 cores
@@ -107,7 +119,11 @@ def test_composites_pooling_nets(twin_name, name):
     model, variables, tmodel = twins.make(twin_name, seed=5)
     x = twins.random_input(model, 8, seed=6)
     ours, theirs = COMPOSITES[name]
-    assert_matches(P.lrp(model, variables, x, TARGETS, composite=ours()), zennit_relevance(tmodel, x, TARGETS, theirs(None)), what=name)
+    assert_matches(
+        P.lrp(model, variables, x, TARGETS, composite=ours()),
+        zennit_relevance(tmodel, x, TARGETS, theirs(None)),
+        what=name,
+    )
 
 
 def test_relevance_at_intermediate_layers(tiny):
@@ -137,12 +153,20 @@ def test_position_mix_tiny_cnn(tiny, first):
     model, variables, tmodel, x = tiny
     ours = P.PositionMix(first=P.ZBox(-4.0, 4.0) if first else None)
     layer0 = zr.ZBox(-4.0, 4.0) if first else zr.AlphaBeta(2.0, 1.0)
-    theirs = zc.MixedComposite([
-        zc.NameMapComposite([
-            (("conv1",), layer0),
-            (("conv2",), zr.Epsilon(ZStabilizer(0.1, norm_scale=True))),
-            (("fc1", "fc2"), zr.Epsilon(1e-9)),
-        ]),
-        zc.LayerMapComposite(zc.layer_map_base()),
-    ])
-    assert_matches(P.lrp(model, variables, x, TARGETS, composite=ours), zennit_relevance(tmodel, x, TARGETS, theirs), what=f"PositionMix first={first}")
+    theirs = zc.MixedComposite(
+        [
+            zc.NameMapComposite(
+                [
+                    (("conv1",), layer0),
+                    (("conv2",), zr.Epsilon(ZStabilizer(0.1, norm_scale=True))),
+                    (("fc1", "fc2"), zr.Epsilon(1e-9)),
+                ]
+            ),
+            zc.LayerMapComposite(zc.layer_map_base()),
+        ]
+    )
+    assert_matches(
+        P.lrp(model, variables, x, TARGETS, composite=ours),
+        zennit_relevance(tmodel, x, TARGETS, theirs),
+        what=f"PositionMix first={first}",
+    )

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import xai_jax as xj
+from xai_jax.core.model import make_forward
 from xai_jax.trace import graph
 from xai_jax.trace.layers import probed_forward
-from xai_jax.core.model import make_forward
 
 
 class ConvBNBlock(nn.Module):
@@ -45,7 +45,12 @@ def test_grouping_names_and_kinds(net):
     plan = plan_of(model, v, x)
     steps = [s for s in plan.steps if s.kind != "constant"]
     assert [(s.kind, s.name) for s in steps if s.kind in ("conv", "dense", "sum", "avgpool")] == [
-        ("conv", "stem"), ("conv", "block/conv"), ("sum", "block"), ("avgpool", ""), ("dense", "head")]
+        ("conv", "stem"),
+        ("conv", "block/conv"),
+        ("sum", "block"),
+        ("avgpool", ""),
+        ("dense", "head"),
+    ]
     block_conv = next(s for s in steps if s.name == "block/conv")
     # bias add, BN sub/mul/add and the inline ×2 are one layer
     assert [e.primitive for e in block_conv.eqns] == ["conv_general_dilated", "add", "sub", "mul", "add", "mul"]

@@ -32,6 +32,7 @@ def row_sums(a):
 # Conservation
 # ---------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def bias_free_cnn():
     model, variables, _ = twins.make_tiny_cnn(seed=2, zero_bias=True)
@@ -40,8 +41,12 @@ def bias_free_cnn():
 
 @pytest.mark.parametrize(
     "composite",
-    [LRP0, P.MapComposite(types={"linear": P.ZPlus(1e-12)}, stabilizer=1e-12), P.EpsilonPlusFlat(1e-9, 1e-9),
-     P.MapComposite(types={"linear": P.Gamma(0.5, 1e-12)}, first=P.WSquare(1e-12), stabilizer=1e-12)],
+    [
+        LRP0,
+        P.MapComposite(types={"linear": P.ZPlus(1e-12)}, stabilizer=1e-12),
+        P.EpsilonPlusFlat(1e-9, 1e-9),
+        P.MapComposite(types={"linear": P.Gamma(0.5, 1e-12)}, first=P.WSquare(1e-12), stabilizer=1e-12),
+    ],
     ids=["lrp0", "zplus", "epsilon_plus_flat", "gamma_wsquare"],
 )
 def test_conservation_bias_free(bias_free_cnn, composite):
@@ -57,7 +62,9 @@ def test_conservation_at_every_layer_and_average_max_pool(bias_free_cnn):
     model, variables, x = bias_free_cnn
     logits = logits_at(model, variables, x, TARGETS)
     for layer in ("conv1", "conv2", "fc1"):
-        np.testing.assert_allclose(row_sums(P.lrp(model, variables, x, TARGETS, composite=LRP0, layer=layer)), logits, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            row_sums(P.lrp(model, variables, x, TARGETS, composite=LRP0, layer=layer)), logits, rtol=1e-4, atol=1e-5
+        )
     composite = P.MapComposite(types={"linear": P.Epsilon(1e-9)}, stabilizer=1e-9)
     relevance = P.lrp(model, variables, x, TARGETS, composite=composite, max_pool="average")
     np.testing.assert_allclose(row_sums(relevance), logits, rtol=1e-4, atol=1e-5)
@@ -75,7 +82,9 @@ def test_conservation_residual_batchnorm_net():
     x = twins.random_input(model, 8, seed=5)
     logits = logits_at(model, variables, x, TARGETS)
     for composite in (LRP0, P.EpsilonPlus(1e-9, 1e-9)):
-        np.testing.assert_allclose(row_sums(P.lrp(model, variables, x, TARGETS, composite=composite)), logits, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            row_sums(P.lrp(model, variables, x, TARGETS, composite=composite)), logits, rtol=1e-4, atol=1e-5
+        )
     relevance = P.lrp(model, variables, x, TARGETS, composite=LRP0, layer="block")
     np.testing.assert_allclose(row_sums(relevance), logits, rtol=1e-4, atol=1e-5)
 
@@ -99,11 +108,20 @@ def test_batchnorm_merge_equals_explicitly_folded_model():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 6, 6, 2)).astype(np.float32)
     v = ConvBN().init(jax.random.key(0), x)
-    v = jax.tree_util.tree_map(lambda a: jnp.asarray(rng.uniform(0.5, 1.5, a.shape) if a.ndim == 1 else a, jnp.float32), v)
+    v = jax.tree_util.tree_map(
+        lambda a: jnp.asarray(rng.uniform(0.5, 1.5, a.shape) if a.ndim == 1 else a, jnp.float32), v
+    )
     bn, st = v["params"]["bn"], v["batch_stats"]["bn"]
     scale = bn["scale"] / jnp.sqrt(st["var"] + 1e-5)
-    folded = {"params": {"conv": {"kernel": v["params"]["conv"]["kernel"] * scale, "bias": (v["params"]["conv"]["bias"] - st["mean"]) * scale + bn["bias"]},
-                         "fc": v["params"]["fc"]}}
+    folded = {
+        "params": {
+            "conv": {
+                "kernel": v["params"]["conv"]["kernel"] * scale,
+                "bias": (v["params"]["conv"]["bias"] - st["mean"]) * scale + bn["bias"],
+            },
+            "fc": v["params"]["fc"],
+        }
+    }
     targets = np.arange(8) % 4
     for composite in (P.EpsilonPlusFlat(), P.EpsilonGammaBox(-3.0, 3.0), P.MapComposite(types={"linear": P.WSquare()})):
         a = P.lrp(ConvBN(), v, x, targets, composite=composite)
@@ -133,9 +151,9 @@ def test_per_element_scale_equals_explicit_dense_layer():
 
     x = jnp.asarray(rng.standard_normal((4, 4, 4, 2)), jnp.float32)
     v = Scaled().init(jax.random.key(0), x)
-    conv = lambda u: nn.Conv(3, (3, 3)).apply({"params": v["params"]["conv"]}, u)  # noqa: E731
+    conv = lambda u: nn.Conv(3, (3, 3)).apply({"params": v["params"]["conv"]}, u)
     matrix = jax.jacobian(lambda u: (conv(u.reshape(1, 4, 4, 2)) * mask).reshape(-1))(jnp.zeros(32))  # (48, 32)
-    bias = ((conv(jnp.zeros((1, 4, 4, 2))) * mask + shift)).reshape(-1)
+    bias = (conv(jnp.zeros((1, 4, 4, 2))) * mask + shift).reshape(-1)
     vu = {"params": {"conv": {"kernel": matrix.T, "bias": bias}, "head": v["params"]["head"]}}
     np.testing.assert_allclose(Unrolled().apply(vu, x), Scaled().apply(v, x), atol=1e-5)
     for rule in (P.AlphaBeta(2.0, 1.0), P.Gamma(0.5), P.WSquare(), P.ZBox(-3.0, 3.0)):
@@ -148,6 +166,7 @@ def test_per_element_scale_equals_explicit_dense_layer():
 # Closed forms and equalities
 # ---------------------------------------------------------------------------------------------------
 
+
 class OneUnit(nn.Module):
     @nn.compact
     def __call__(self, x):
@@ -159,7 +178,9 @@ def test_alpha_beta_one_unit_closed_form():
     With no positive contribution at all (x = (1,), w = (−1,)) the α part is empty: R = −β·R_out = +1,
     finite (iNNvestigate returned −1e7 there)."""
     v = {"params": {"fc": {"kernel": jnp.array([[1.0], [-1.0]])}}}
-    r = P.lrp(OneUnit(), v, jnp.array([[1.0, 2.0]]), 0, composite=P.MapComposite(types={"dense": P.AlphaBeta(2.0, 1.0)}))
+    r = P.lrp(
+        OneUnit(), v, jnp.array([[1.0, 2.0]]), 0, composite=P.MapComposite(types={"dense": P.AlphaBeta(2.0, 1.0)})
+    )
     np.testing.assert_allclose(r, [[-2.0, 1.0]], rtol=1e-5)
     v1 = {"params": {"fc": {"kernel": jnp.array([[-1.0]])}}}
     r1 = P.lrp(OneUnit(), v1, jnp.array([[1.0]]), 0, composite=P.MapComposite(types={"dense": P.AlphaBeta(2.0, 1.0)}))
@@ -178,7 +199,9 @@ def test_lrp0_on_linear_net_is_gradient_times_input():
     x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 5, 5, 2)), jnp.float32)
     v = model.init(jax.random.key(1), x)
     grad = jax.grad(lambda x: jnp.sum(model.apply(v, x)[:, 2]))(x)
-    np.testing.assert_allclose(P.lrp(model, v, x, 2, composite=P.MapComposite(types={"linear": P.Epsilon(0.0)})), x * grad, atol=1e-5)
+    np.testing.assert_allclose(
+        P.lrp(model, v, x, 2, composite=P.MapComposite(types={"linear": P.Epsilon(0.0)})), x * grad, atol=1e-5
+    )
     np.testing.assert_allclose(P.simple_taylor(model, v, x, 2), x * grad, atol=1e-6)
 
 
@@ -187,12 +210,20 @@ def test_lrp_transpose_equals_engine():
     x = twins.random_input(model, 8, seed=4)
     eps = 1e-7
     ours = P.MapComposite(types={"linear": P.Epsilon(eps)}, stabilizer=eps)
-    np.testing.assert_allclose(P.lrp_transpose(model, variables, x, TARGETS, epsilon=eps), P.lrp(model, variables, x, TARGETS, composite=ours), atol=1e-6 * 0.2)
+    np.testing.assert_allclose(
+        P.lrp_transpose(model, variables, x, TARGETS, epsilon=eps),
+        P.lrp(model, variables, x, TARGETS, composite=ours),
+        atol=1e-6 * 0.2,
+    )
     with_box = P.MapComposite(types={"linear": P.Epsilon(eps)}, first=P.ZBox(-1.0, 1.0, eps), stabilizer=eps)
     a = P.lrp_transpose(model, variables, x, TARGETS, epsilon=eps, low=-1.0, high=1.0)
-    np.testing.assert_allclose(a, P.lrp(model, variables, x, TARGETS, composite=with_box), atol=1e-6 * float(jnp.abs(a).max()))
+    np.testing.assert_allclose(
+        a, P.lrp(model, variables, x, TARGETS, composite=with_box), atol=1e-6 * float(jnp.abs(a).max())
+    )
     b = P.lrp_transpose(model, variables, x, TARGETS, epsilon=eps, layer="conv2")
-    np.testing.assert_allclose(b, P.lrp(model, variables, x, TARGETS, composite=ours, layer="conv2"), atol=1e-6 * float(jnp.abs(b).max()))
+    np.testing.assert_allclose(
+        b, P.lrp(model, variables, x, TARGETS, composite=ours, layer="conv2"), atol=1e-6 * float(jnp.abs(b).max())
+    )
 
 
 def test_taylor_conservation():
@@ -231,7 +262,9 @@ def test_deeplift_baseline_forms():
     one = np.full(model.INPUT_SHAPE, 0.2, np.float32)
     a = P.deeplift(model, variables, x, 1, baseline=0.2)
     np.testing.assert_allclose(P.deeplift(model, variables, x, 1, baseline=one), a, atol=1e-6)
-    np.testing.assert_allclose(P.deeplift(model, variables, x, 1, baseline=lambda v: jnp.full_like(v, 0.2)), a, atol=1e-6)
+    np.testing.assert_allclose(
+        P.deeplift(model, variables, x, 1, baseline=lambda v: jnp.full_like(v, 0.2)), a, atol=1e-6
+    )
     # the reference equal to the input: zero attribution
     np.testing.assert_allclose(P.deeplift(model, variables, x, 1, baseline=lambda v: v), np.zeros_like(x), atol=1e-7)
 
@@ -239,6 +272,7 @@ def test_deeplift_baseline_forms():
 # ---------------------------------------------------------------------------------------------------
 # Any model: ReLU spellings, wrappers, jit, vmap
 # ---------------------------------------------------------------------------------------------------
+
 
 class ReLUModule(nn.Module):
     @nn.compact
@@ -280,7 +314,9 @@ def test_relu_spellings_and_wrappers_agree():
         model = make_spelled(relu)
         np.testing.assert_allclose(P.lrp(model, v, x, targets), expected_lrp, atol=1e-7, err_msg=name)
         if name in ("jnp.maximum(x, 0)", "jitted relu", "shared module"):
-            np.testing.assert_allclose(P.deeplift(model, v, x, targets, baseline=0.1), expected_dl, atol=1e-7, err_msg=name)
+            np.testing.assert_allclose(
+                P.deeplift(model, v, x, targets, baseline=0.1), expected_dl, atol=1e-7, err_msg=name
+            )
     # an already-jitted apply, and the model under nn.remat
     jitted = jax.jit(base.apply)
     np.testing.assert_allclose(P.lrp(lambda variables, x: jitted(variables, x), v, x, targets), expected_lrp, atol=1e-7)
@@ -297,7 +333,10 @@ def test_jit_and_vmap():
     model, variables, _ = twins.make_tiny_cnn(seed=1)
     x = twins.random_input(model, 4, seed=2)
     targets = TARGETS[:4]
-    for fn in (lambda v: P.lrp(model, variables, v, targets), lambda v: P.deeplift(model, variables, v, targets, baseline=0.1)):
+    for fn in (
+        lambda v: P.lrp(model, variables, v, targets),
+        lambda v: P.deeplift(model, variables, v, targets, baseline=0.1),
+    ):
         expected = fn(x)
         np.testing.assert_allclose(jax.jit(fn)(x), expected, atol=1e-6)
     one = jax.vmap(lambda xi, ti: P.lrp(model, variables, xi[None], ti[None])[0])(jnp.asarray(x), jnp.asarray(targets))
@@ -332,22 +371,40 @@ def test_plan_of_reference_models():
     plan = P.propagation_plan(model, variables, twins.random_input(model, 2))
     rows = [line.split() for line in plan.splitlines()[1:]]
     assert [(r[0], r[1]) for r in rows if r[0] in ("conv", "dense")] == [
-        ("conv", "conv1"), ("conv", "block/conv1"), ("conv", "block/conv2"), ("dense", "fc")]
+        ("conv", "conv1"),
+        ("conv", "block/conv1"),
+        ("conv", "block/conv2"),
+        ("dense", "fc"),
+    ]
     kinds = [r[0] for r in rows]
     assert kinds.count("sum") == 1 and kinds.count("avgpool") == 1 and kinds.count("activation") == 3
     assert "conv_general_dilated+sub+mul+add" in plan  # BatchNorm merged into block/conv1
     tiny, tv, _ = twins.make_tiny_cnn()
     kinds = [line.split()[0] for line in P.propagation_plan(tiny, tv, twins.random_input(tiny, 2)).splitlines()[1:]]
-    assert kinds == ["conv", "activation", "maxpool", "conv", "activation", "maxpool", "structural", "dense", "activation", "dense"]
+    assert kinds == [
+        "conv",
+        "activation",
+        "maxpool",
+        "conv",
+        "activation",
+        "maxpool",
+        "structural",
+        "dense",
+        "activation",
+        "dense",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------
 # Differentiability
 # ---------------------------------------------------------------------------------------------------
 
+
 def test_with_backward_is_a_true_vjp_when_given_the_gradient():
     def fn(x, w):
-        return with_backward(lambda a, b: jnp.sin(a) * b, lambda args, out, g: [jnp.cos(args[0]) * args[1] * g], [x, w], [True, False])
+        return with_backward(
+            lambda a, b: jnp.sin(a) * b, lambda args, out, g: [jnp.cos(args[0]) * args[1] * g], [x, w], [True, False]
+        )
 
     check_grads(lambda x: fn(x, jnp.float32(2.0)), (jnp.array([0.3, -1.2, 2.0]),), order=1, modes=["rev"])
 
@@ -372,7 +429,9 @@ def test_deeplift_linear_pieces_are_the_true_gradient():
     traced = trace_model(problem, inputs, x)
     handle = deeplift_handle(traced.plan, "rescale", 1e-10)
     ref = jnp.full_like(x, 0.2)
-    check_grads(lambda u: traced.call(handle, jnp.stack([u, ref]))[0], (x,), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+    check_grads(
+        lambda u: traced.call(handle, jnp.stack([u, ref]))[0], (x,), order=1, modes=["rev"], atol=1e-2, rtol=1e-2
+    )
 
 
 def test_gradient_through_lrp_map():
@@ -384,7 +443,9 @@ def test_gradient_through_lrp_map():
         def __call__(self, x):
             return nn.Dense(3, name="b")(nn.relu(nn.Dense(5, name="a")(x)))
 
-    x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 4)), jnp.float64 if jax.config.x64_enabled else jnp.float32)
+    x = jnp.asarray(
+        np.random.default_rng(5).standard_normal((2, 4)), jnp.float64 if jax.config.x64_enabled else jnp.float32
+    )
     v = MLP().init(jax.random.key(1), x)
     w = jnp.asarray(np.random.default_rng(6).standard_normal(x.shape), x.dtype)
     composite = P.MapComposite(types={"linear": P.Epsilon(0.1)})
@@ -399,18 +460,21 @@ def test_gradient_through_lrp_map():
 # Bad input
 # ---------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "make, message",
-    [(lambda: P.Epsilon(-1.0), r"Epsilon epsilon must be a finite number >= 0; got -1.0"),
-     (lambda: P.AlphaBeta(2.0, 2.0), r"alpha - beta = 1 .*alpha=2.0, beta=2.0"),
-     (lambda: P.AlphaBeta(-1.0, -2.0), r"AlphaBeta alpha must be a finite number >= 0; got -1.0"),
-     (lambda: P.Gamma(-0.1), r"Gamma gamma must be a finite number >= 0; got -0.1"),
-     (lambda: P.ZBox(1.0, 0.0), r"ZBox needs low <= high"),
-     (lambda: P.ZPlus(stabilizer=float("nan")), r"ZPlus stabilizer must be a finite number >= 0; got nan"),
-     (lambda: P.Epsilon(zero_params="weight"), r"zero_params \['weight'\] not understood"),
-     (lambda: P.MapComposite(types={"conv": "epsilon"}), r"types\['conv'\] must be a rule"),
-     (lambda: P.MapComposite(types={"conv1": P.Epsilon()}), r"'conv1' is neither a kind .* use names="),
-     (lambda: P.PositionMix(bounds=(0.7, 0.2)), r"bounds must satisfy 0 <= lower <= upper <= 1")],
+    [
+        (lambda: P.Epsilon(-1.0), r"Epsilon epsilon must be a finite number >= 0; got -1.0"),
+        (lambda: P.AlphaBeta(2.0, 2.0), r"alpha - beta = 1 .*alpha=2.0, beta=2.0"),
+        (lambda: P.AlphaBeta(-1.0, -2.0), r"AlphaBeta alpha must be a finite number >= 0; got -1.0"),
+        (lambda: P.Gamma(-0.1), r"Gamma gamma must be a finite number >= 0; got -0.1"),
+        (lambda: P.ZBox(1.0, 0.0), r"ZBox needs low <= high"),
+        (lambda: P.ZPlus(stabilizer=float("nan")), r"ZPlus stabilizer must be a finite number >= 0; got nan"),
+        (lambda: P.Epsilon(zero_params="weight"), r"zero_params \['weight'\] not understood"),
+        (lambda: P.MapComposite(types={"conv": "epsilon"}), r"types\['conv'\] must be a rule"),
+        (lambda: P.MapComposite(types={"conv1": P.Epsilon()}), r"'conv1' is neither a kind .* use names="),
+        (lambda: P.PositionMix(bounds=(0.7, 0.2)), r"bounds must satisfy 0 <= lower <= upper <= 1"),
+    ],
 )
 def test_rule_parameters_out_of_range(make, message):
     with pytest.raises(xj.InputError, match=message):
@@ -487,7 +551,9 @@ def test_deep_taylor_needs_a_relu_network():
     x = jnp.ones((2, 4))
     v = TanhHidden().init(jax.random.key(0), x)
     assert np.isfinite(np.asarray(P.lrp(TanhHidden(), v, x, 0))).all()
-    with pytest.raises(xj.InputError, match=r"derived for networks with \['relu'\] activations; this model also has \['tanh'\]"):
+    with pytest.raises(
+        xj.InputError, match=r"derived for networks with \['relu'\] activations; this model also has \['tanh'\]"
+    ):
         P.deep_taylor(TanhHidden(), v, x, 0)
     relu_only = P.MapComposite(types={"linear": P.ZPlus()}, activations={"relu"})  # any composite can declare it
     with pytest.raises(xj.InputError, match=r"this model also has \['tanh'\]"):
@@ -498,8 +564,12 @@ def _per_example_forms():
     """One dense net written three ways: batched ``x @ Wᵀ``, ``W @ xᵀ``, and per example under vmap
     (the Equinox idiom), which traces to dot_general -> transpose -> scale/bias."""
     keys = jax.random.split(jax.random.key(7), 5)
-    v = {"W1": jax.random.normal(keys[0], (5, 4)), "W2": jax.random.normal(keys[1], (3, 5)),
-         "b1": jax.random.normal(keys[2], (5,)), "s1": jax.random.uniform(keys[3], (5,)) + 0.5}
+    v = {
+        "W1": jax.random.normal(keys[0], (5, 4)),
+        "W2": jax.random.normal(keys[1], (3, 5)),
+        "b1": jax.random.normal(keys[2], (5,)),
+        "s1": jax.random.uniform(keys[3], (5,)) + 0.5,
+    }
     x = jax.random.normal(keys[4], (2, 4))
 
     def batched(v, x):
@@ -514,8 +584,9 @@ def _per_example_forms():
     return v, x, batched, (weight_first, per_example)
 
 
-@pytest.mark.parametrize("rule", [R.Epsilon(1e-6), R.ZPlus(), R.Gamma(0.25), R.AlphaBeta(2, 1), R.WSquare()],
-                         ids=lambda r: type(r).__name__)
+@pytest.mark.parametrize(
+    "rule", [R.Epsilon(1e-6), R.ZPlus(), R.Gamma(0.25), R.AlphaBeta(2, 1), R.WSquare()], ids=lambda r: type(r).__name__
+)
 def test_a_dense_layer_written_weight_first_or_per_example_gets_the_same_relevance(rule):
     # Regression: under vmap the bias follows a transpose of the layer's output and was taken for a
     # separate step, so its share of relevance was lost (LRP-ε 2.1x max|R| off on this net).
@@ -523,8 +594,13 @@ def test_a_dense_layer_written_weight_first_or_per_example_gets_the_same_relevan
     composite = xj.composites.MapComposite(types={"dense": rule})
     expected = P.lrp(batched, v, x, 0, composite=composite)
     for form in others:
-        np.testing.assert_allclose(P.lrp(form, v, x, 0, composite=composite), expected, rtol=1e-5,
-                                   atol=1e-5 * float(jnp.abs(expected).max()), err_msg=form.__name__)
+        np.testing.assert_allclose(
+            P.lrp(form, v, x, 0, composite=composite),
+            expected,
+            rtol=1e-5,
+            atol=1e-5 * float(jnp.abs(expected).max()),
+            err_msg=form.__name__,
+        )
     reference = P.deeplift(batched, v, x, 0)
     for form in others:
         np.testing.assert_allclose(P.deeplift(form, v, x, 0), reference, rtol=1e-5, atol=1e-6, err_msg=form.__name__)
@@ -534,8 +610,11 @@ def test_a_convolution_run_per_example_gets_the_relevance_of_the_batched_one():
     # Regression: a per-example conv under vmap traces to reshape -> conv -> reshape -> squeeze -> add bias;
     # the squeeze cut the bias off the layer (LRP-ε 15x max|R| off on this net).
     keys = jax.random.split(jax.random.key(8), 4)
-    v = {"K": jax.random.normal(keys[0], (4, 1, 3, 3)), "b": jax.random.normal(keys[1], (4,)),
-         "W": jax.random.normal(keys[2], (3, 4 * 6 * 6))}
+    v = {
+        "K": jax.random.normal(keys[0], (4, 1, 3, 3)),
+        "b": jax.random.normal(keys[1], (4,)),
+        "W": jax.random.normal(keys[2], (3, 4 * 6 * 6)),
+    }
     x = jax.random.normal(keys[3], (2, 6, 6, 1))
 
     def per_example(v, x):
@@ -543,6 +622,7 @@ def test_a_convolution_run_per_example_gets_the_relevance_of_the_batched_one():
             h = jax.lax.conv_general_dilated(jnp.transpose(xi, (2, 0, 1))[None], v["K"], (1, 1), "SAME")[0]
             h = jax.nn.relu(h + v["b"][:, None, None])
             return v["W"] @ jnp.transpose(h, (1, 2, 0)).reshape(-1)
+
         return jax.vmap(one)(x)
 
     def batched(v, x):
@@ -553,5 +633,9 @@ def test_a_convolution_run_per_example_gets_the_relevance_of_the_batched_one():
     for rule in (R.Epsilon(1e-6), R.ZPlus()):
         composite = xj.composites.MapComposite(types={"dense": rule, "conv": rule})
         expected = P.lrp(batched, v, x, 0, composite=composite)
-        np.testing.assert_allclose(P.lrp(per_example, v, x, 0, composite=composite), expected, rtol=1e-5,
-                                   atol=1e-5 * float(jnp.abs(expected).max()))
+        np.testing.assert_allclose(
+            P.lrp(per_example, v, x, 0, composite=composite),
+            expected,
+            rtol=1e-5,
+            atol=1e-5 * float(jnp.abs(expected).max()),
+        )

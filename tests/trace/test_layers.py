@@ -33,7 +33,9 @@ def net():
     model = ResNetLike()
     x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1))
     variables = model.init(jax.random.key(1), x)
-    stats = jax.tree_util.tree_map(lambda a: jax.random.uniform(jax.random.key(2), a.shape, minval=0.5, maxval=1.5), variables["batch_stats"])
+    stats = jax.tree_util.tree_map(
+        lambda a: jax.random.uniform(jax.random.key(2), a.shape, minval=0.5, maxval=1.5), variables["batch_stats"]
+    )
     return model, {"params": variables["params"], "batch_stats": stats}, x
 
 
@@ -42,8 +44,19 @@ def test_layers_lists_every_call_with_type_and_shape(net):
     listed = xj.layers(model, variables, x)
     # "+relu": the activation applied directly to a layer's output (jnp.maximum, nn.relu, jax.nn.relu);
     # conv_b feeds the residual sum, not an activation, so it has none
-    assert listed.names() == ["stem", "stem+relu", "block/conv_a", "block/conv_a+relu", "block/bn_a", "block/conv_b", "block",
-                              "shared", "shared+relu", "shared#1", "head"]
+    assert listed.names() == [
+        "stem",
+        "stem+relu",
+        "block/conv_a",
+        "block/conv_a+relu",
+        "block/bn_a",
+        "block/conv_b",
+        "block",
+        "shared",
+        "shared+relu",
+        "shared#1",
+        "head",
+    ]
     by_name = {layer.name: layer for layer in listed}
     assert by_name["block/bn_a"].type == "BatchNorm"
     assert by_name["stem+relu"].type == "relu" and by_name["stem+relu"].shape == by_name["stem"].shape
@@ -55,7 +68,10 @@ def test_layers_lists_every_call_with_type_and_shape(net):
 def _manual(variables, x):
     """The same network written out by hand, exposing the block's output."""
     p, s = variables["params"], variables["batch_stats"]
-    conv = lambda h, q: jax.lax.conv_general_dilated(h, q["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + q["bias"]
+    conv = lambda h, q: (
+        jax.lax.conv_general_dilated(h, q["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        + q["bias"]
+    )
     h = jnp.maximum(conv(x, p["stem"]), 0)
     y = jax.nn.relu(conv(h, p["block"]["conv_a"]))
     bn, st = p["block"]["bn_a"], s["block"]["bn_a"]

@@ -98,9 +98,11 @@ def _conv_case(norm: str, form: str):
 
 def _as_function(model: nn.Module) -> Callable:
     """``f(variables, x)``; BatchNorm in training mode needs ``mutable`` and returns the updates too."""
+
     def f(variables, x):
         out = model.apply(variables, x, mutable=["batch_stats"])
         return out[0] if isinstance(out, tuple) else out
+
     return f
 
 

@@ -38,12 +38,18 @@ KINDS = ["relu", "silu", "tanh", "celu", "relu"]
 
 def test_interpreter_propagation_and_listing_see_the_same_activations(mixed):
     model, variables, x = mixed
-    fn = lambda v, z: model.apply(v, z)  # noqa: E731
+    fn = lambda v, z: model.apply(v, z)
     assert [e.activation for e in find_activations(fn, variables, x)] == KINDS
     propagation = graph.flatten(jax.make_jaxpr(fn)(variables, x))
     assert [e.activation for e in propagation.eqns if e.activation] == KINDS
     listed = [info for info in xj.layers(model, variables, x) if info.after is not None]
-    assert [(info.after, info.type) for info in listed] == [("ln", "relu"), ("d2", "silu"), ("d3", "tanh"), ("d4", "celu"), ("d5", "relu")]
+    assert [(info.after, info.type) for info in listed] == [
+        ("ln", "relu"),
+        ("d2", "silu"),
+        ("d3", "tanh"),
+        ("d4", "celu"),
+        ("d5", "relu"),
+    ]
 
 
 def test_count_relus_ignores_the_max_inside_celu(mixed):
@@ -55,13 +61,14 @@ def test_a_rule_targets_an_activation_kind_in_every_form(mixed):
     """``{Activation("relu"): rule}`` reaches nn.relu and jnp.maximum(x, 0) and nothing else; a rule
     for ``silu`` reaches the named call as one unit."""
     model, variables, x = mixed
-    fn = lambda z: model.apply(variables, z)  # noqa: E731
+    fn = lambda z: model.apply(variables, z)
     seen = []
 
     def spy(kind):
         def rule(eqn, invals):
             seen.append((kind, eqn.primitive.name))
             return xj.trace.interpreter.bind_original(eqn, invals)
+
         return rule
 
     out = rewrite(fn, {Activation("relu"): spy("relu"), Activation("silu"): spy("silu")})(x)
@@ -83,7 +90,7 @@ def test_gradient_methods_keep_custom_derivatives_propagation_inlines_them():
         return jnp.maximum(z, 0.0)
 
     clipped.defvjp(lambda z: (clipped(z), z), lambda z, g: (2.0 * g,))  # deliberately not ReLU's gradient
-    fn = lambda z: jnp.sum(clipped(z) * jnp.arange(3.0))  # noqa: E731
+    fn = lambda z: jnp.sum(clipped(z) * jnp.arange(3.0))
     x = jnp.array([1.0, -1.0, 2.0])
     assert [e.activation for e in find_activations(fn, x)] == []
     assert [e.activation for e in find_activations(fn, x, inline_custom=True)] == ["relu"]

@@ -59,16 +59,22 @@ def test_perfectly_calibrated_predictor_has_ece_near_zero():
     q[:, 0] = 0.9
     y = np.where(np.arange(1000) < 600, 0, 1)
     bins = xu.reliability_bins(q, y)
-    assert float(bins.ece) == pytest.approx(0.3, abs=3e-5) and float(bins.mce) == pytest.approx(0.3, abs=3e-5)  # float32 sums
+    assert float(bins.ece) == pytest.approx(0.3, abs=3e-5) and float(bins.mce) == pytest.approx(
+        0.3, abs=3e-5
+    )  # float32 sums
     assert int(jnp.sum(bins.counts > 0)) == 1 and int(jnp.sum(jnp.isnan(bins.accuracy))) == 14
 
 
 def test_temperature_one_changes_nothing_and_no_temperature_changes_the_argmax():
     logits = jnp.asarray(np.random.default_rng(1).normal(0, 5, (50, 10)), jnp.float32)
     np.testing.assert_array_equal(np.asarray(xu.temperature_scale(logits, 1.0)), np.asarray(logits))
-    np.testing.assert_array_equal(np.asarray(jax.nn.softmax(xu.temperature_scale(logits, 1.0))), np.asarray(jax.nn.softmax(logits)))
+    np.testing.assert_array_equal(
+        np.asarray(jax.nn.softmax(xu.temperature_scale(logits, 1.0))), np.asarray(jax.nn.softmax(logits))
+    )
     for t in (0.3, 2.0, 17.0):
-        np.testing.assert_array_equal(np.asarray(xu.temperature_scale(logits, t).argmax(-1)), np.asarray(logits.argmax(-1)))
+        np.testing.assert_array_equal(
+            np.asarray(xu.temperature_scale(logits, t).argmax(-1)), np.asarray(logits.argmax(-1))
+        )
 
 
 @pytest.mark.parametrize("method", ["lbfgs", "adam"])
@@ -94,14 +100,18 @@ def test_temperature_scaling_on_the_shipped_cnn_held_out_split(mnist_npz):
     images, labels = xj.data.mnist("validation", path=mnist_npz)
     logits = xu.predict_logits(model, variables, images)
     fit = xu.fit_temperature(logits, labels)
-    print(f"mnist_cnn on {len(labels)} validation images: T = {fit.temperature:.4f}, NLL {fit.nll_before:.5f} -> "
-          f"{fit.nll_after:.5f}, ECE {100 * fit.ece_before:.3f}% -> {100 * fit.ece_after:.3f}%, "
-          f"MCE {100 * fit.mce_before:.2f}% -> {100 * fit.mce_after:.2f}%")
+    print(
+        f"mnist_cnn on {len(labels)} validation images: T = {fit.temperature:.4f}, NLL {fit.nll_before:.5f} -> "
+        f"{fit.nll_after:.5f}, ECE {100 * fit.ece_before:.3f}% -> {100 * fit.ece_after:.3f}%, "
+        f"MCE {100 * fit.mce_before:.2f}% -> {100 * fit.mce_after:.2f}%"
+    )
     assert fit.nll_after < fit.nll_before and 0.8 < fit.temperature < 1.6
     assert abs(fit.ece_after - fit.ece_before) < 0.003
     over = xu.fit_temperature(4.0 * logits, labels)
-    print(f"logits x 4: T = {over.temperature:.3f}, NLL {over.nll_before:.4f} -> {over.nll_after:.4f}, "
-          f"ECE {100 * over.ece_before:.3f}% -> {100 * over.ece_after:.3f}%")
+    print(
+        f"logits x 4: T = {over.temperature:.3f}, NLL {over.nll_before:.4f} -> {over.nll_after:.4f}, "
+        f"ECE {100 * over.ece_before:.3f}% -> {100 * over.ece_after:.3f}%"
+    )
     assert over.temperature == pytest.approx(4 * fit.temperature, rel=1e-3)
     assert over.ece_after < over.ece_before / 2 and over.nll_after < over.nll_before
 

@@ -36,10 +36,17 @@ def test_losses_equal_the_papers_formulas(epoch):
     weight = min(1.0, epoch / 10)
     assert float(xu.annealing_weight(epoch)) == pytest.approx(weight)
     onehot = jnp.asarray(y, jnp.float32)
-    np.testing.assert_allclose(xu.dirichlet_kl_to_uniform(jnp.asarray(y + (1 - y) * (np.maximum(logits, 0) + 1), jnp.float32)), kl, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(
+        xu.dirichlet_kl_to_uniform(jnp.asarray(y + (1 - y) * (np.maximum(logits, 0) + 1), jnp.float32)),
+        kl,
+        rtol=2e-5,
+        atol=2e-5,
+    )
     np.testing.assert_allclose(xu.evidential_mse_loss(logits, onehot, weight), np.mean(mse + weight * kl), rtol=2e-5)
     np.testing.assert_allclose(xu.evidential_log_loss(logits, onehot, weight), np.mean(log + weight * kl), rtol=2e-5)
-    np.testing.assert_allclose(xu.evidential_digamma_loss(logits, onehot, weight), np.mean(dig + weight * kl), rtol=2e-5)
+    np.testing.assert_allclose(
+        xu.evidential_digamma_loss(logits, onehot, weight), np.mean(dig + weight * kl), rtol=2e-5
+    )
 
 
 def test_dirichlet_read_out():
@@ -49,7 +56,9 @@ def test_dirichlet_read_out():
     np.testing.assert_allclose(out.strength, [4, 10, 24])
     np.testing.assert_allclose(out.uncertainty, [1.0, 0.4, 4 / 24], rtol=1e-6)  # u = K / S; no evidence: u = 1
     np.testing.assert_allclose(out.probabilities.sum(-1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(out.uncertainty + (out.evidence / out.strength[:, None]).sum(-1), 1.0, rtol=1e-6)  # u + Σ b = 1
+    np.testing.assert_allclose(
+        out.uncertainty + (out.evidence / out.strength[:, None]).sum(-1), 1.0, rtol=1e-6
+    )  # u + Σ b = 1
     np.testing.assert_array_equal(out.prediction, [0, 1, 0])
     tie = xu.dirichlet_from_logits(jnp.asarray([[-3.0, -1.0, -2.0]]))  # no evidence: uniform Dirichlet, u = 1
     assert float(tie.uncertainty[0]) == 1.0 and int(tie.prediction[0]) == 1  # ties broken by the logits
@@ -73,8 +82,12 @@ def test_shipped_evidential_model_is_more_uncertain_out_of_distribution():
     out = xu.evidential(model, variables, jnp.concatenate([clean, rotated, noise]))
     u = np.asarray(out.uncertainty).reshape(3, -1)
     median = {name: float(np.median(v)) for name, v in zip(("clean", "rotated 90°", "uniform noise"), u)}
-    print("median evidential uncertainty u:", median, "accuracy on the clean digits:",
-          float((np.asarray(out.prediction[:100]) == labels[:100]).mean()))
+    print(
+        "median evidential uncertainty u:",
+        median,
+        "accuracy on the clean digits:",
+        float((np.asarray(out.prediction[:100]) == labels[:100]).mean()),
+    )
     separation = {name: auroc(u[0], v) for name, v in zip(("rotated 90°", "uniform noise"), u[1:])}
     print("AUROC of u, out- vs in-distribution:", separation)
     assert median["rotated 90°"] > 2 * median["clean"] and median["uniform noise"] > 2 * median["clean"]

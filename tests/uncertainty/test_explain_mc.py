@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 
 import xai_jax as xj
+import xai_jax.propagation
 import xai_jax.uncertainty as xu
-
-try:  # the propagation family registers "lrp"/"deeplift"; this test only reaches them by name
-    import xai_jax.propagation  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
 
 SAMPLES = 4
 
@@ -45,10 +41,16 @@ def test_gradient_under_mc_dropout_equals_python_loop(tiny_dropout, tiny_x, loop
     key, result = mc_gradient
     # target=None explains the MC prediction: argmax of the mean probability over the same passes
     predicted = np.asarray(jax.nn.softmax(loop_logits(key), axis=-1)).mean(0).argmax(-1)
-    loop = np.stack([
-        np.asarray(xj.gradient(model, variables, tiny_x, predicted, model_kwargs={"deterministic": False, "rngs": {"dropout": k}}))
-        for k in jax.random.split(key, SAMPLES)
-    ])
+    loop = np.stack(
+        [
+            np.asarray(
+                xj.gradient(
+                    model, variables, tiny_x, predicted, model_kwargs={"deterministic": False, "rngs": {"dropout": k}}
+                )
+            )
+            for k in jax.random.split(key, SAMPLES)
+        ]
+    )
     np.testing.assert_allclose(np.asarray(result.samples), loop, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.mean, loop.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.std, loop.std(0), rtol=1e-4, atol=1e-6)
@@ -58,14 +60,25 @@ def test_gradient_under_mc_dropout_equals_python_loop(tiny_dropout, tiny_x, loop
 def test_dropout_off_or_one_sample_equals_the_plain_method(tiny_dropout, tiny_plain, tiny_x):
     model, variables = tiny_dropout
     plain = xj.gradient(model, variables, tiny_x, 1)
-    off = xu.explain_mc("gradient", model, variables, tiny_x, 1, samples=3, key=jax.random.key(0),
-                        stochastic_kwargs={"deterministic": True}, require_stochastic=False)
+    off = xu.explain_mc(
+        "gradient",
+        model,
+        variables,
+        tiny_x,
+        1,
+        samples=3,
+        key=jax.random.key(0),
+        stochastic_kwargs={"deterministic": True},
+        require_stochastic=False,
+    )
     np.testing.assert_array_equal(np.asarray(off.mean), np.asarray(plain))
     assert float(jnp.abs(off.std).max()) == 0.0
     # samples=1 on a model without dropout is the plain method (allowed without any flag)
     net, net_vars = tiny_plain
     for switch in ({}, None):  # None: the default {'deterministic': False}, which this model does not take
-        one = xu.explain_mc("gradient", net, net_vars, tiny_x, 2, samples=1, key=jax.random.key(0), stochastic_kwargs=switch)
+        one = xu.explain_mc(
+            "gradient", net, net_vars, tiny_x, 2, samples=1, key=jax.random.key(0), stochastic_kwargs=switch
+        )
         np.testing.assert_array_equal(np.asarray(one.mean), np.asarray(xj.gradient(net, net_vars, tiny_x, 2)))
         assert float(jnp.abs(one.std).max()) == 0.0
 
@@ -82,7 +95,7 @@ def test_product_dropout_is_bit_identical(tiny_dropout, tiny_x, loop_logits):
     k = jax.random.split(key, SAMPLES)[0]
 
     def input_grad(m):
-        loss = lambda x: jnp.sum(m.apply(variables, x, deterministic=False, rngs={"dropout": k}) * jnp.arange(1.0, 6.0))  # noqa: E731
+        loss = lambda x: jnp.sum(m.apply(variables, x, deterministic=False, rngs={"dropout": k}) * jnp.arange(1.0, 6.0))
         return np.asarray(jax.jit(jax.grad(loss))(tiny_x))
 
     np.testing.assert_array_equal(input_grad(rewritten), input_grad(model))
@@ -105,7 +118,9 @@ def test_deeplift_with_random_noise_baselines(tiny_plain, tiny_x):
     needs("deeplift")
     model, variables = tiny_plain
     key = jax.random.key(8)
-    result = xu.explain_random_baselines("deeplift", model, variables, tiny_x, 2, samples=3, key=key, return_samples=True)
+    result = xu.explain_random_baselines(
+        "deeplift", model, variables, tiny_x, 2, samples=3, key=key, return_samples=True
+    )
     baselines = [xu.noise_baseline(k, jnp.asarray(tiny_x)) for k in jax.random.split(key, 3)]
     out_x = model.apply(variables, tiny_x)[:, 2]
     expected = np.stack([np.asarray(out_x - model.apply(variables, b)[:, 2]) for b in baselines])
@@ -118,8 +133,16 @@ def test_explain_mc_methods_for_the_cli(tiny_dropout, tiny_plain, tiny_x, mc_gra
     model, variables = tiny_dropout
     key, with_samples = mc_gradient
     # chunked running sums (batch_size=3 over 4 samples) give the statistics of the kept samples
-    results, skipped = xu.explain_mc_methods(["gradient", "cam", "grad_cam"], model, variables, tiny_x, samples=SAMPLES, key=key,
-                                             batch_size=3, options={"cam": {"layer": "conv"}})
+    results, skipped = xu.explain_mc_methods(
+        ["gradient", "cam", "grad_cam"],
+        model,
+        variables,
+        tiny_x,
+        samples=SAMPLES,
+        key=key,
+        batch_size=3,
+        options={"cam": {"layer": "conv"}},
+    )
     assert set(results) == {"gradient"} and set(skipped) == {"cam", "grad_cam"}  # no GAP / no layer given
     assert "layer" in skipped["grad_cam"]
     np.testing.assert_allclose(results["gradient"].mean, with_samples.mean, rtol=1e-5, atol=1e-6)
@@ -140,7 +163,9 @@ def test_bad_input(tiny_dropout, tiny_plain, tiny_x):
     with pytest.raises(xj.UnknownNameError, match="gradient"):
         xu.explain_mc("gradiant", model, variables, tiny_x, samples=2, key=key)
     with pytest.raises(xj.InputError, match="same map"):
-        xu.explain_mc("gradient", model, variables, tiny_x, samples=2, key=key, stochastic_kwargs={"deterministic": True})
+        xu.explain_mc(
+            "gradient", model, variables, tiny_x, samples=2, key=key, stochastic_kwargs={"deterministic": True}
+        )
     net, net_vars = tiny_plain
     with pytest.raises(xj.InputError, match="would be the same map"):
         xu.explain_mc("gradient", net, net_vars, tiny_x, samples=2, key=key)
@@ -151,4 +176,6 @@ def test_bad_input(tiny_dropout, tiny_plain, tiny_x):
     with pytest.raises(xj.InputError, match="noise"):
         xu.explain_random_baselines("integrated_gradients", net, net_vars, tiny_x, samples=2, key=key, noise="pink")
     with pytest.raises(xj.InputError, match="high > low"):
-        xu.explain_random_baselines("integrated_gradients", net, net_vars, tiny_x, samples=2, key=key, low=1.0, high=0.0)
+        xu.explain_random_baselines(
+            "integrated_gradients", net, net_vars, tiny_x, samples=2, key=key, low=1.0, high=0.0
+        )

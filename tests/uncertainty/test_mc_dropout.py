@@ -62,7 +62,9 @@ def test_vmapped_and_chunked_passes_equal_the_loop(tiny_dropout, tiny_x, referen
     # batch of B in the last bit (XLA:CPU is not batch-invariant): equal to float32 round-off.
     model, variables = tiny_dropout
     key, loop, _ = reference
-    result = xu.mc_dropout(model, variables, tiny_x, samples=SAMPLES, key=key, batch_size=batch_size, return_samples=True)
+    result = xu.mc_dropout(
+        model, variables, tiny_x, samples=SAMPLES, key=key, batch_size=batch_size, return_samples=True
+    )
     np.testing.assert_allclose(np.asarray(result.probabilities), loop, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.mean, loop.mean(0), atol=1e-6)
 
@@ -89,7 +91,9 @@ def test_predictive_statistics_of_identical_samples():
     p = jnp.asarray([[0.7, 0.2, 0.1]] * 4)[:, None]  # (T=4, B=1, K=3)
     r = xu.predictive_statistics(jnp.log(p))
     assert float(r.mutual_information[0]) == 0.0 and float(r.std.max()) == 0.0
-    np.testing.assert_allclose(r.predictive_entropy, [-(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1))], rtol=1e-6)
+    np.testing.assert_allclose(
+        r.predictive_entropy, [-(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1))], rtol=1e-6
+    )
 
 
 def test_bad_input(tiny_dropout, tiny_plain, tiny_x):
@@ -170,7 +174,9 @@ def test_shipped_model_mutual_information_higher_out_of_distribution():
     noise = xu.noise_images(jax.random.key(7), clean.shape)
     r = xu.mc_dropout(model, variables, jnp.concatenate([clean, rotated, noise]), samples=8, key=jax.random.key(0))
     mi = np.asarray(r.mutual_information).reshape(3, -1)
-    report = {name: (float(np.median(m)), auroc(mi[0], m)) for name, m in zip(("clean", "rotated 90°", "uniform noise"), mi)}
+    report = {
+        name: (float(np.median(m)), auroc(mi[0], m)) for name, m in zip(("clean", "rotated 90°", "uniform noise"), mi)
+    }
     print("median MI (nats) and AUROC vs clean:", report)
     assert np.median(mi[1]) > 5 * np.median(mi[0]) and auroc(mi[0], mi[1]) > 0.85
     assert np.median(mi[2]) > 5 * np.median(mi[0]) and auroc(mi[0], mi[2]) > 0.75
@@ -181,7 +187,9 @@ def test_composes_with_jit_and_grad(tiny_dropout, tiny_x):
     key = jax.random.key(4)  # same configuration as test_entropy_decomposition_and_bounds: no new eager compile
 
     def total_mutual_information(x):
-        return jnp.sum(xu.mc_dropout(model, variables, x, samples=SAMPLES, key=key, return_samples=True).mutual_information)
+        return jnp.sum(
+            xu.mc_dropout(model, variables, x, samples=SAMPLES, key=key, return_samples=True).mutual_information
+        )
 
     value, grad = jax.jit(jax.value_and_grad(total_mutual_information))(tiny_x)  # e.g. BALD-driven input search
     assert float(value) == pytest.approx(float(total_mutual_information(tiny_x)), rel=1e-5)

@@ -63,8 +63,11 @@ def test_percentile_and_vmax():
         xj.viz.to_rgba(attr, vmax=0.0)
 
 
-@pytest.mark.parametrize("attr", [np.zeros((6, 6)), np.full((6, 6), 2.5), np.full((6, 6), -1e-30), np.zeros((6, 6, 3))],
-                         ids=["zero", "constant", "tiny", "zero-rgb"])
+@pytest.mark.parametrize(
+    "attr",
+    [np.zeros((6, 6)), np.full((6, 6), 2.5), np.full((6, 6), -1e-30), np.zeros((6, 6, 3))],
+    ids=["zero", "constant", "tiny", "zero-rgb"],
+)
 def test_degenerate_maps_render_finite_without_warnings(attr):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -121,11 +124,16 @@ def test_overlay_tints_only_relevant_pixels():
 def test_grid_png_has_the_expected_size(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.uniform(size=(3, 28, 28, 1))
-    maps = {"a": rng.normal(size=(3, 28, 28, 1)), "b": np.abs(rng.normal(size=(3, 28, 28))),
-            "layer cam": jnp.asarray(rng.uniform(size=(3, 7, 7)))}
-    titles = [xj.viz.prediction_title(l, p, q) for l, p, q in [(7, 7, 0.998), (-1, 2, 0.5), (None, 1, 0.25)]]
+    maps = {
+        "a": rng.normal(size=(3, 28, 28, 1)),
+        "b": np.abs(rng.normal(size=(3, 28, 28))),
+        "layer cam": jnp.asarray(rng.uniform(size=(3, 7, 7))),
+    }
+    titles = [xj.viz.prediction_title(label, p, q) for label, p, q in [(7, 7, 0.998), (-1, 2, 0.5), (None, 1, 0.25)]]
     assert titles == ["label 7 / pred 7 (99.8%)", "label ? / pred 2 (50.0%)", "label ? / pred 1 (25.0%)"]
-    fig = xj.viz.method_grid(images, maps, signed={"b": False, "layer cam": False}, row_titles=titles, path=tmp_path / "g.png")
+    fig = xj.viz.method_grid(
+        images, maps, signed={"b": False, "layer cam": False}, row_titles=titles, path=tmp_path / "g.png"
+    )
     assert [ax.get_title() for ax in fig.axes[:4]] == [titles[0], "a", "b", "layer cam"]
     image = plt.imread(tmp_path / "g.png")
     assert image.shape == (round((1.4 * 3 + 0.3) * 100), round(1.4 * 4 * 100), 4)

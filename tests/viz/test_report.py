@@ -28,8 +28,14 @@ def report(tmp_path_factory):
     probabilities = rng.dirichlet(np.ones(10), size=3)
     predictions = probabilities.argmax(axis=1)
     index = xj.viz.write_report(
-        tmp_path_factory.mktemp("report") / "r", images=images, labels=np.array([3, -1, 4]), predictions=predictions,
-        probabilities=probabilities, maps=maps, signed={"cam": False}, title="t <1> & \"q\"",
+        tmp_path_factory.mktemp("report") / "r",
+        images=images,
+        labels=np.array([3, -1, 4]),
+        predictions=predictions,
+        probabilities=probabilities,
+        maps=maps,
+        signed={"cam": False},
+        title='t <1> & "q"',
         extra={"model": "<m>", "note": "a&b"},
     )
     return index, images, maps, predictions, probabilities
@@ -79,9 +85,11 @@ def test_report_arrays_round_trip(report):
 def test_report_heatmap_pixels_follow_the_convention(report):
     index, _, maps, *_ = report
     manifest = json.loads((index.parent / "manifest.json").read_text(encoding="utf-8"))
-    stems = {m["name"]: m["file"][len("arrays/"):-len(".npy")] for m in manifest["methods"]}
+    stems = {m["name"]: m["file"][len("arrays/") : -len(".npy")] for m in manifest["methods"]}
     zero = plt.imread(index.parent / "maps" / f"{stems['input × gradient']}_0.png")
-    np.testing.assert_allclose(zero[..., :3], np.broadcast_to(matplotlib.colormaps["bwr"](0.5)[:3], (28, 28, 3)), atol=1 / 255)
+    np.testing.assert_allclose(
+        zero[..., :3], np.broadcast_to(matplotlib.colormaps["bwr"](0.5)[:3], (28, 28, 3)), atol=1 / 255
+    )
     cam = plt.imread(index.parent / "maps" / f"{stems['cam']}_2.png")
     np.testing.assert_allclose(cam[..., :3], xj.viz.to_rgba(maps["cam"][2], signed=False)[..., :3], atol=1 / 255)
 
@@ -95,11 +103,23 @@ def test_safe_names():
 
 def test_report_rejects_mismatched_lengths(tmp_path):
     with pytest.raises(xj.InputError, match="predictions"):
-        xj.viz.write_report(tmp_path, images=np.zeros((2, 8, 8)), labels=None, predictions=np.zeros(3, int),
-                            probabilities=np.ones(2), maps={})
+        xj.viz.write_report(
+            tmp_path,
+            images=np.zeros((2, 8, 8)),
+            labels=None,
+            predictions=np.zeros(3, int),
+            probabilities=np.ones(2),
+            maps={},
+        )
     with pytest.raises(xj.InputError, match="map 'a'"):
-        xj.viz.write_report(tmp_path, images=np.zeros((2, 8, 8)), labels=None, predictions=np.zeros(2, int),
-                            probabilities=np.ones(2), maps={"a": np.zeros((1, 8, 8))})
+        xj.viz.write_report(
+            tmp_path,
+            images=np.zeros((2, 8, 8)),
+            labels=None,
+            predictions=np.zeros(2, int),
+            probabilities=np.ones(2),
+            maps={"a": np.zeros((1, 8, 8))},
+        )
 
 
 # ------------------------------------------------------------------------------- output folder
@@ -108,8 +128,14 @@ def test_report_rejects_mismatched_lengths(tmp_path):
 def _small_report(out, maps=("a",), count=2, **kwargs):
     rng = np.random.default_rng(1)
     return xj.viz.write_report(
-        out, images=rng.uniform(size=(count, 8, 8)), labels=None, predictions=np.zeros(count, int),
-        probabilities=np.ones(count), maps={m: rng.normal(size=(count, 8, 8)) for m in maps}, **kwargs)
+        out,
+        images=rng.uniform(size=(count, 8, 8)),
+        labels=None,
+        predictions=np.zeros(count, int),
+        probabilities=np.ones(count),
+        maps={m: rng.normal(size=(count, 8, 8)) for m in maps},
+        **kwargs,
+    )
 
 
 def _files(folder):

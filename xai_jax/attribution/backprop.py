@@ -39,7 +39,9 @@ def _deconvnet(x: jax.Array, g: jax.Array) -> jax.Array:
 RELU_BACKWARDS = {"guided_backprop": _guided, "deconvnet": _deconvnet}
 
 
-def modified_relu_gradient(problem: Problem, inputs: Inputs, x: jax.Array, indices: jax.Array | None, rule: str) -> jax.Array:
+def modified_relu_gradient(
+    problem: Problem, inputs: Inputs, x: jax.Array, indices: jax.Array | None, rule: str
+) -> jax.Array:
     """The target's gradient at ``x`` with every ReLU's backward replaced by ``rule``."""
     if count_relus(problem.forward, *as_struct((inputs.variables, x, dict(inputs.kwargs)))) == 0:
         raise UnsupportedError(
@@ -77,7 +79,9 @@ def deconvnet(problem: Problem, inputs: Inputs) -> jax.Array:
 
 
 @compiled(static=("layer", "filters", "rectify"))
-def _deconvnet_per_filter(problem: Problem, inputs: Inputs, *, layer: str, filters: tuple[int, ...], rectify: bool) -> jax.Array:
+def _deconvnet_per_filter(
+    problem: Problem, inputs: Inputs, *, layer: str, filters: tuple[int, ...], rectify: bool
+) -> jax.Array:
     info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
     run = probed_forward(problem.forward, layer)
     zeros = jnp.zeros(info.shape, info.dtype)
@@ -124,5 +128,7 @@ def deconvnet_per_filter(
     chosen = tuple(range(channels)) if filters is None else check_int_tuple("filters", filters, minimum=0)
     rectify = check_bool("rectify", rectify)
     if not chosen or any(k < 0 or k >= channels for k in chosen):
-        raise InputError(f"filters {list(chosen)} out of range: layer {layer!r} has {channels} filters (0..{channels - 1}).")
+        raise InputError(
+            f"filters {list(chosen)} out of range: layer {layer!r} has {channels} filters (0..{channels - 1})."
+        )
     return _deconvnet_per_filter(problem, inputs, layer=layer, filters=chosen, rectify=rectify)

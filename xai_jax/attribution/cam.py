@@ -108,19 +108,25 @@ def weighted_map(weighting: Weighting, a: jax.Array, g: jax.Array) -> jax.Array:
 def _check_spatial_layer(ctx: OptionContext, name: str, layer: Any) -> str:
     info = layer_info(ctx.problem.forward, ctx.inputs.variables, ctx.inputs.x, ctx.inputs.kwargs, layer)
     if len(info.shape) != 4 or info.type == SOFTMAX:
-        raise InputError(f"layer {layer!r} has output shape {info.shape}; CAM methods need a spatial (B, h, w, channels) layer.")
+        raise InputError(
+            f"layer {layer!r} has output shape {info.shape}; CAM methods need a spatial (B, h, w, channels) layer."
+        )
     return layer
 
 
 def _check_cam_layer(ctx: OptionContext, name: str, layer: Any) -> str:
     info = layer_info(ctx.problem.forward, ctx.inputs.variables, ctx.inputs.x, ctx.inputs.kwargs, layer)
     if info.type == SOFTMAX:
-        raise InputError(f"layer {layer!r} holds attention probabilities {info.shape}; CAM methods need a spatial "
-                         "(B, h, w, channels) or token (B, tokens, channels) layer (attention maps: "
-                         "xj.attention_rollout, xj.chefer_attention).")
+        raise InputError(
+            f"layer {layer!r} holds attention probabilities {info.shape}; CAM methods need a spatial "
+            "(B, h, w, channels) or token (B, tokens, channels) layer (attention maps: "
+            "xj.attention_rollout, xj.chefer_attention)."
+        )
     if len(info.shape) not in (3, 4) or not info.dtype or "float" not in info.dtype:
-        raise InputError(f"layer {layer!r} has output {info.dtype}{list(info.shape)}; CAM methods need a spatial "
-                         "(B, h, w, channels) or token (B, tokens, channels) floating layer.")
+        raise InputError(
+            f"layer {layer!r} has output {info.dtype}{list(info.shape)}; CAM methods need a spatial "
+            "(B, h, w, channels) or token (B, tokens, channels) floating layer."
+        )
     return layer
 
 
@@ -143,8 +149,13 @@ def _check_grid(ctx: OptionContext, name: str, value: Any) -> tuple[int, int]:
     return (checks.check_positive_int(f"{name}[0]", value[0]), checks.check_positive_int(f"{name}[1]", value[1]))
 
 
-def token_grid(tokens: int, x_shape: tuple[int, ...], prefix_tokens: int | None = None,
-               grid: tuple[int, int] | None = None, layer: str = "the layer") -> tuple[int, int, int]:
+def token_grid(
+    tokens: int,
+    x_shape: tuple[int, ...],
+    prefix_tokens: int | None = None,
+    grid: tuple[int, int] | None = None,
+    layer: str = "the layer",
+) -> tuple[int, int, int]:
     """``(prefix_tokens, h, w)`` with ``tokens = prefix_tokens + h·w``: the given values, else the one
     split with ``prefix_tokens <= MAX_PREFIX_TOKENS``, ``h, w >= 2`` and the input images' aspect
     ratio (``x_shape`` ``(B, H, W, C)``; square otherwise).  :class:`InputError` when none or several fit."""
@@ -171,8 +182,10 @@ def token_grid(tokens: int, x_shape: tuple[int, ...], prefix_tokens: int | None 
     if not found:
         given = "" if prefix_tokens is None else f"{prefix_tokens} + "
         after = f" after 0..{MAX_PREFIX_TOKENS} leading tokens" if prefix_tokens is None else ""
-        raise InputError(f"{layer} has {tokens} tokens, which is no {given}{shape} grid of patches{after}; "
-                         "pass prefix_tokens= (class/register tokens before the patches) and grid=(h, w).")
+        raise InputError(
+            f"{layer} has {tokens} tokens, which is no {given}{shape} grid of patches{after}; "
+            "pass prefix_tokens= (class/register tokens before the patches) and grid=(h, w)."
+        )
     options = ", ".join(f"prefix_tokens={p}, grid=({h}, {w})" for p, h, w in found)
     raise InputError(
         f"{layer} has {tokens} tokens; the patch grid is ambiguous ({options}): pass prefix_tokens= and grid=."
@@ -186,11 +199,18 @@ def _resolve_tokens(ctx: OptionContext) -> dict[str, Any]:
     info = layer_info(ctx.problem.forward, inputs.variables, inputs.x, inputs.kwargs, options["layer"])
     if len(info.shape) == 4:
         if options.get("prefix_tokens") is not None or options.get("grid") is not None:
-            raise InputError(f"layer {options['layer']!r} is spatial {info.shape}: prefix_tokens and grid apply to "
-                             "token layers (B, tokens, channels) only.")
+            raise InputError(
+                f"layer {options['layer']!r} is spatial {info.shape}: prefix_tokens and grid apply to "
+                "token layers (B, tokens, channels) only."
+            )
         return {}
-    prefix, h, w = token_grid(info.shape[1], tuple(inputs.x.shape), options.get("prefix_tokens"), options.get("grid"),
-                              f"layer {options['layer']!r}")
+    prefix, h, w = token_grid(
+        info.shape[1],
+        tuple(inputs.x.shape),
+        options.get("prefix_tokens"),
+        options.get("grid"),
+        f"layer {options['layer']!r}",
+    )
     return {"prefix_tokens": prefix, "grid": (h, w)}
 
 
@@ -209,8 +229,9 @@ def to_grid(a: jax.Array, prefix_tokens: int | None, grid: tuple[int, int] | Non
     return a[:, prefix_tokens:].reshape(a.shape[0], h, w, a.shape[-1])
 
 
-def grid_activation_and_gradient(problem: Problem, inputs: Inputs, layer: str, prefix_tokens: int | None,
-                                 grid: tuple[int, int] | None) -> tuple[jax.Array, jax.Array]:
+def grid_activation_and_gradient(
+    problem: Problem, inputs: Inputs, layer: str, prefix_tokens: int | None, grid: tuple[int, int] | None
+) -> tuple[jax.Array, jax.Array]:
     """The layer's activation and gradient, token layers put back on their patch grid."""
     activation, gradient = layer_activation_and_gradient(problem, inputs, layer)
     return to_grid(activation, prefix_tokens, grid), to_grid(gradient, prefix_tokens, grid)
@@ -222,7 +243,9 @@ def _check_weighting(ctx: OptionContext, name: str, value: Any) -> Weighting:
             raise InputError(unknown_name_message("CAM weighting", value, WEIGHTINGS))
         return WEIGHTINGS[value]
     if not callable(value):
-        raise InputError(f"weighting must be a name in {sorted(WEIGHTINGS)} or a function (activations, gradients) -> weights.")
+        raise InputError(
+            f"weighting must be a name in {sorted(WEIGHTINGS)} or a function (activations, gradients) -> weights."
+        )
     return value
 
 
@@ -262,8 +285,9 @@ def gradient_cam(
 def cam_method(name: str, weighting: Weighting, summary: str, *, register: bool = True) -> Method:
     """Declare (and register) a gradient-weighted CAM method from a weighting ``(A, g) -> w``."""
 
-    def impl(problem: Problem, inputs: Inputs, *, layer: CamLayer, prefix_tokens: PrefixTokens = None,
-             grid: Grid = None) -> jax.Array:
+    def impl(
+        problem: Problem, inputs: Inputs, *, layer: CamLayer, prefix_tokens: PrefixTokens = None, grid: Grid = None
+    ) -> jax.Array:
         activation, gradient = grid_activation_and_gradient(problem, inputs, layer, prefix_tokens, grid)
         return weighted_map(weighting, activation, gradient)
 
@@ -290,8 +314,9 @@ def cam_method(name: str, weighting: Weighting, summary: str, *, register: bool 
 
 
 grad_cam = cam_method("grad_cam", grad_cam_weights, "Grad-CAM ([selvaraju2017]_): ReLU(Σ_k mean_ij(∂f_c/∂A_k) · A_k).")
-grad_cam_plus_plus = cam_method("grad_cam_plus_plus", grad_cam_plus_plus_weights,
-                                "Grad-CAM++ ([chattopadhyay2018]_), pytorch-grad-cam semantics.")
+grad_cam_plus_plus = cam_method(
+    "grad_cam_plus_plus", grad_cam_plus_plus_weights, "Grad-CAM++ ([chattopadhyay2018]_), pytorch-grad-cam semantics."
+)
 xgrad_cam = cam_method("xgrad_cam", xgrad_cam_weights, "XGrad-CAM ([fu2020]_): α_k = Σ_ij g·A_k / Σ_ij A_k.")
 layer_cam = cam_method("layer_cam", layer_cam_weights, "Layer-CAM ([jiang2021]_): ReLU(Σ_k ReLU(∂f_c/∂A_k) ⊙ A_k).")
 
@@ -304,7 +329,9 @@ def _dense_head(problem: Problem, inputs: Inputs, head: str | None) -> jax.Array
     if head is None:
         dense = [layer for layer in listed if layer.type in ("Dense", "Linear")]  # Linen's, NNX's
         if not dense:
-            raise InputError("cam needs a Dense head after global average pooling; the model has no Dense layer (pass head=).")
+            raise InputError(
+                "cam needs a Dense head after global average pooling; the model has no Dense layer (pass head=)."
+            )
         head = dense[-1].name
     elif head not in listed.names():
         raise LayerNotFoundError(unknown_name_message("layer", head, listed.names()))
@@ -321,7 +348,9 @@ def _check_head(ctx: OptionContext) -> None:
     kernel = _dense_head(problem, inputs, ctx.options["head"])
     info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, ctx.options["layer"])
     if kernel.shape[0] != info.shape[-1]:
-        raise InputError(f"the head's kernel takes {kernel.shape[0]} features but layer {ctx.options['layer']!r} has {info.shape[-1]} channels.")
+        raise InputError(
+            f"the head's kernel takes {kernel.shape[0]} features but layer {ctx.options['layer']!r} has {info.shape[-1]} channels."
+        )
 
 
 @method("cam", family="cam", signed=True, resolution="layer", validate=_check_head)
@@ -339,14 +368,23 @@ def cam(problem: Problem, inputs: Inputs, *, layer: SpatialLayer, head: str | No
     """
     kernel = _dense_head(problem, inputs, head)
     info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
-    outputs, activation = probed_forward(problem.forward, layer)(inputs.variables, inputs.x, inputs.kwargs, jnp.zeros(info.shape, info.dtype))
+    outputs, activation = probed_forward(problem.forward, layer)(
+        inputs.variables, inputs.x, inputs.kwargs, jnp.zeros(info.shape, info.dtype)
+    )
     indices = problem.target.indices(outputs, inputs.indices)
     return jnp.einsum("bhwk,kb->bhw", activation, kernel[:, indices])
 
 
 @method("score_cam", family="cam", signed=False, resolution="layer", validate=_resolve_tokens)
-def score_cam(problem: Problem, inputs: Inputs, *, layer: CamLayer, batch_size: ChunkSize = "auto",
-              prefix_tokens: PrefixTokens = None, grid: Grid = None) -> jax.Array:
+def score_cam(
+    problem: Problem,
+    inputs: Inputs,
+    *,
+    layer: CamLayer,
+    batch_size: ChunkSize = "auto",
+    prefix_tokens: PrefixTokens = None,
+    grid: Grid = None,
+) -> jax.Array:
     """Score-CAM ([wang2020]_), pytorch-grad-cam semantics (softmax over channel scores).
 
     Args:
@@ -361,7 +399,9 @@ def score_cam(problem: Problem, inputs: Inputs, *, layer: CamLayer, batch_size: 
     """
     info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)
     x = inputs.x
-    outputs, activation = probed_forward(problem.forward, layer)(inputs.variables, x, inputs.kwargs, jnp.zeros(info.shape, info.dtype))
+    outputs, activation = probed_forward(problem.forward, layer)(
+        inputs.variables, x, inputs.kwargs, jnp.zeros(info.shape, info.dtype)
+    )
     activation = to_grid(activation, prefix_tokens, grid)
     indices = problem.target.indices(outputs, inputs.indices)
     f = problem.scalar_fn(inputs, indices)
@@ -370,14 +410,17 @@ def score_cam(problem: Problem, inputs: Inputs, *, layer: CamLayer, batch_size: 
     low = masks.min(axis=(2, 3), keepdims=True)
     high = masks.max(axis=(2, 3), keepdims=True)
     masks = (masks - low) / (high - low + 1e-8)
-    scores = chunked_vmap(lambda m: f(x * m.reshape(*m.shape, *[1] * (x.ndim - 3))), masks, chunk_size=batch_size)  # (K, B)
+    scores = chunked_vmap(
+        lambda m: f(x * m.reshape(*m.shape, *[1] * (x.ndim - 3))), masks, chunk_size=batch_size
+    )  # (K, B)
     weights = jax.nn.softmax(scores.T, axis=-1)  # (B, K)
     return jnp.maximum(jnp.einsum("bk,bhwk->bhw", weights, activation), 0)
 
 
 @method("guided_grad_cam", family="cam", signed=True, resolution="input", validate=_resolve_tokens)
-def guided_grad_cam(problem: Problem, inputs: Inputs, *, layer: CamLayer, prefix_tokens: PrefixTokens = None,
-                    grid: Grid = None) -> jax.Array:
+def guided_grad_cam(
+    problem: Problem, inputs: Inputs, *, layer: CamLayer, prefix_tokens: PrefixTokens = None, grid: Grid = None
+) -> jax.Array:
     """Guided Grad-CAM ([selvaraju2017]_): guided backprop ⊙ Grad-CAM upsampled (nearest).
 
     Returns an input-resolution map (Captum's ``GuidedGradCam``).

@@ -21,11 +21,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core import Baseline, Choice, ChunkSize, Flag, InputError, Inputs, OptionContext, PositiveInt, Problem, chunked_sum, method
+from ..core import (
+    Baseline,
+    Choice,
+    ChunkSize,
+    Flag,
+    InputError,
+    Inputs,
+    OptionContext,
+    PositiveInt,
+    Problem,
+    chunked_sum,
+    method,
+)
 from ..core.batching import ChunkSize as ChunkSizeValue
 from ..core.batching import resolve_chunk_size
-from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 from ..trace.gradients import target_gradient
+from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 
 QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
@@ -57,7 +69,12 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def path_integral(
-    problem: Problem, inputs: Inputs, baseline: jax.Array, alphas: jax.Array, weights: jax.Array, batch_size: ChunkSizeValue
+    problem: Problem,
+    inputs: Inputs,
+    baseline: jax.Array,
+    alphas: jax.Array,
+    weights: jax.Array,
+    batch_size: ChunkSizeValue,
 ) -> jax.Array:
     """``(x - x') · Σ_k w_k ∂f/∂x(x' + α_k (x - x'))`` with the classes fixed at ``x``.
 
@@ -89,8 +106,13 @@ def _check_quadrature(ctx: OptionContext) -> None:
     quadrature(ctx.options["method"], ctx.options["steps"])
 
 
-@method("integrated_gradients", family="path", signed=True, report_options={"steps": 32, "return_error": True},
-        validate=_check_quadrature)
+@method(
+    "integrated_gradients",
+    family="path",
+    signed=True,
+    report_options={"steps": 32, "return_error": True},
+    validate=_check_quadrature,
+)
 def integrated_gradients(
     problem: Problem,
     inputs: Inputs,
@@ -130,7 +152,9 @@ def integrated_gradients(
     """
     alphas, weights = quadrature(method, steps)
     x = inputs.x
-    attribution = path_integral(problem, inputs, baseline, jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype), batch_size)
+    attribution = path_integral(
+        problem, inputs, baseline, jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype), batch_size
+    )
     if return_error:
         return attribution, completeness_error(problem, inputs, baseline, attribution)
     return attribution

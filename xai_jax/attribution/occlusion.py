@@ -40,7 +40,9 @@ def _normalise(name: str, value: Any, x_shape: Sequence[int]) -> tuple[int, ...]
     if len(values) == 2 and image:
         values = (*values, sample_shape[2] if name == "window" else 1)
     if len(values) != len(sample_shape):
-        raise InputError(f"{name} {tuple(values)} must give one size per non-batch axis of x {sample_shape} (or (h, w) for images).")
+        raise InputError(
+            f"{name} {tuple(values)} must give one size per non-batch axis of x {sample_shape} (or (h, w) for images)."
+        )
     return values
 
 
@@ -53,8 +55,13 @@ def _check_windows(ctx: OptionContext) -> dict[str, Any]:
     return {"window": window, "strides": strides}
 
 
-@method("occlusion", family="perturbation", signed=True, report_options={"window": (4, 4), "strides": (2, 2)},
-        validate=_check_windows)
+@method(
+    "occlusion",
+    family="perturbation",
+    signed=True,
+    report_options={"window": (4, 4), "strides": (2, 2)},
+    validate=_check_windows,
+)
 def occlusion(
     problem: Problem,
     inputs: Inputs,

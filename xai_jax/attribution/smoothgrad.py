@@ -14,7 +14,18 @@ import jax
 import jax.numpy as jnp
 
 from ..core import (
-    Choice, ChunkSize, InputMethod, Inputs, Key, MethodCall, NonNegativeFloat, PositiveInt, Problem, chunked_sum, fix_target, method,
+    Choice,
+    ChunkSize,
+    InputMethod,
+    Inputs,
+    Key,
+    MethodCall,
+    NonNegativeFloat,
+    PositiveInt,
+    Problem,
+    chunked_sum,
+    fix_target,
+    method,
 )
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")

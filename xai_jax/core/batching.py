@@ -65,8 +65,12 @@ def constrain_batch(tree: Any) -> Any:
     sharding, batch = active
 
     def one(leaf: Any) -> Any:
-        if isinstance(leaf, jax.Array) and leaf.ndim >= 1 and leaf.shape[0] == batch and not jnp.issubdtype(
-                leaf.dtype, jax.dtypes.prng_key):
+        if (
+            isinstance(leaf, jax.Array)
+            and leaf.ndim >= 1
+            and leaf.shape[0] == batch
+            and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+        ):
             return jax.lax.with_sharding_constraint(leaf, sharding)
         return leaf
 

@@ -58,6 +58,7 @@ RESERVED_NAMES = frozenset({"model", "variables", "x", "target", "model_kwargs"}
 # Options
 # ---------------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class OptionContext:
     """What an option check may look at: the prepared call and the options checked so far."""
@@ -111,9 +112,13 @@ def resolve_baseline(baseline: Any, x: jax.Array, name: str = "baseline") -> jax
     ``x -> reference``; NaN and infinite values are refused where they can be seen."""
     if callable(baseline) and not isinstance(baseline, (jax.Array, np.ndarray)):
         baseline = baseline(x)
-    if isinstance(baseline, (bool, np.bool_)) or not (checks.is_array(baseline) or isinstance(baseline, (int, float, np.number, list, tuple))):
-        raise InputError(f"{name} must be a number, an array broadcastable to x {tuple(x.shape)} or a callable x -> array; "
-                         f"got {type(baseline).__name__}.")
+    if isinstance(baseline, (bool, np.bool_)) or not (
+        checks.is_array(baseline) or isinstance(baseline, (int, float, np.number, list, tuple))
+    ):
+        raise InputError(
+            f"{name} must be a number, an array broadcastable to x {tuple(x.shape)} or a callable x -> array; "
+            f"got {type(baseline).__name__}."
+        )
     value = jnp.asarray(baseline, x.dtype)
     try:
         value = jnp.broadcast_to(value, x.shape)
@@ -161,11 +166,14 @@ def _option_of(annotation: Any) -> Option:
 # Static / traced split
 # ---------------------------------------------------------------------------------------------------
 
+
 def has_array(value: Any) -> bool:
     return any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in jax.tree_util.tree_leaves(value))
 
 
-def split_static(options: Mapping[str, Any], what: str = "option") -> tuple[tuple[tuple[str, Any], ...], dict[str, Any]]:
+def split_static(
+    options: Mapping[str, Any], what: str = "option"
+) -> tuple[tuple[tuple[str, Any], ...], dict[str, Any]]:
     """Options as (hashable static part, traced part): values holding arrays (a baseline, a key, a
     bound method with array options) are traced; everything else must be hashable and becomes part
     of the compilation key."""
@@ -270,19 +278,40 @@ class Method:
 
     # -- calling -------------------------------------------------------------------------------------
 
-    def __call__(self, model: Model, variables: Any, x: Any, target: Target = None, *,
-                 model_kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
-        problem, inputs = prepare(model, variables, x, target, model_kwargs, tokens=self.name if not self.tokens else True)
+    def __call__(
+        self,
+        model: Model,
+        variables: Any,
+        x: Any,
+        target: Target = None,
+        *,
+        model_kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        problem, inputs = prepare(
+            model, variables, x, target, model_kwargs, tokens=self.name if not self.tokens else True
+        )
         call = self.prepare_call(problem, inputs, options)
         return call.run(problem, inputs)
 
-    def lower(self, model: Model, variables: Any, x: Any, target: Target = None, *,
-              model_kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+    def lower(
+        self,
+        model: Model,
+        variables: Any,
+        x: Any,
+        target: Target = None,
+        *,
+        model_kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
         """The lowered computation of this call (``.compile().as_text()`` shows the HLO)."""
-        problem, inputs = prepare(model, variables, x, target, model_kwargs, tokens=self.name if not self.tokens else True)
+        problem, inputs = prepare(
+            model, variables, x, target, model_kwargs, tokens=self.name if not self.tokens else True
+        )
         call = self.prepare_call(problem, inputs, options)
-        return _run_compiled.lower(call.traced, problem, inputs, prepared=call.prepared,
-                                   sharding=batching.batch_sharding(inputs.x))
+        return _run_compiled.lower(
+            call.traced, problem, inputs, prepared=call.prepared, sharding=batching.batch_sharding(inputs.x)
+        )
 
     def bind(self, **options: Any) -> BoundMethod:
         """This method with options fixed (what ``functools.partial(method, **options)`` gives)."""
@@ -299,7 +328,9 @@ class Method:
         self.check_names(options)
         missing = [spec.name for spec in self.options.values() if spec.required and spec.name not in options]
         if missing:
-            raise InputError(f"{self.name} needs the option(s) {', '.join(missing)} (e.g. {_example(self, missing[0])}).")
+            raise InputError(
+                f"{self.name} needs the option(s) {', '.join(missing)} (e.g. {_example(self, missing[0])})."
+            )
         checked: dict[str, Any] = {}
         for spec in self.options.values():
             value = options.get(spec.name, spec.default)
@@ -326,7 +357,9 @@ def _lookup(name: str) -> Method:
 
 def _example(method: Method, name: str) -> str:
     kind = method.options[name].needs
-    return {"layer": f"{name}='conv4' (see xj.layers)", "key": f"{name}=jax.random.key(0)"}.get(kind or "", f"{name}=...")
+    return {"layer": f"{name}='conv4' (see xj.layers)", "key": f"{name}=jax.random.key(0)"}.get(
+        kind or "", f"{name}=..."
+    )
 
 
 _CONVENTION_DOC = """
@@ -373,9 +406,10 @@ class MethodCall:
     def run(self, problem: Problem, inputs: Inputs) -> Any:
         """Run the method as its own jitted computation (what a call of the method does)."""
         try:
-            return _run_compiled(self.traced, problem, inputs, prepared=self.prepared,
-                                 sharding=batching.batch_sharding(inputs.x))
-        except Exception as err:  # noqa: BLE001 - only resource exhaustion is translated
+            return _run_compiled(
+                self.traced, problem, inputs, prepared=self.prepared, sharding=batching.batch_sharding(inputs.x)
+            )
+        except Exception as err:
             if _is_out_of_memory(err):
                 raise ResourceExhaustedError(
                     f"{getattr(self.method, 'name', 'the method')} ran out of memory on a batch of shape "
@@ -400,19 +434,26 @@ def _is_out_of_memory(err: BaseException) -> bool:
 
 
 @functools.partial(guarded_jit, static_argnames=("problem", "prepared", "sharding"))
-def _run_compiled(traced: Mapping[str, Any], problem: Problem, inputs: Inputs, *, prepared: Prepared,
-                  sharding: Any = None) -> Any:
+def _run_compiled(
+    traced: Mapping[str, Any], problem: Problem, inputs: Inputs, *, prepared: Prepared, sharding: Any = None
+) -> Any:
     def impl(traced: Mapping[str, Any], inputs: Inputs) -> Any:
         return prepared.method.impl(problem, inputs, **_static_values(prepared.static), **traced)
 
     if sharding is None:
         return impl(traced, inputs)
-    return _run_sharded(impl, traced, inputs, sharding, random=any(
-        spec.needs == "key" for spec in getattr(prepared.method, "options", {}).values()))
+    return _run_sharded(
+        impl,
+        traced,
+        inputs,
+        sharding,
+        random=any(spec.needs == "key" for spec in getattr(prepared.method, "options", {}).values()),
+    )
 
 
-def _run_sharded(impl: Callable[..., Any], traced: Mapping[str, Any], inputs: Inputs, sharding: Any, *,
-                 random: bool) -> Any:
+def _run_sharded(
+    impl: Callable[..., Any], traced: Mapping[str, Any], inputs: Inputs, sharding: Any, *, random: bool
+) -> Any:
     """``impl`` on a batch sharded over a mesh (:func:`~xai_jax.core.batching.batch_sharding`).
 
     Attribution is per example, so each device explains its own examples: ``shard_map`` over the
@@ -436,10 +477,15 @@ def _run_sharded(impl: Callable[..., Any], traced: Mapping[str, Any], inputs: In
     if not random and batch % devices == 0:
         out = jax.eval_shape(impl, traced, inputs)
         if all(getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == batch for leaf in jax.tree_util.tree_leaves(out)):
-            in_specs = (jax.tree_util.tree_map(spec, traced),
-                        Inputs(jax.tree_util.tree_map(lambda _: jax.sharding.PartitionSpec(), inputs.variables),
-                               jax.sharding.PartitionSpec(axis), jax.tree_util.tree_map(spec, inputs.indices),
-                               jax.tree_util.tree_map(spec, inputs.kwargs)))
+            in_specs = (
+                jax.tree_util.tree_map(spec, traced),
+                Inputs(
+                    jax.tree_util.tree_map(lambda _: jax.sharding.PartitionSpec(), inputs.variables),
+                    jax.sharding.PartitionSpec(axis),  # type: ignore[arg-type]  # a tree of specs, not arrays
+                    jax.tree_util.tree_map(spec, inputs.indices),
+                    jax.tree_util.tree_map(spec, inputs.kwargs),
+                ),
+            )
             out_specs = jax.tree_util.tree_map(lambda _: jax.sharding.PartitionSpec(axis), out)
             local = jax.shard_map(impl, mesh=sharding.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
             return local(traced, inputs)
@@ -455,6 +501,7 @@ def _static_values(static: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 # Method values
 # ---------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class BoundMethod:
@@ -489,8 +536,13 @@ class CallableMethod:
 
     def impl(self, problem: Problem, inputs: Inputs) -> Any:
         kwargs = {**dict(problem.forward.static_kwargs), **inputs.kwargs}
-        return self.fn(problem.forward.model, inputs.variables, inputs.x, problem.target.as_argument(inputs.indices),
-                       model_kwargs=kwargs)
+        return self.fn(
+            problem.forward.model,
+            inputs.variables,
+            inputs.x,
+            problem.target.as_argument(inputs.indices),
+            model_kwargs=kwargs,
+        )
 
 
 MethodLike = Any  # str | Method | BoundMethod | functools.partial | Callable
@@ -562,6 +614,7 @@ InputMethod = Annotated[Any, Option(_check_input_method)]
 # The registry
 # ---------------------------------------------------------------------------------------------------
 
+
 class Registry(Mapping[str, Method]):
     """Read-only mapping of method names to :class:`Method` values; :func:`method` adds to it."""
 
@@ -631,8 +684,16 @@ def method(
     """
 
     def declare(impl: Callable[..., Any]) -> Method:
-        made = Method(impl, name=name, family=family, signed=signed, resolution=resolution, report_options=report_options,
-                      validate=validate, tokens=tokens)
+        made = Method(
+            impl,
+            name=name,
+            family=family,
+            signed=signed,
+            resolution=resolution,
+            report_options=report_options,
+            validate=validate,
+            tokens=tokens,
+        )
         return METHODS.add(made) if register else made
 
     return declare
@@ -648,7 +709,32 @@ def fix_target(problem: Problem, inputs: Inputs) -> tuple[Problem, Inputs]:
 
 
 __all__ = [
-    "METHODS", "ArrayOption", "Baseline", "BoundMethod", "CallableMethod", "Choice", "ChunkSize", "FiniteFloat", "Flag", "Key", "Method",
-    "InputMethod", "MethodCall", "MethodValue", "NonNegativeFloat", "NonNegativeInt", "Option", "OptionContext", "OptionSpec", "PositiveFloat",
-    "PositiveInt", "Prepared", "fix_target", "method", "method_call", "resolve_baseline", "resolve_method", "split_static",
+    "METHODS",
+    "ArrayOption",
+    "Baseline",
+    "BoundMethod",
+    "CallableMethod",
+    "Choice",
+    "ChunkSize",
+    "FiniteFloat",
+    "Flag",
+    "InputMethod",
+    "Key",
+    "Method",
+    "MethodCall",
+    "MethodValue",
+    "NonNegativeFloat",
+    "NonNegativeInt",
+    "Option",
+    "OptionContext",
+    "OptionSpec",
+    "PositiveFloat",
+    "PositiveInt",
+    "Prepared",
+    "fix_target",
+    "method",
+    "method_call",
+    "resolve_baseline",
+    "resolve_method",
+    "split_static",
 ]

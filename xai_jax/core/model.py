@@ -92,14 +92,22 @@ def structural_key(value: Any, _depth: int = 0) -> Any:
             hash(value)
             return ("module", value)
         except TypeError:
-            fields = tuple((f.name, nested(getattr(value, f.name, None))) for f in dataclasses.fields(value) if f.name != "parent")
+            fields = tuple(
+                (f.name, nested(getattr(value, f.name, None))) for f in dataclasses.fields(value) if f.name != "parent"
+            )
             return ("module", type(value), fields)
     if isinstance(value, (jax.Array, np.ndarray)):
         return _Identity(value)
     if isinstance(value, types.FunctionType):
         cells = tuple(nested(c.cell_contents) if _cell_filled(c) else None for c in value.__closure__ or ())
-        return ("function", value.__code__, _Identity(value.__globals__), cells, nested(value.__defaults__),
-                nested(value.__kwdefaults__))
+        return (
+            "function",
+            value.__code__,
+            _Identity(value.__globals__),
+            cells,
+            nested(value.__defaults__),
+            nested(value.__kwdefaults__),
+        )
     if isinstance(value, types.MethodType):
         return ("method", nested(value.__func__), nested(value.__self__))
     if isinstance(value, functools.partial):

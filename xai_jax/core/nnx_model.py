@@ -147,8 +147,8 @@ class NnxModel:
 
 
 def _root_type(graphdef: Any) -> type:
-    node = graphdef.nodes[0]
-    return getattr(node, "type", None) if isinstance(getattr(node, "type", None), type) else type(None)
+    node_type = getattr(graphdef.nodes[0], "type", None)
+    return node_type if isinstance(node_type, type) else type(None)
 
 
 def is_nnx_module(value: Any) -> bool:
@@ -327,7 +327,7 @@ def _intercepted_call(self: Any, *args: Any, **kwargs: Any) -> Any:
     base = type(self)._xai_jax_base
     run = _RUN.get()
     path = run.paths.get(id(self)) if run is not None else None
-    if path is None:  # a copy made inside an NNX transform, or a call outside our forward
+    if run is None or path is None:  # a copy made inside an NNX transform, or a call outside our forward
         return base.__call__(self, *args, **kwargs)
     outer = run.stack[-1] if run.stack else ""
     scope = path[len(outer) + 1 :] if outer and path.startswith(outer + "/") else path

@@ -132,6 +132,7 @@ _guard = _Guard("unset")
 # XLA_FLAGS parsing
 # ---------------------------------------------------------------------------------------------------
 
+
 def _flag_value(xla_flags: str) -> str | None:
     """Value the user gave to the flag in ``xla_flags``, or ``None`` when absent (last one wins)."""
     matches = re.findall(rf"--{FLAG_NAME}=(\S*)", xla_flags)
@@ -147,6 +148,7 @@ def _value_is_safe(value: str) -> bool:
 # ---------------------------------------------------------------------------------------------------
 # The probe and its cache
 # ---------------------------------------------------------------------------------------------------
+
 
 def _version(dist: str) -> str:
     try:
@@ -219,7 +221,9 @@ def _write_cache(path: pathlib.Path | None, key: str, entry: dict[str, Any]) -> 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write a temporary file and rename it: readers in other processes never see half a file.
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".probe-", suffix=".json", delete=False) as handle:
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=".probe-", suffix=".json", delete=False
+        ) as handle:
             json.dump({"format": _PROBE_FORMAT, "entries": entries}, handle, indent=1, sort_keys=True)
         try:
             os.replace(handle.name, path)
@@ -243,8 +247,13 @@ def _spawn(xla_flags: str | None) -> subprocess.Popen[str]:
     # -P: do not put the current directory first on sys.path (a local "jax" folder must not shadow
     # the installed one).  Run from the temp dir for the same reason.
     return subprocess.Popen(
-        [sys.executable, "-P", "-c", _PROBE_SCRIPT], env=env, cwd=tempfile.gettempdir(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        [sys.executable, "-P", "-c", _PROBE_SCRIPT],
+        env=env,
+        cwd=tempfile.gettempdir(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
 
 
@@ -258,7 +267,7 @@ def _collect(proc: subprocess.Popen[str], deadline: float) -> dict[str, Any]:
     run: dict[str, Any] = {"returncode": proc.returncode}
     lines = [line for line in stdout.splitlines() if line.startswith(_PROBE_MARK)]
     try:
-        answer = json.loads(lines[-1][len(_PROBE_MARK):]) if proc.returncode == 0 and lines else None
+        answer = json.loads(lines[-1][len(_PROBE_MARK) :]) if proc.returncode == 0 and lines else None
     except ValueError:
         answer = None
     if isinstance(answer, dict):
@@ -289,7 +298,9 @@ def _measure(key: str) -> ProbeResult:
         for proc in procs.values():
             proc.kill()
             proc.communicate()
-        return ProbeResult(key, None, None, None, {}, time.monotonic() - start, error=f"could not start {sys.executable}: {exc}")
+        return ProbeResult(
+            key, None, None, None, {}, time.monotonic() - start, error=f"could not start {sys.executable}: {exc}"
+        )
     runs = {name: _collect(proc, deadline) for name, proc in procs.items()}
     seconds = time.monotonic() - start
     flag_run, default_run = runs["flag"], runs["default"]
@@ -300,7 +311,11 @@ def _measure(key: str) -> ProbeResult:
     # itself broken) is a failed probe and is not cached, so the next import asks again.
     if default_run["returncode"] == 0 and FLAG_NAME in flag_run.get("stderr", ""):
         return ProbeResult(key, False, None, _correct(default_run), runs, seconds)
-    reason = flag_run.get("error") or default_run.get("error") or (flag_run.get("stderr") or default_run.get("stderr") or "")[-500:]
+    reason = (
+        flag_run.get("error")
+        or default_run.get("error")
+        or (flag_run.get("stderr") or default_run.get("stderr") or "")[-500:]
+    )
     return ProbeResult(key, None, None, None, runs, seconds, error=f"the probe subprocess failed: {reason}")
 
 
@@ -317,7 +332,7 @@ def probe(*, refresh: bool = False) -> ProbeResult:
         return ProbeResult(**{name: entry[name] for name in fields}, cached=True)
     try:
         result = _measure(key)
-    except Exception as exc:  # noqa: BLE001 - runs inside "import xai_jax", which must not fail here
+    except Exception as exc:
         result = ProbeResult(key, None, None, None, {}, 0.0, error=f"{type(exc).__name__}: {exc}")
     if result.accepted is not None:  # a failed probe is not an answer: ask again next time
         entry = {f.name: getattr(result, f.name) for f in dataclasses.fields(ProbeResult) if f.name != "cached"}
@@ -328,6 +343,7 @@ def probe(*, refresh: bool = False) -> ProbeResult:
 # ---------------------------------------------------------------------------------------------------
 # The guard
 # ---------------------------------------------------------------------------------------------------
+
 
 def _warn(message: str) -> None:
     # stacklevel 4: _warn <- _decide <- install <- the caller of install() (xai_jax/__init__.py)

@@ -91,7 +91,9 @@ def check_input(x: Any, name: str = "x", *, tokens: bool | str = False) -> jax.A
             "range (e.g. uint8 images / 255 as float32)."
         )
     if all_finite(x) is False:
-        raise InputError(f"{name} contains {count_nonfinite(x)} NaN or infinite value(s); attributions of such inputs are meaningless.")
+        raise InputError(
+            f"{name} contains {count_nonfinite(x)} NaN or infinite value(s); attributions of such inputs are meaningless."
+        )
     return jnp.asarray(x)
 
 
@@ -159,7 +161,7 @@ def model_error(forward: Forward, x: Any, err: Exception, variables: Any = None,
         try:
             jax.eval_shape(forward, variables, jax.ShapeDtypeStruct((1, *x.shape), x.dtype), kwargs)
             missing = True
-        except Exception:  # noqa: BLE001 - the model fails either way: report its own error
+        except Exception:
             missing = False
     if missing:
         return InputError(

@@ -85,7 +85,9 @@ def _class_scores(outputs: Any) -> jax.Array:
     return outputs
 
 
-def resolve_target(target: Target, batch: int, output_shape: tuple[int, ...] | None) -> tuple[TargetSpec, jax.Array | None]:
+def resolve_target(
+    target: Target, batch: int, output_shape: tuple[int, ...] | None
+) -> tuple[TargetSpec, jax.Array | None]:
     """Validate ``target`` against the batch size and the output shape; split static/traced parts.
 
     ``output_shape`` is the model's output shape for this batch (``None`` when it is not a single
@@ -105,7 +107,9 @@ def resolve_target(target: Target, batch: int, output_shape: tuple[int, ...] | N
         values: np.ndarray | None = np.asarray([int(target)])
     else:
         if not isinstance(target, (jax.Array, np.ndarray, list, tuple)):
-            raise TargetError(f"target must be None, an int, an int array of shape (B,), or a callable; got {type(target).__name__}.")
+            raise TargetError(
+                f"target must be None, an int, an int array of shape (B,), or a callable; got {type(target).__name__}."
+            )
         arr = target if isinstance(target, jax.Array) else np.asarray(target)
         if not jnp.issubdtype(arr.dtype, jnp.integer):
             raise TargetError(f"target array must hold integer class indices; got dtype {arr.dtype}.")

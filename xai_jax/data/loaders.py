@@ -150,7 +150,9 @@ def _idx_arrays(folder: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     missing = [IDX_FILES[k] for k, f in found.items() if f is None]
     if missing:
         present = sorted(p.name for p in folder.iterdir())[:20]
-        raise DataError(f"{folder}: missing IDX file(s) {', '.join(missing)} (optionally .gz); the folder holds {present}.")
+        raise DataError(
+            f"{folder}: missing IDX file(s) {', '.join(missing)} (optionally .gz); the folder holds {present}."
+        )
     return {key: _read_idx(path) for key, path in found.items()}  # type: ignore[arg-type]
 
 
@@ -161,7 +163,9 @@ def _npz_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
                 raise DataError(f"{path}: a single .npy array, expected an .npz with {', '.join(IDX_FILES)}.")
             missing = [k for k in IDX_FILES if k not in archive.files]
             if missing:
-                raise DataError(f"{path}: missing arrays {missing} (found {sorted(archive.files)}); expected {list(IDX_FILES)}.")
+                raise DataError(
+                    f"{path}: missing arrays {missing} (found {sorted(archive.files)}); expected {list(IDX_FILES)}."
+                )
             return {k: archive[k] for k in keys}
     except DataError:
         raise
@@ -215,7 +219,9 @@ def _from_local(path: Path, split: str, kind: str | None, what: str) -> tuple[np
     actual = "idx" if path.is_dir() else "npz"
     if kind is not None and kind != actual:
         expected = "a folder of IDX files" if kind == "idx" else "an .npz file"
-        raise DataError(f"source={kind!r} expects {expected}, but {path} is {'a folder' if path.is_dir() else 'a file'}.")
+        raise DataError(
+            f"source={kind!r} expects {expected}, but {path} is {'a folder' if path.is_dir() else 'a file'}."
+        )
     resolved = str(path.resolve())
 
     def get(keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -314,7 +320,9 @@ def mnist(
         raise DataError(f"the bundled source holds only the 300-image sample, not {split!r}: use split='sample'.")
     if split == "sample":
         if source not in (None, "bundled"):
-            raise DataError(f"split='sample' is bundled in the package; it has no {source!r} source (leave source=None).")
+            raise DataError(
+                f"split='sample' is bundled in the package; it has no {source!r} source (leave source=None)."
+            )
         return sample()
     if source == "tfds":
         return _from_tfds(split, None if path is None else str(path), download)

@@ -31,7 +31,9 @@ def write_sample(source: str | Path = DEFAULT_NPZ, out: str | Path = SAMPLE_FILE
     images, labels = mnist("test", source)
     indices = build_sample(labels, per_class)
     pixels = np.round(images[indices, ..., 0] * 255).astype(np.uint8)  # exact: the loader divided uint8 by 255
-    np.savez_compressed(out, images=pixels, labels=labels[indices].astype(np.uint8), test_indices=indices.astype(np.int32))
+    np.savez_compressed(
+        out, images=pixels, labels=labels[indices].astype(np.uint8), test_indices=indices.astype(np.int32)
+    )
     return Path(out)
 
 

@@ -48,6 +48,7 @@ PERTURBED_IMAGES_PER_PASS = 256
 # Checks (eager, on concrete values; under a caller's jit only shapes are checked)
 # ---------------------------------------------------------------------------------------------------
 
+
 def is_concrete(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
@@ -55,7 +56,9 @@ def is_concrete(value: Any) -> bool:
 def check_attributions(attributions: Any, x: Array, name: str = "attributions") -> Array:
     """A float32 array with ``x``'s shape, or ``x``'s shape without the channel axis (images)."""
     if attributions is None:
-        raise InputError(f"{name} is missing: this metric scores a given explanation; pass an array with x's shape {tuple(x.shape)}.")
+        raise InputError(
+            f"{name} is missing: this metric scores a given explanation; pass an array with x's shape {tuple(x.shape)}."
+        )
     if callable(attributions) and not hasattr(attributions, "shape"):
         raise InputError(
             f"{name} must be an array of attributions, got a callable ({getattr(attributions, '__name__', type(attributions).__name__)}). "
@@ -111,7 +114,9 @@ def check_key(key: Any, needed: bool, metric: str) -> Array | None: ...
 def check_key(key: Any, needed: bool, metric: str) -> Array | None:
     if key is None:
         if needed:
-            raise InputError(f"{metric} draws random perturbations: pass key=jax.random.key(seed) (or the draws themselves).")
+            raise InputError(
+                f"{metric} draws random perturbations: pass key=jax.random.key(seed) (or the draws themselves)."
+            )
         return None
     if not (isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,))):
         raise InputError(f"key must be a JAX PRNG key (jax.random.key(seed)); got {type(key).__name__}.")
@@ -139,6 +144,7 @@ def check_draws(name: str, draws: Any, shape: tuple[int, ...], what: str, dtype:
 # ---------------------------------------------------------------------------------------------------
 # Per-sample preprocessing
 # ---------------------------------------------------------------------------------------------------
+
 
 def flat(a: Array) -> Array:
     """``(B, ...) -> (B, D)``."""
@@ -183,6 +189,7 @@ def expand_feature_mask(mask: Array, attribution_shape: tuple[int, ...], x_shape
 # Orderings, ranks, correlations (all along the last axis)
 # ---------------------------------------------------------------------------------------------------
 
+
 def order(scores: Array, direction: str) -> Array:
     """Feature indices, most relevant first (``"morf"``) or least relevant first (``"lerf"``).
 
@@ -210,6 +217,7 @@ def _scatter_last(idx: Array, values: Array) -> Array:
 # ---------------------------------------------------------------------------------------------------
 # Baselines ("what a removed feature becomes")
 # ---------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class Baseline:
@@ -268,6 +276,7 @@ def fill_values(x: Array, baseline: Baseline, value: Array, key: Array | None = 
 # Model scores
 # ---------------------------------------------------------------------------------------------------
 
+
 def scorer(problem: Problem, inputs: Inputs, indices: Array | None, score: str) -> Callable[[Array], Array]:
     """``xs (K, B, ...) -> (K, B)``: the target's probability, logit (or callable value), or whether the
     target class is still the argmax, for K perturbed copies of the batch in one forward pass."""
@@ -291,6 +300,7 @@ def scorer(problem: Problem, inputs: Inputs, indices: Array | None, score: str) 
 # ---------------------------------------------------------------------------------------------------
 # Method values inside a metric
 # ---------------------------------------------------------------------------------------------------
+
 
 class StaticMethod:
     """A method value as a static (hashable) jit argument: equal when it is the same value, so one
@@ -334,12 +344,15 @@ def resolve_method(method: Any, metric: str) -> StaticMethod:
             f"{tuple(method.shape)}."
         )
     if not callable(method):
-        raise InputError(f"{metric} needs a method (a callable explain(model, variables, x, target)); got {type(method).__name__}.")
+        raise InputError(
+            f"{metric} needs a method (a callable explain(model, variables, x, target)); got {type(method).__name__}."
+        )
     return StaticMethod(method)
 
 
-def explain(method: StaticMethod, problem: Problem, variables: Any, x: Array, indices: Array | None,
-            kwargs: Mapping[str, Any]) -> Array:
+def explain(
+    method: StaticMethod, problem: Problem, variables: Any, x: Array, indices: Array | None, kwargs: Mapping[str, Any]
+) -> Array:
     """``method(model, variables, x, target)`` with the metric's target (classes fixed at the
     unperturbed input, or the caller's callable) and model options, as float32 with ``x``'s shape
     (or without its channel axis)."""

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 DEFAULT_METHODS = "gradient,saliency,input_x_gradient,integrated_gradients,guided_backprop"
-DEFAULT_METRICS = ("pixel_flipping,area_between_curves,road,faithfulness_correlation,max_sensitivity,mprt,efficient_mprt,"
-                   "random_logit,sparseness,complexity")
+DEFAULT_METRICS = (
+    "pixel_flipping,area_between_curves,road,faithfulness_correlation,max_sensitivity,mprt,efficient_mprt,"
+    "random_logit,sparseness,complexity"
+)
 #: Settings that keep the default run to about a minute per method on a 2-core CPU (override with --set).
 QUICK_OPTIONS: dict[str, dict[str, Any]] = {
     "pixel_flipping": {"features_per_step": 16},

@@ -20,8 +20,10 @@ def _checked(attributions: Any, absolute: bool, normalise: str | None) -> Array:
     a = jnp.asarray(attributions, jnp.float32) if hasattr(attributions, "shape") else None
     if a is None or a.ndim < 2:
         shape = getattr(attributions, "shape", None)
-        raise InputError(f"attributions must be a batch (B, ...) of maps; got {type(attributions).__name__}"
-                           f"{'' if shape is None else ' of shape ' + str(tuple(shape))}. For one map pass a[None].")
+        raise InputError(
+            f"attributions must be a batch (B, ...) of maps; got {type(attributions).__name__}"
+            f"{'' if shape is None else ' of shape ' + str(tuple(shape))}. For one map pass a[None]."
+        )
     if c.is_concrete(a) and not bool(jnp.all(jnp.isfinite(a))):
         raise InputError("attributions contain NaN or infinite values.")
     c.check_choice("normalise", normalise, c.NORMALISATIONS)
@@ -58,7 +60,7 @@ def _entropy(a: Array) -> Array:
     v = c.flat(a)
     n = v.shape[1]
     total = jnp.sum(v, axis=1, keepdims=True)
-    p = jnp.where(total > 0, v / jnp.where(total > 0, total, 1.0), 1.0 / n)   # zero map: uniform
+    p = jnp.where(total > 0, v / jnp.where(total > 0, total, 1.0), 1.0 / n)  # zero map: uniform
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=1)
 
 
@@ -82,8 +84,9 @@ def _count_above(a: Array, eps: Array) -> Array:
     return jnp.sum(c.flat(a) > eps, axis=1)
 
 
-def effective_complexity(attributions: Any, *, eps: float = 1e-5, absolute: bool = True,
-                         normalise: str | None = "max") -> Array:
+def effective_complexity(
+    attributions: Any, *, eps: float = 1e-5, absolute: bool = True, normalise: str | None = "max"
+) -> Array:
     """Effective complexity (Nguyen & Martínez 2020, "On Quantitative Aspects of Model
     Interpretability", §3.2): the number of features whose (absolute, max-normalised) attribution
     exceeds ``eps``, ``|{i : a_i > ε}|``, per sample ``(B,)`` (int).  Quantus default ε = 1e-5."""

@@ -53,8 +53,15 @@ def _auto_batch(batch_size: int | None, batch: int) -> int:
     return c.check_positive_int("batch_size", batch_size)
 
 
-def _setup(model: Model, variables: Any, x: Any, target: Target, attributions: Any,
-           model_kwargs: Mapping[str, Any] | None, score: str | None) -> tuple[Problem, Inputs, Array]:
+def _setup(
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    model_kwargs: Mapping[str, Any] | None,
+    score: str | None,
+) -> tuple[Problem, Inputs, Array]:
     problem, inputs = prepare(model, variables, x, target, model_kwargs)
     a = c.check_attributions(attributions, inputs.x)
     if score is not None:
@@ -66,9 +73,21 @@ def _setup(model: Model, variables: Any, x: Any, target: Target, attributions: A
 # Ordered removal of groups of features: pixel flipping, deletion/insertion, region perturbation, IROF
 # ---------------------------------------------------------------------------------------------------
 
-def _ordered_group_curve(problem: Problem, inputs: Inputs, fill: Array, group_of_feature: Array | None, group_scores: Array,
-                         counts: Array, feature_shape: tuple[int, ...], *, direction: str, insert: bool, score: str,
-                         batch_size: int) -> Array:
+
+def _ordered_group_curve(
+    problem: Problem,
+    inputs: Inputs,
+    fill: Array,
+    group_of_feature: Array | None,
+    group_scores: Array,
+    counts: Array,
+    feature_shape: tuple[int, ...],
+    *,
+    direction: str,
+    insert: bool,
+    score: str,
+    batch_size: int,
+) -> Array:
     """Scores ``(K, B)`` after perturbing the ``counts[k]`` highest-ranked groups of every sample.
 
     ``group_of_feature (B, F)`` assigns each feature to a group (``None``: every feature is its own
@@ -77,7 +96,7 @@ def _ordered_group_curve(problem: Problem, inputs: Inputs, fill: Array, group_of
     x = inputs.x
     indices = problem.class_indices(inputs)
     scores = c.scorer(problem, inputs, indices, score)
-    group_rank = c.ranks_from_order(c.order(group_scores, direction))           # (B, G)
+    group_rank = c.ranks_from_order(c.order(group_scores, direction))  # (B, G)
     feature_rank = group_rank if group_of_feature is None else jnp.take_along_axis(group_rank, group_of_feature, axis=1)
 
     def at(count: Array) -> Array:
@@ -89,23 +108,55 @@ def _ordered_group_curve(problem: Problem, inputs: Inputs, fill: Array, group_of
 
 
 @compiled(static=("direction", "features_per_step", "baseline", "score", "batch_size", "insert"))
-def _pixel_flipping(problem: Problem, inputs: Inputs, attributions: Array, baseline_value: Array, key: Array | None, *,
-                    direction: str, features_per_step: int, baseline: c.Baseline, score: str, batch_size: int,
-                    insert: bool) -> Curve:
+def _pixel_flipping(
+    problem: Problem,
+    inputs: Inputs,
+    attributions: Array,
+    baseline_value: Array,
+    key: Array | None,
+    *,
+    direction: str,
+    features_per_step: int,
+    baseline: c.Baseline,
+    score: str,
+    batch_size: int,
+    insert: bool,
+) -> Curve:
     x = inputs.x
     fill = c.fill_values(x, baseline, baseline_value, key)
     a = c.flat(attributions)
     d = a.shape[1]
     counts = jnp.minimum(jnp.arange(math.ceil(d / features_per_step) + 1) * features_per_step, d)
-    s = _ordered_group_curve(problem, inputs, fill, None, a, counts, attributions.shape, direction=direction,
-                             insert=insert, score=score, batch_size=batch_size)
+    s = _ordered_group_curve(
+        problem,
+        inputs,
+        fill,
+        None,
+        a,
+        counts,
+        attributions.shape,
+        direction=direction,
+        insert=insert,
+        score=score,
+        batch_size=batch_size,
+    )
     return Curve(counts / d, s.T)
 
 
 def pixel_flipping(
-    model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    order: str = "morf", features_per_step: int = 1, baseline: Any = "black", score: str = "probability",
-    key: Array | None = None, batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    *,
+    order: str = "morf",
+    features_per_step: int = 1,
+    baseline: Any = "black",
+    score: str = "probability",
+    key: Array | None = None,
+    batch_size: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Curve:
     """Pixel flipping (Bach et al. 2015, "On Pixel-Wise Explanations for Non-Linear Classifier Decisions
     by Layer-Wise Relevance Propagation"; Samek et al. 2017 for the MoRF/LeRF orders).
@@ -127,26 +178,67 @@ def pixel_flipping(
     c.check_choice("order", order, ("morf", "lerf"))
     m = c.check_positive_int("features_per_step", features_per_step)
     base, value = c.split_baseline(baseline, inputs.x)
-    return _pixel_flipping(problem, inputs, a, value, key, direction=order, features_per_step=m, baseline=base,
-                           score=score, batch_size=_auto_batch(batch_size, inputs.x.shape[0]), insert=False)
+    return _pixel_flipping(
+        problem,
+        inputs,
+        a,
+        value,
+        key,
+        direction=order,
+        features_per_step=m,
+        baseline=base,
+        score=score,
+        batch_size=_auto_batch(batch_size, inputs.x.shape[0]),
+        insert=False,
+    )
 
 
 def deletion(
-    model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    features_per_step: int = 1, baseline: Any = "zero", score: str = "probability", key: Array | None = None,
-    batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    *,
+    features_per_step: int = 1,
+    baseline: Any = "zero",
+    score: str = "probability",
+    key: Array | None = None,
+    batch_size: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Curve:
     """Deletion (Petsiuk et al. 2018, "RISE: Randomized Input Sampling for Explanation of Black-box
     Models"): most relevant features replaced by ``baseline`` (zero) first; the area under the
     probability curve (:func:`auc`) should be low.  Pixel flipping with Petsiuk's defaults."""
-    return pixel_flipping(model, variables, x, target, attributions, order="morf", features_per_step=features_per_step,
-                          baseline=baseline, score=score, key=key, batch_size=batch_size, model_kwargs=model_kwargs)
+    return pixel_flipping(
+        model,
+        variables,
+        x,
+        target,
+        attributions,
+        order="morf",
+        features_per_step=features_per_step,
+        baseline=baseline,
+        score=score,
+        key=key,
+        batch_size=batch_size,
+        model_kwargs=model_kwargs,
+    )
 
 
 def insertion(
-    model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    features_per_step: int = 1, baseline: Any = "blur", score: str = "probability", key: Array | None = None,
-    batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    *,
+    features_per_step: int = 1,
+    baseline: Any = "blur",
+    score: str = "probability",
+    key: Array | None = None,
+    batch_size: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Curve:
     """Insertion (Petsiuk et al. 2018): start from ``baseline`` (a Gaussian blur of the image, σ = 5
     pixels; another σ: ``baseline=xe.gaussian_blur(x, σ)``) and restore the most relevant features
@@ -158,8 +250,19 @@ def insertion(
     problem, inputs, a = _setup(model, variables, x, target, attributions, model_kwargs, score)
     m = c.check_positive_int("features_per_step", features_per_step)
     base, value = c.split_baseline(baseline, inputs.x)
-    return _pixel_flipping(problem, inputs, a, value, key, direction="morf", features_per_step=m, baseline=base,
-                           score=score, batch_size=_auto_batch(batch_size, inputs.x.shape[0]), insert=True)
+    return _pixel_flipping(
+        problem,
+        inputs,
+        a,
+        value,
+        key,
+        direction="morf",
+        features_per_step=m,
+        baseline=base,
+        score=score,
+        batch_size=_auto_batch(batch_size, inputs.x.shape[0]),
+        insert=True,
+    )
 
 
 def auc(curve: Curve) -> Array:
@@ -207,27 +310,62 @@ def patch_grid(height: int, width: int, patch_size: int) -> tuple[np.ndarray, in
 
 
 @compiled(static=("direction", "patch_size", "regions", "baseline", "score", "batch_size"))
-def _region_perturbation(problem: Problem, inputs: Inputs, attributions: Array, baseline_value: Array, key: Array | None, *,
-                         direction: str, patch_size: int, regions: int, baseline: c.Baseline, score: str,
-                         batch_size: int) -> Curve:
+def _region_perturbation(
+    problem: Problem,
+    inputs: Inputs,
+    attributions: Array,
+    baseline_value: Array,
+    key: Array | None,
+    *,
+    direction: str,
+    patch_size: int,
+    regions: int,
+    baseline: c.Baseline,
+    score: str,
+    batch_size: int,
+) -> Curve:
     x = inputs.x
     b, h, w = x.shape[:3]
     ids, n_patches = patch_grid(h, w, patch_size)
     pixel_scores = attributions if attributions.ndim == 3 else jnp.sum(attributions, axis=-1)
-    group_scores = jax.vmap(lambda p: jax.ops.segment_sum(p.reshape(-1), jnp.asarray(ids).reshape(-1), n_patches))(pixel_scores)
+    group_scores = jax.vmap(lambda p: jax.ops.segment_sum(p.reshape(-1), jnp.asarray(ids).reshape(-1), n_patches))(
+        pixel_scores
+    )
     groups = jnp.broadcast_to(jnp.asarray(ids).reshape(-1), (b, h * w))
     fill = c.fill_values(x, baseline, baseline_value, key)
     k = min(regions, n_patches)
     counts = jnp.arange(k + 1)
-    s = _ordered_group_curve(problem, inputs, fill, groups, group_scores, counts, (b, h, w), direction=direction,
-                             insert=False, score=score, batch_size=batch_size)
+    s = _ordered_group_curve(
+        problem,
+        inputs,
+        fill,
+        groups,
+        group_scores,
+        counts,
+        (b, h, w),
+        direction=direction,
+        insert=False,
+        score=score,
+        batch_size=batch_size,
+    )
     return Curve(counts / n_patches, s.T)
 
 
 def region_perturbation(
-    model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    patch_size: int = 8, regions: int = 100, order: str = "morf", baseline: Any = "black", score: str = "probability",
-    key: Array | None = None, batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    *,
+    patch_size: int = 8,
+    regions: int = 100,
+    order: str = "morf",
+    baseline: Any = "black",
+    score: str = "probability",
+    key: Array | None = None,
+    batch_size: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Curve:
     """Region perturbation (Samek et al. 2017, "Evaluating the Visualization of What a Deep Neural
     Network Has Learned"): non-overlapping ``patch_size`` squares (a grid centred on the image) ranked
@@ -247,14 +385,35 @@ def region_perturbation(
     if p > min(inputs.x.shape[1:3]):
         raise InputError(f"patch_size {p} is larger than the image {tuple(inputs.x.shape[1:3])}.")
     base, value = c.split_baseline(baseline, inputs.x)
-    return _region_perturbation(problem, inputs, a, value, key, direction=order, patch_size=p,
-                                regions=c.check_positive_int("regions", regions), baseline=base, score=score,
-                                batch_size=_auto_batch(batch_size, inputs.x.shape[0]))
+    return _region_perturbation(
+        problem,
+        inputs,
+        a,
+        value,
+        key,
+        direction=order,
+        patch_size=p,
+        regions=c.check_positive_int("regions", regions),
+        baseline=base,
+        score=score,
+        batch_size=_auto_batch(batch_size, inputs.x.shape[0]),
+    )
 
 
 @compiled(static=("max_segments", "baseline", "score", "batch_size"))
-def _irof(problem: Problem, inputs: Inputs, attributions: Array, segments: Array, baseline_value: Array, key: Array | None,
-          *, max_segments: int, baseline: c.Baseline, score: str, batch_size: int) -> IROFResult:
+def _irof(
+    problem: Problem,
+    inputs: Inputs,
+    attributions: Array,
+    segments: Array,
+    baseline_value: Array,
+    key: Array | None,
+    *,
+    max_segments: int,
+    baseline: c.Baseline,
+    score: str,
+    batch_size: int,
+) -> IROFResult:
     x = inputs.x
     b = x.shape[0]
     seg = segments.reshape(b, -1)
@@ -269,8 +428,19 @@ def _irof(problem: Problem, inputs: Inputs, attributions: Array, segments: Array
     n = jnp.sum(present, axis=1)
     fill = c.fill_values(x, baseline, baseline_value, key)
     counts = jnp.arange(max_segments + 1)
-    s = _ordered_group_curve(problem, inputs, fill, seg, means, counts, (b, *x.shape[1:3]), direction="morf",
-                             insert=False, score=score, batch_size=batch_size).T  # (B, K+1)
+    s = _ordered_group_curve(
+        problem,
+        inputs,
+        fill,
+        seg,
+        means,
+        counts,
+        (b, *x.shape[1:3]),
+        direction="morf",
+        insert=False,
+        score=score,
+        batch_size=batch_size,
+    ).T  # (B, K+1)
     start = s[:, :1]
     ratios = s / jnp.where(start != 0, start, 1.0)
     # Quantus: AOC = n − trapz(r_1..r_n) over the sample's own n segments (k = 1..n).
@@ -280,9 +450,19 @@ def _irof(problem: Problem, inputs: Inputs, attributions: Array, segments: Array
 
 
 def irof(
-    model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    segments: Any = None, segmentation: str = "slic", baseline: Any = "mean", score: str = "probability",
-    key: Array | None = None, batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    *,
+    segments: Any = None,
+    segmentation: str = "slic",
+    baseline: Any = "mean",
+    score: str = "probability",
+    key: Array | None = None,
+    batch_size: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> IROFResult:
     """Iterative removal of features (Rieger & Hansen 2020, "IROF: a low resource evaluation metric for
     explanation methods").  Superpixels ranked by their mean relevance are replaced by ``baseline``
@@ -308,25 +488,51 @@ def irof(
         segments = superpixels(np.asarray(inputs.x), segmentation)
     seg = jnp.asarray(segments)
     if tuple(seg.shape) != tuple(inputs.x.shape[:3]) or not jnp.issubdtype(seg.dtype, jnp.integer):
-        raise InputError(f"segments must be integer labels of shape {tuple(inputs.x.shape[:3])}; got {seg.dtype} {tuple(seg.shape)}.")
+        raise InputError(
+            f"segments must be integer labels of shape {tuple(inputs.x.shape[:3])}; got {seg.dtype} {tuple(seg.shape)}."
+        )
     if not c.is_concrete(seg):
-        raise InputError("irof needs concrete segments (their count sets the number of steps); compute them outside jit.")
+        raise InputError(
+            "irof needs concrete segments (their count sets the number of steps); compute them outside jit."
+        )
     labels = np.asarray(seg)
     if labels.min() < 0:
         raise InputError("segments must be non-negative labels 0..n-1.")
     base, value = c.split_baseline(baseline, inputs.x)
-    return _irof(problem, inputs, a, seg.astype(jnp.int32), value, key, max_segments=int(labels.max()) + 1, baseline=base,
-                 score=score, batch_size=_auto_batch(batch_size, inputs.x.shape[0]))
+    return _irof(
+        problem,
+        inputs,
+        a,
+        seg.astype(jnp.int32),
+        value,
+        key,
+        max_segments=int(labels.max()) + 1,
+        baseline=base,
+        score=score,
+        batch_size=_auto_batch(batch_size, inputs.x.shape[0]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # Random subsets: faithfulness correlation, infidelity
 # ---------------------------------------------------------------------------------------------------
 
+
 @compiled(static=("baseline", "score", "batch_size", "subset_size", "runs"))
-def _faithfulness_correlation(problem: Problem, inputs: Inputs, attributions: Array, baseline_value: Array,
-                              subsets: Array | None, key: Array | None, *, baseline: c.Baseline, score: str,
-                              batch_size: int, subset_size: int, runs: int) -> Array:
+def _faithfulness_correlation(
+    problem: Problem,
+    inputs: Inputs,
+    attributions: Array,
+    baseline_value: Array,
+    subsets: Array | None,
+    key: Array | None,
+    *,
+    baseline: c.Baseline,
+    score: str,
+    batch_size: int,
+    subset_size: int,
+    runs: int,
+) -> Array:
     x = inputs.x
     b = x.shape[0]
     a = c.flat(attributions)
@@ -351,14 +557,27 @@ def _faithfulness_correlation(problem: Problem, inputs: Inputs, attributions: Ar
     if subsets is None:
         attribution_sums, drops = chunked_vmap(lambda r: run(r, None), jnp.arange(runs), chunk_size=batch_size)
     else:
-        attribution_sums, drops = chunked_vmap(run, jnp.arange(runs), jnp.swapaxes(subsets, 0, 1), chunk_size=batch_size)
+        attribution_sums, drops = chunked_vmap(
+            run, jnp.arange(runs), jnp.swapaxes(subsets, 0, 1), chunk_size=batch_size
+        )
     return c.pearson(attribution_sums.T, drops.T)
 
 
 def faithfulness_correlation(
-    model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    key: Array | None = None, runs: int = 100, subset_size: int = 224, baseline: Any = "black", score: str = "logit",
-    subsets: Any = None, batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    *,
+    key: Array | None = None,
+    runs: int = 100,
+    subset_size: int = 224,
+    baseline: Any = "black",
+    score: str = "logit",
+    subsets: Any = None,
+    batch_size: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Faithfulness correlation (Bhatt, Weller & Moura 2020, "Evaluating and Aggregating Feature-based
     Model Explanations", Eq. 2): over ``runs`` random subsets S of ``subset_size`` features,
@@ -381,8 +600,19 @@ def faithfulness_correlation(
     else:
         c.check_key(key, True, "faithfulness_correlation")
     base, value = c.split_baseline(baseline, inputs.x)
-    return _faithfulness_correlation(problem, inputs, a, value, subsets, key, baseline=base, score=score,
-                                     batch_size=_auto_batch(batch_size, b), subset_size=size, runs=runs)
+    return _faithfulness_correlation(
+        problem,
+        inputs,
+        a,
+        value,
+        subsets,
+        key,
+        baseline=base,
+        score=score,
+        batch_size=_auto_batch(batch_size, b),
+        subset_size=size,
+        runs=runs,
+    )
 
 
 def square_perturbations(key: Array, x: Array, samples: int, patch_size: int, baseline: Any = "black") -> Array:
@@ -397,14 +627,26 @@ def square_perturbations(key: Array, x: Array, samples: int, patch_size: int, ba
     cols = jax.random.randint(k_col, (samples, x.shape[0]), 0, w - patch_size + 1)
     r = jnp.arange(h)[None, None, :, None]
     q = jnp.arange(w)[None, None, None, :]
-    inside = ((r >= rows[..., None, None]) & (r < rows[..., None, None] + patch_size)
-              & (q >= cols[..., None, None]) & (q < cols[..., None, None] + patch_size))
+    inside = (
+        (r >= rows[..., None, None])
+        & (r < rows[..., None, None] + patch_size)
+        & (q >= cols[..., None, None])
+        & (q < cols[..., None, None] + patch_size)
+    )
     return jnp.where(inside[..., None], (x - fill)[None], 0.0)
 
 
 @compiled(static=("score", "batch_size", "normalize"))
-def _infidelity(problem: Problem, inputs: Inputs, attributions: Array, perturbations: Array, *, score: str,
-                batch_size: int, normalize: bool) -> Array:
+def _infidelity(
+    problem: Problem,
+    inputs: Inputs,
+    attributions: Array,
+    perturbations: Array,
+    *,
+    score: str,
+    batch_size: int,
+    normalize: bool,
+) -> Array:
     x = inputs.x
     indices = problem.class_indices(inputs)
     scores = c.scorer(problem, inputs, indices, score)
@@ -412,11 +654,11 @@ def _infidelity(problem: Problem, inputs: Inputs, attributions: Array, perturbat
     a = attributions if attributions.shape == x.shape else attributions[..., None]
 
     def sample(i: Array) -> tuple[Array, Array]:
-        explained = jnp.sum(c.flat(jnp.broadcast_to(a, x.shape) * i), axis=1)          # Iᵀa
-        change = reference - scores((x - i)[None])[0]                                  # f(x) − f(x − I)
+        explained = jnp.sum(c.flat(jnp.broadcast_to(a, x.shape) * i), axis=1)  # Iᵀa
+        change = reference - scores((x - i)[None])[0]  # f(x) − f(x − I)
         return explained, change
 
-    explained, change = chunked_vmap(sample, perturbations, chunk_size=batch_size)     # (S, B)
+    explained, change = chunked_vmap(sample, perturbations, chunk_size=batch_size)  # (S, B)
     if normalize:  # Captum: the attribution scaled by the least-squares β first
         num = jnp.sum(explained * change, axis=0)
         den = jnp.sum(explained * explained, axis=0)
@@ -426,10 +668,23 @@ def _infidelity(problem: Problem, inputs: Inputs, attributions: Array, perturbat
 
 
 def infidelity(
-    model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    key: Array | None = None, samples: int = 10, perturbation: str = "gaussian", std: float = 0.003,
-    patch_size: int = 4, baseline: Any = "black", normalize: bool = False, score: str = "logit",
-    perturbations: Any = None, batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    *,
+    key: Array | None = None,
+    samples: int = 10,
+    perturbation: str = "gaussian",
+    std: float = 0.003,
+    patch_size: int = 4,
+    baseline: Any = "black",
+    normalize: bool = False,
+    score: str = "logit",
+    perturbations: Any = None,
+    batch_size: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Infidelity (Yeh et al. 2019, "On the (In)fidelity and Sensitivity of Explanations", Eq. 1)::
 
@@ -462,17 +717,36 @@ def infidelity(
             if p > min(xs.shape[1:3]):
                 raise InputError(f"patch_size {p} is larger than the image {tuple(xs.shape[1:3])}.")
             draws = square_perturbations(key, xs, n, p, baseline)
-    return _infidelity(problem, inputs, a, draws, score=score, batch_size=_auto_batch(batch_size, xs.shape[0]),
-                       normalize=bool(normalize))
+    return _infidelity(
+        problem,
+        inputs,
+        a,
+        draws,
+        score=score,
+        batch_size=_auto_batch(batch_size, xs.shape[0]),
+        normalize=bool(normalize),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # ROAD
 # ---------------------------------------------------------------------------------------------------
 
+
 @compiled(static=("counts", "direction", "noise", "score", "batch_size"))
-def _road(problem: Problem, inputs: Inputs, attributions: Array, noise_draws: Array | None, key: Array | None, *,
-          counts: tuple[int, ...], direction: str, noise: float, score: str, batch_size: int) -> Array:
+def _road(
+    problem: Problem,
+    inputs: Inputs,
+    attributions: Array,
+    noise_draws: Array | None,
+    key: Array | None,
+    *,
+    counts: tuple[int, ...],
+    direction: str,
+    noise: float,
+    score: str,
+    batch_size: int,
+) -> Array:
     x = inputs.x
     indices = problem.class_indices(inputs)
     scores = c.scorer(problem, inputs, indices, score)
@@ -493,9 +767,19 @@ def _road(problem: Problem, inputs: Inputs, attributions: Array, noise_draws: Ar
 
 
 def road(
-    model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    key: Array | None = None, percentages: Sequence[float] = tuple(range(1, 100, 2)), order: str = "morf",
-    noise: float = 0.01, score: str = "accuracy", noise_draws: Any = None, batch_size: int | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    *,
+    key: Array | None = None,
+    percentages: Sequence[float] = tuple(range(1, 100, 2)),
+    order: str = "morf",
+    noise: float = 0.01,
+    score: str = "accuracy",
+    noise_draws: Any = None,
+    batch_size: int | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Curve:
     """ROAD, RemOve And Debias (Rong et al. 2022, "A Consistent and Efficient Evaluation Strategy for
@@ -522,16 +806,28 @@ def road(
     if not pct or any(not 0 <= p <= 100 for p in pct):
         raise InputError(f"percentages must be numbers in [0, 100]; got {list(percentages)}.")
     n_pixels = xs.shape[1] * xs.shape[2]
-    counts = tuple(int(n_pixels * p / 100) for p in pct)     # Quantus: int(a_size * p / 100)
+    counts = tuple(int(n_pixels * p / 100) for p in pct)  # Quantus: int(a_size * p / 100)
     noise = c.check_non_negative("noise", noise)
     if noise_draws is not None:
-        noise_draws = c.check_draws("noise_draws", noise_draws, (len(pct), *xs.shape), "standard normal draws per percentage")
+        noise_draws = c.check_draws(
+            "noise_draws", noise_draws, (len(pct), *xs.shape), "standard normal draws per percentage"
+        )
     elif noise > 0:
         c.check_key(key, True, "road")
     else:
         noise_draws = jnp.zeros((len(pct), *xs.shape), xs.dtype)
-    scores = _road(problem, inputs, a, noise_draws, key, counts=counts, direction=order, noise=noise, score=score,
-                   batch_size=_auto_batch(batch_size, xs.shape[0]))
+    scores = _road(
+        problem,
+        inputs,
+        a,
+        noise_draws,
+        key,
+        counts=counts,
+        direction=order,
+        noise=noise,
+        score=score,
+        batch_size=_auto_batch(batch_size, xs.shape[0]),
+    )
     return Curve(jnp.asarray(pct, jnp.float32) / 100, scores)
 
 
@@ -539,15 +835,16 @@ def road(
 # Sufficiency, completeness
 # ---------------------------------------------------------------------------------------------------
 
+
 @compiled(static=("threshold",))
 def _sufficiency(problem: Problem, inputs: Inputs, attributions: Array, *, threshold: float) -> Array:
     a = c.flat(attributions)
     b = a.shape[0]
     predicted = jnp.argmax(problem.outputs(inputs), axis=-1)
     var = jnp.var(a, axis=0, ddof=1) if b > 1 else jnp.zeros(a.shape[1])
-    scale = jnp.where(var > 0, 1.0 / jnp.where(var > 0, var, 1.0), 0.0)       # constant features: no evidence
+    scale = jnp.where(var > 0, 1.0 / jnp.where(var > 0, var, 1.0), 0.0)  # constant features: no evidence
     diff = a[:, None, :] - a[None, :, :]
-    dist = jnp.sqrt(jnp.sum(diff * diff * scale, axis=-1))                       # standardised Euclidean
+    dist = jnp.sqrt(jnp.sum(diff * diff * scale, axis=-1))  # standardised Euclidean
     top = jnp.max(dist)
     dist = dist / jnp.where(top > 0, top, 1.0)
     similar = (dist <= threshold) & ~jnp.eye(b, dtype=bool)
@@ -557,8 +854,15 @@ def _sufficiency(problem: Problem, inputs: Inputs, attributions: Array, *, thres
 
 
 def sufficiency(
-    model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    threshold: float = 0.6, absolute: bool = True, normalise: str | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    *,
+    threshold: float = 0.6,
+    absolute: bool = True,
+    normalise: str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Sufficiency (Dasgupta, Frost & Moshkovitz 2022, "Framework for Evaluating Faithfulness of Local
@@ -580,8 +884,9 @@ def sufficiency(
 
 
 @compiled(static=("baseline", "score"))
-def _completeness(problem: Problem, inputs: Inputs, attributions: Array, baseline_value: Array, *, baseline: c.Baseline,
-                  score: str) -> Array:
+def _completeness(
+    problem: Problem, inputs: Inputs, attributions: Array, baseline_value: Array, *, baseline: c.Baseline, score: str
+) -> Array:
     x = inputs.x
     indices = problem.class_indices(inputs)
     scores = c.scorer(problem, inputs, indices, score)
@@ -591,8 +896,15 @@ def _completeness(problem: Problem, inputs: Inputs, attributions: Array, baselin
 
 
 def completeness(
-    model: Model, variables: Any, x: Any, target: Target, attributions: Any, *,
-    baseline: Any = "zero", score: str = "logit", model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    attributions: Any,
+    *,
+    baseline: Any = "zero",
+    score: str = "logit",
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Completeness gap (Sundararajan, Taly & Yan 2017, "Axiomatic Attribution for Deep Networks",
     Proposition 1: Σ_i a_i = f(x) − f(x̄))::

@@ -17,9 +17,14 @@ Array = jax.Array
 #: Neighbour weights of the noisy linear imputation (Rong et al. 2022, Eq. 5): direct neighbours 1/6,
 #: diagonal neighbours 1/12 (offset (row, column) -> weight).
 NEIGHBOUR_WEIGHTS: tuple[tuple[tuple[int, int], float], ...] = (
-    ((-1, -1), 1 / 12), ((-1, 0), 1 / 6), ((-1, 1), 1 / 12),
-    ((0, -1), 1 / 6), ((0, 1), 1 / 6),
-    ((1, -1), 1 / 12), ((1, 0), 1 / 6), ((1, 1), 1 / 12),
+    ((-1, -1), 1 / 12),
+    ((-1, 0), 1 / 6),
+    ((-1, 1), 1 / 12),
+    ((0, -1), 1 / 6),
+    ((0, 1), 1 / 6),
+    ((1, -1), 1 / 12),
+    ((1, 0), 1 / 6),
+    ((1, 1), 1 / 12),
 )
 
 
@@ -62,7 +67,7 @@ def linear_imputation(image: Array, removed: Array, *, tol: float = 1e-6, max_it
         return jnp.sum(a * b, axis=(0, 1), keepdims=True)
 
     limit = max_iter if max_iter is not None else 20 * (h + w) + 100
-    threshold = (tol ** 2) * dot(rhs, rhs)
+    threshold = (tol**2) * dot(rhs, rhs)
     v0 = jnp.zeros_like(image)
     r0 = rhs
     z0 = inv_diag * r0
@@ -105,7 +110,7 @@ def _reflect_blur_matrix(n: int, sigma: float, truncate: float) -> np.ndarray:
     matrix = np.zeros((n, n))
     for i in range(n):
         for offset, weight in zip(offsets, kernel):
-            j = (i + offset) % (2 * n)          # the reflected signal has period 2n
+            j = (i + offset) % (2 * n)  # the reflected signal has period 2n
             matrix[i, j if j < n else 2 * n - 1 - j] += weight
     return matrix
 
@@ -139,9 +144,13 @@ def superpixels(x: np.ndarray, method: str = "slic", **kwargs: object) -> np.nda
     try:
         from skimage.segmentation import felzenszwalb, slic
     except ImportError as err:  # pragma: no cover - scikit-image is a test dependency
-        raise InputError("superpixels need scikit-image (pip install scikit-image), or pass segments= yourself.") from err
+        raise InputError(
+            "superpixels need scikit-image (pip install scikit-image), or pass segments= yourself."
+        ) from err
     if isinstance(x, jax.core.Tracer):
-        raise InputError("superpixels are computed on the host: under jit pass segments= (e.g. from xj.evaluation.superpixels).")
+        raise InputError(
+            "superpixels are computed on the host: under jit pass segments= (e.g. from xj.evaluation.superpixels)."
+        )
     images = np.asarray(x, np.float64)
     if images.ndim != 4:
         raise InputError(f"superpixels need an NHWC image batch; got shape {images.shape}.")

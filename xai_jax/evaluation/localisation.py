@@ -42,14 +42,18 @@ def _prepare(attributions: Any, masks: Any, absolute: bool, normalise: str | Non
         m = m[..., 0]
     else:
         allowed = [tuple(a.shape)] + ([tuple(a.shape[:-1]), (*a.shape[:-1], 1)] if a.ndim >= 4 else [(*a.shape, 1)])
-        raise InputError(f"masks have shape {tuple(m.shape)}; expected one of {allowed} for attributions of shape "
-                         f"{tuple(a.shape)} (one mask per sample).")
+        raise InputError(
+            f"masks have shape {tuple(m.shape)}; expected one of {allowed} for attributions of shape "
+            f"{tuple(a.shape)} (one mask per sample)."
+        )
     m = m.astype(bool)
     if c.is_concrete(m):
         empty = jnp.flatnonzero(~jnp.any(c.flat(m), axis=1))
         if empty.size:
-            raise InputError(f"masks of sample(s) {empty.tolist()[:10]} are empty: a localisation score needs at least "
-                             "one pixel inside the mask.")
+            raise InputError(
+                f"masks of sample(s) {empty.tolist()[:10]} are empty: a localisation score needs at least "
+                "one pixel inside the mask."
+            )
     return c.flat(a), c.flat(m)
 
 
@@ -92,8 +96,9 @@ def _mass(a: Array, m: Array) -> Array:
     return jnp.where(total != 0, inside / jnp.where(total != 0, total, 1.0), share)
 
 
-def relevance_mass_accuracy(attributions: Any, masks: Any, *, absolute: bool = False,
-                            normalise: str | None = "max") -> Array:
+def relevance_mass_accuracy(
+    attributions: Any, masks: Any, *, absolute: bool = False, normalise: str | None = "max"
+) -> Array:
     """Relevance mass accuracy (Arras, Osman & Samek 2022, "CLEVR-XAI: A benchmark dataset for the
     ground truth evaluation of neural network explanations", Eq. 5)::
 
@@ -111,8 +116,9 @@ def _rank(a: Array, m: Array) -> Array:
     return _expected_hits(a, m, k) / k
 
 
-def relevance_rank_accuracy(attributions: Any, masks: Any, *, absolute: bool = False,
-                            normalise: str | None = "max") -> Array:
+def relevance_rank_accuracy(
+    attributions: Any, masks: Any, *, absolute: bool = False, normalise: str | None = "max"
+) -> Array:
     """Relevance rank accuracy (Arras, Osman & Samek 2022, Eq. 6): with K = |M_b|, the share of the K
     highest-ranked features that lie inside the mask,
 
@@ -130,8 +136,15 @@ def _top_k(a: Array, m: Array, k: Array, concept_influence: bool) -> Array:
     return jnp.where(concept_influence, share * m.shape[1] / jnp.sum(m, axis=1), share)
 
 
-def top_k_intersection(attributions: Any, masks: Any, *, k: int = 1000, concept_influence: bool = False,
-                       absolute: bool = False, normalise: str | None = "max") -> Array:
+def top_k_intersection(
+    attributions: Any,
+    masks: Any,
+    *,
+    k: int = 1000,
+    concept_influence: bool = False,
+    absolute: bool = False,
+    normalise: str | None = "max",
+) -> Array:
     """Top-k intersection (Theiner, Müller-Budack & Ewerth 2021, "Interpretable Semantic Photo
     Geolocation", §4.3): the share of the ``k`` highest-ranked features inside the mask,
 

@@ -39,8 +39,15 @@ def _mean_sem(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values.mean(axis=0), sem
 
 
-def plot_curves(curves: Mapping[str, Any], *, title: str = "", ylabel: str = "score", xlabel: str = "fraction perturbed",
-                path: str | Path | None = None, ax: Any = None) -> Any:
+def plot_curves(
+    curves: Mapping[str, Any],
+    *,
+    title: str = "",
+    ylabel: str = "score",
+    xlabel: str = "fraction perturbed",
+    path: str | Path | None = None,
+    ax: Any = None,
+) -> Any:
     """Mean ± standard error of each method's perturbation curve (``{method: Curve}``, curves with
     ``fractions (K,)`` and ``scores (B, K)``).  Saves to ``path`` when given; returns the figure."""
     fig, ax = _figure(ax, (5.5, 3.8))
@@ -57,16 +64,21 @@ def plot_curves(curves: Mapping[str, Any], *, title: str = "", ylabel: str = "sc
     return _finish(fig, path)
 
 
-def plot_mprt_cascade(results: Mapping[str, Any], *, title: str = "Model parameter randomisation (cascading)",
-                      ylabel: str = "similarity to the original explanation", path: str | Path | None = None,
-                      ax: Any = None) -> Any:
+def plot_mprt_cascade(
+    results: Mapping[str, Any],
+    *,
+    title: str = "Model parameter randomisation (cascading)",
+    ylabel: str = "similarity to the original explanation",
+    path: str | Path | None = None,
+    ax: Any = None,
+) -> Any:
     """Similarity to the original explanation (mean ± standard error over samples) as the layers are
     randomised, one line per method (``{method: MPRTResult}``): the picture of Adebayo et al.'s Fig. 4.
     The first point is the unrandomised model (similarity 1 by definition)."""
     fig, ax = _figure(ax, (6.5, 3.8))
     labels: Sequence[str] = ()
     for name, result in results.items():
-        scores = np.asarray(result.scores).T                      # (B, L)
+        scores = np.asarray(result.scores).T  # (B, L)
         full = np.concatenate([np.ones((scores.shape[0], 1)), scores], axis=1)
         mean, sem = _mean_sem(full)
         steps = np.arange(full.shape[1])

@@ -21,21 +21,54 @@ from ..core.errors import UnknownNameError, unknown_name_message
 
 QUANTUS: dict[str, dict[str, Any]] = {
     "pixel_flipping": {"order": "morf", "features_per_step": 1, "baseline": "black", "score": "probability"},
-    "region_perturbation": {"patch_size": 8, "regions": 100, "order": "morf", "baseline": "black", "score": "probability"},
+    "region_perturbation": {
+        "patch_size": 8,
+        "regions": 100,
+        "order": "morf",
+        "baseline": "black",
+        "score": "probability",
+    },
     "faithfulness_correlation": {"runs": 100, "subset_size": 224, "baseline": "black", "score": "logit"},
-    "infidelity": {"perturbation": "square", "patch_size": 4, "baseline": "black", "samples": 10, "normalize": False,
-                   "score": "logit"},
+    "infidelity": {
+        "perturbation": "square",
+        "patch_size": 4,
+        "baseline": "black",
+        "samples": 10,
+        "normalize": False,
+        "score": "logit",
+    },
     "road": {"percentages": tuple(range(1, 100, 2)), "order": "morf", "noise": 0.01, "score": "accuracy"},
     "irof": {"segmentation": "slic", "baseline": "mean", "score": "probability"},
     "sufficiency": {"threshold": 0.6, "absolute": True, "normalise": None},
     "completeness": {"baseline": "black", "score": "logit"},
-    "max_sensitivity": {"samples": 200, "radius": 0.2, "norm": "fro", "relative": True, "normalise": None, "absolute": False},
-    "avg_sensitivity": {"samples": 200, "radius": 0.2, "norm": "fro", "relative": True, "normalise": None, "absolute": False},
+    "max_sensitivity": {
+        "samples": 200,
+        "radius": 0.2,
+        "norm": "fro",
+        "relative": True,
+        "normalise": None,
+        "absolute": False,
+    },
+    "avg_sensitivity": {
+        "samples": 200,
+        "radius": 0.2,
+        "norm": "fro",
+        "relative": True,
+        "normalise": None,
+        "absolute": False,
+    },
     "local_lipschitz_estimate": {"samples": 200, "std": 0.1, "normalise": "max", "absolute": False},
     "continuity": {"steps": 28, "baseline": "black", "normalise": "max", "absolute": True},
     "mprt": {"order": "top_down", "similarity": "spearman", "absolute": True, "normalise": "max", "init": "torch"},
-    "smooth_mprt": {"samples": 50, "noise_magnitude": 0.1, "order": "bottom_up", "similarity": "spearman", "absolute": True,
-                    "normalise": "second_moment", "init": "torch"},
+    "smooth_mprt": {
+        "samples": 50,
+        "noise_magnitude": 0.1,
+        "order": "bottom_up",
+        "similarity": "spearman",
+        "absolute": True,
+        "normalise": "second_moment",
+        "init": "torch",
+    },
     "efficient_mprt": {"bins": 100, "absolute": False, "normalise": None, "init": "torch"},
     "random_logit": {"similarity": "ssim", "absolute": False, "normalise": "max"},
     "sparseness": {"absolute": True, "normalise": "max"},
@@ -51,7 +84,14 @@ CAPTUM: dict[str, dict[str, Any]] = {
     # captum.metrics.infidelity takes the perturbation function from the user; the Gaussian N(0, 0.003²)
     # is the one of Captum's own examples.  normalize=False is its default.
     "infidelity": {"samples": 10, "perturbation": "gaussian", "std": 0.003, "normalize": False, "score": "logit"},
-    "max_sensitivity": {"samples": 10, "radius": 0.02, "norm": "fro", "relative": True, "normalise": None, "absolute": False},
+    "max_sensitivity": {
+        "samples": 10,
+        "radius": 0.02,
+        "norm": "fro",
+        "relative": True,
+        "normalise": None,
+        "absolute": False,
+    },
 }
 
 
@@ -63,9 +103,25 @@ def _own_defaults() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, info in METRICS.items():
         params = inspect.signature(info.fn).parameters.values()
-        out[name] = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name not in
-                     ("key", "batch_size", "model_kwargs", "perturbations", "noise_draws", "subsets", "other_classes",
-                      "attributions", "segments", "layers", "keep_explanations")}
+        out[name] = {
+            p.name: p.default
+            for p in params
+            if p.kind is p.KEYWORD_ONLY
+            and p.name
+            not in (
+                "key",
+                "batch_size",
+                "model_kwargs",
+                "perturbations",
+                "noise_draws",
+                "subsets",
+                "other_classes",
+                "attributions",
+                "segments",
+                "layers",
+                "keep_explanations",
+            )
+        }
     return out
 
 

@@ -59,6 +59,7 @@ class MPRTResult(NamedTuple):
 # Layers of a variables pytree, and fresh values for them
 # ---------------------------------------------------------------------------------------------------
 
+
 def _leaf_paths(tree: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
     if isinstance(tree, Mapping):
         out = []
@@ -131,7 +132,9 @@ def fresh_parameters(key: Array, variables: Any, init: str | Callable[..., Any] 
     leaves = _leaf_paths(params)
     if callable(init):
         keys = jax.random.split(key, len(leaves))
-        return _rebuild(params, {p: jnp.asarray(init(k, p, leaf), jnp.asarray(leaf).dtype) for k, (p, leaf) in zip(keys, leaves)})
+        return _rebuild(
+            params, {p: jnp.asarray(init(k, p, leaf), jnp.asarray(leaf).dtype) for k, (p, leaf) in zip(keys, leaves)}
+        )
     c.check_choice("init", init, INITS)
     sizes = [int(np.prod(np.shape(leaf))) for _, leaf in leaves]
     total = max(sum(sizes), 1)
@@ -204,6 +207,7 @@ def randomise_layers(variables: Any, fresh: Any, layers: Sequence[str]) -> Any:
     out = dict(variables)
     out["params"] = randomised
     if "batch_stats" in variables:
+
         def reset(tree: Any, prefix: tuple[str, ...]) -> Any:
             if isinstance(tree, Mapping):
                 return {k: reset(v, (*prefix, str(k))) for k, v in tree.items()}
@@ -227,6 +231,7 @@ def _stages(names: list[str], order: str) -> list[tuple[str, list[str]]]:
 # Similarity of explanations
 # ---------------------------------------------------------------------------------------------------
 
+
 @compiled(static=("method",))
 def _explain(problem: Problem, inputs: Inputs, indices: Array | None, *, method: c.StaticMethod) -> Array:
     return c.explain(method, problem, inputs.variables, inputs.x, indices, inputs.kwargs)
@@ -240,8 +245,10 @@ def _class_indices(problem: Problem, inputs: Inputs) -> Array | None:
 def _similarity(a: Array, b: Array, kind: str) -> Array:
     if kind == "ssim":
         if a.ndim < 3:
-            raise InputError(f"similarity='ssim' compares images; these maps have shape {tuple(a.shape)}: use "
-                             "'spearman' or 'pearson'.")
+            raise InputError(
+                f"similarity='ssim' compares images; these maps have shape {tuple(a.shape)}: use "
+                "'spearman' or 'pearson'."
+            )
         return jax.vmap(ssim)(a, b)
     fn = spearman if kind == "spearman" else pearson
     return fn(c.flat(a), c.flat(b))
@@ -250,14 +257,23 @@ def _similarity(a: Array, b: Array, kind: str) -> Array:
 _similarity_jit = jax.jit(_similarity, static_argnames=("kind",))
 
 
-def _setup(model: Model, variables: Any, x: Any, target: Target, method: Any, metric: str, model_kwargs: Any,
-           ) -> tuple[Problem, Inputs, c.StaticMethod, Array | None]:
+def _setup(
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    metric: str,
+    model_kwargs: Any,
+) -> tuple[Problem, Inputs, c.StaticMethod, Array | None]:
     explain_with = c.resolve_method(method, metric)
     problem, inputs = prepare(model, variables, x, target, model_kwargs)
     return problem, inputs, explain_with, _class_indices(problem, inputs)
 
 
-def _choose_layers(model: Model, variables: Any, x: Array, layers: Sequence[str] | None, model_kwargs: Any) -> list[str]:
+def _choose_layers(
+    model: Model, variables: Any, x: Array, layers: Sequence[str] | None, model_kwargs: Any
+) -> list[str]:
     names = parameter_layers(model, variables, x, model_kwargs)
     if layers is None:
         return names
@@ -269,10 +285,22 @@ def _choose_layers(model: Model, variables: Any, x: Array, layers: Sequence[str]
 
 
 def mprt(
-    model: Model, variables: Any, x: Any, target: Target, method: Any, *,
-    key: Array, order: str = "top_down", similarity: str = "spearman", absolute: bool = True,
-    normalise: str | None = "max", init: str | Callable[..., Any] = "torch", layers: Sequence[str] | None = None,
-    attributions: Any = None, keep_explanations: bool = False, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    *,
+    key: Array,
+    order: str = "top_down",
+    similarity: str = "spearman",
+    absolute: bool = True,
+    normalise: str | None = "max",
+    init: str | Callable[..., Any] = "torch",
+    layers: Sequence[str] | None = None,
+    attributions: Any = None,
+    keep_explanations: bool = False,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> MPRTResult:
     """Model parameter randomisation test (Adebayo et al. 2018, "Sanity Checks for Saliency Maps", §3).
 
@@ -312,27 +340,48 @@ def mprt(
         if keep_explanations:
             maps.append(a)
     return MPRTResult(
-        tuple(stage_names), jnp.stack(scores), _similarity_jit(prepared(given), reference, kind=similarity),
+        tuple(stage_names),
+        jnp.stack(scores),
+        _similarity_jit(prepared(given), reference, kind=similarity),
         jnp.stack(maps) if keep_explanations else None,
     )
 
 
-def _smoothed(problem: Problem, inputs: Inputs, indices: Array | None, method: c.StaticMethod, draws: Array | None,
-              key: Array | None, samples: int, magnitude: Array, batch_size: int) -> Array:
+def _smoothed(
+    problem: Problem,
+    inputs: Inputs,
+    indices: Array | None,
+    method: c.StaticMethod,
+    draws: Array | None,
+    key: Array | None,
+    samples: int,
+    magnitude: Array,
+    batch_size: int,
+) -> Array:
     """Mean of the explanations of ``x + ε σ`` over ``samples − 1`` draws ε and of ``x`` itself (Quantus:
     the last of its ``samples`` is noise-free), σ = ``magnitude`` · (max − min) of each sample.  Draw
     n is ``draws[n]`` or comes from ``fold_in(key, n)`` (memory: one chunk)."""
     total = _explain(problem, inputs, indices, method=method)
     for start, stop in c.chunks(samples - 1, batch_size):
         chunk = None if draws is None else draws[start:stop]
-        total = total + _smoothed_chunk(problem, inputs, indices, chunk, key, jnp.arange(start, stop), magnitude,
-                                        method=method)
+        total = total + _smoothed_chunk(
+            problem, inputs, indices, chunk, key, jnp.arange(start, stop), magnitude, method=method
+        )
     return total / samples
 
 
 @compiled(static=("method",))
-def _smoothed_chunk(problem: Problem, inputs: Inputs, indices: Array | None, draws: Array | None, key: Array | None,
-                    ids: Array, magnitude: Array, *, method: c.StaticMethod) -> Array:
+def _smoothed_chunk(
+    problem: Problem,
+    inputs: Inputs,
+    indices: Array | None,
+    draws: Array | None,
+    key: Array | None,
+    ids: Array,
+    magnitude: Array,
+    *,
+    method: c.StaticMethod,
+) -> Array:
     x = inputs.x
     if draws is None:
         assert key is not None  # smooth_mprt checked key
@@ -343,10 +392,23 @@ def _smoothed_chunk(problem: Problem, inputs: Inputs, indices: Array | None, dra
 
 
 def smooth_mprt(
-    model: Model, variables: Any, x: Any, target: Target, method: Any, *,
-    key: Array, samples: int = 50, noise_magnitude: float = 0.1, order: str = "bottom_up", similarity: str = "spearman",
-    absolute: bool = True, normalise: str | None = "second_moment", init: str | Callable[..., Any] = "torch",
-    layers: Sequence[str] | None = None, noise_draws: Any = None, batch_size: int | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    *,
+    key: Array,
+    samples: int = 50,
+    noise_magnitude: float = 0.1,
+    order: str = "bottom_up",
+    similarity: str = "spearman",
+    absolute: bool = True,
+    normalise: str | None = "second_moment",
+    init: str | Callable[..., Any] = "torch",
+    layers: Sequence[str] | None = None,
+    noise_draws: Any = None,
+    batch_size: int | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> MPRTResult:
     """Smooth MPRT (Hedström et al. 2023, "Sanity Checks Revisited: An Exploration to Repair the Model
@@ -372,7 +434,11 @@ def smooth_mprt(
     if noise_draws is not None:
         draws = c.check_draws("noise_draws", noise_draws, (n - 1, *xs.shape), "standard normal draws")
     noise_key = jax.random.fold_in(key, 1)
-    size = max(1, c.PERTURBED_IMAGES_PER_PASS // xs.shape[0]) if batch_size is None else c.check_positive_int("batch_size", batch_size)
+    size = (
+        max(1, c.PERTURBED_IMAGES_PER_PASS // xs.shape[0])
+        if batch_size is None
+        else c.check_positive_int("batch_size", batch_size)
+    )
     names = _choose_layers(model, inputs.variables, xs, layers, model_kwargs)
     fresh = fresh_parameters(key, inputs.variables, init)
     m = jnp.asarray(magnitude, xs.dtype)
@@ -413,9 +479,18 @@ def histogram_entropy(a: Array, bins: int = 100) -> Array:
 
 
 def efficient_mprt(
-    model: Model, variables: Any, x: Any, target: Target, method: Any, *,
-    key: Array, bins: int = 100, absolute: bool = False, normalise: str | None = None,
-    init: str | Callable[..., Any] = "torch", layers: Sequence[str] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    *,
+    key: Array,
+    bins: int = 100,
+    absolute: bool = False,
+    normalise: str | None = None,
+    init: str | Callable[..., Any] = "torch",
+    layers: Sequence[str] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Efficient MPRT (Hedström et al. 2023, §4.2): the relative rise of the explanation's complexity
@@ -437,8 +512,11 @@ def efficient_mprt(
     randomised = inputs._replace(variables=randomise_layers(inputs.variables, fresh, names))
 
     def complexity(stage_inputs: Inputs) -> Array:
-        a = c.preprocess(_explain(problem, stage_inputs, indices, method=explain_with), absolute=bool(absolute),
-                         normalise_by=normalise)
+        a = c.preprocess(
+            _explain(problem, stage_inputs, indices, method=explain_with),
+            absolute=bool(absolute),
+            normalise_by=normalise,
+        )
         return _entropy_jit(a, bins=n_bins)
 
     before, after = complexity(inputs), complexity(randomised)
@@ -449,8 +527,17 @@ _entropy_jit = jax.jit(histogram_entropy, static_argnames=("bins",))
 
 
 @compiled(static=("method", "similarity", "absolute", "normalise_by"))
-def _random_logit(problem: Problem, inputs: Inputs, indices: Array, others: Array, *, method: c.StaticMethod,
-                  similarity: str, absolute: bool, normalise_by: str | None) -> Array:
+def _random_logit(
+    problem: Problem,
+    inputs: Inputs,
+    indices: Array,
+    others: Array,
+    *,
+    method: c.StaticMethod,
+    similarity: str,
+    absolute: bool,
+    normalise_by: str | None,
+) -> Array:
     a = c.explain(method, problem, inputs.variables, inputs.x, indices, inputs.kwargs)
     b = c.explain(method, problem, inputs.variables, inputs.x, others, inputs.kwargs)
     a = c.preprocess(a, absolute=absolute, normalise_by=normalise_by)
@@ -459,9 +546,18 @@ def _random_logit(problem: Problem, inputs: Inputs, indices: Array, others: Arra
 
 
 def random_logit(
-    model: Model, variables: Any, x: Any, target: Target, method: Any, *,
-    key: Array | None = None, similarity: str = "ssim", absolute: bool = False, normalise: str | None = "max",
-    other_classes: Any = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    *,
+    key: Array | None = None,
+    similarity: str = "ssim",
+    absolute: bool = False,
+    normalise: str | None = "max",
+    other_classes: Any = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Random logit test (Sixt, Granz & Landgraf 2020, "When Explanations Lie: Why Many Modified BP
     Attributions Fail", §5): the similarity between the explanation of the target class and that of
@@ -477,7 +573,9 @@ def random_logit(
     explain_with = c.resolve_method(method, "random_logit")
     problem, inputs = prepare(model, variables, x, target, model_kwargs)
     if problem.target.kind == "callable":
-        raise InputError("random_logit compares explanations of different classes; it needs class targets, not a callable.")
+        raise InputError(
+            "random_logit compares explanations of different classes; it needs class targets, not a callable."
+        )
     c.check_choice("similarity", similarity, SIMILARITIES)
     c.check_choice("normalise", normalise, c.NORMALISATIONS)
     indices = _class_indices(problem, inputs)
@@ -487,10 +585,18 @@ def random_logit(
     if other_classes is None:
         key = c.check_key(key, True, "random_logit")
         shift = jax.random.randint(key, indices.shape, 1, num_classes)
-        others = (indices + shift) % num_classes            # uniform over the other classes
+        others = (indices + shift) % num_classes  # uniform over the other classes
     else:
         others = c.check_draws("other_classes", other_classes, indices.shape, "one class per sample", jnp.int32)
         if c.is_concrete(others) and c.is_concrete(indices) and bool(jnp.any(others == indices)):
             raise InputError("other_classes must differ from each sample's target class.")
-    return _random_logit(problem, inputs, indices, others, method=explain_with, similarity=similarity,
-                         absolute=bool(absolute), normalise_by=normalise)
+    return _random_logit(
+        problem,
+        inputs,
+        indices,
+        others,
+        method=explain_with,
+        similarity=similarity,
+        absolute=bool(absolute),
+        normalise_by=normalise,
+    )

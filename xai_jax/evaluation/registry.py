@@ -52,10 +52,23 @@ class MetricInfo:
         closest names, before anything runs (a typo must not cost a long evaluation)."""
         for name in options:
             if name not in self.options:
-                raise UnknownNameError(unknown_name_message("option", name, self.options, of=f"of metric {self.name!r}"))
+                raise UnknownNameError(
+                    unknown_name_message("option", name, self.options, of=f"of metric {self.name!r}")
+                )
 
-    def __call__(self, model: Any, variables: Any, x: Any, target: Any, *, attributions: Any = None, method: Any = None,
-                 masks: Any = None, key: Any = None, **options: Any) -> Any:
+    def __call__(
+        self,
+        model: Any,
+        variables: Any,
+        x: Any,
+        target: Any,
+        *,
+        attributions: Any = None,
+        method: Any = None,
+        masks: Any = None,
+        key: Any = None,
+        **options: Any,
+    ) -> Any:
         """Run the metric with the uniform calling convention (unused arguments are ignored)."""
         if self.stochastic:
             options["key"] = key
@@ -95,7 +108,8 @@ def area_between_curves(model: Any, variables: Any, x: Any, target: Any, attribu
 # Its options are pixel flipping's without ``order``: say so in its signature (help(), option checks).
 _flipping = inspect.signature(faithfulness.pixel_flipping)
 area_between_curves.__signature__ = _flipping.replace(  # type: ignore[attr-defined]
-    parameters=[p for p in _flipping.parameters.values() if p.name != "order"], return_annotation=Array)
+    parameters=[p for p in _flipping.parameters.values() if p.name != "order"], return_annotation=Array
+)
 
 
 class MetricRegistry(Mapping[str, MetricInfo]):
@@ -117,37 +131,121 @@ class MetricRegistry(Mapping[str, MetricInfo]):
         return len(self._entries)
 
 
-def _m(name: str, fn: Callable[..., Any], category: str, takes: str, higher: bool, stochastic: bool,
-       summary: Callable[[Any], Array] = _identity, summary_name: str = "score", images: bool = False) -> MetricInfo:
+def _m(
+    name: str,
+    fn: Callable[..., Any],
+    category: str,
+    takes: str,
+    higher: bool,
+    stochastic: bool,
+    summary: Callable[[Any], Array] = _identity,
+    summary_name: str = "score",
+    images: bool = False,
+) -> MetricInfo:
     return MetricInfo(name, fn, category, takes, higher, stochastic, summary, summary_name, images)
 
 
-METRICS = MetricRegistry([
-    _m("pixel_flipping", faithfulness.pixel_flipping, "faithfulness", "attributions", False, False, faithfulness.auc, "AUC (MoRF)"),
-    _m("area_between_curves", area_between_curves, "faithfulness", "attributions", True, False, _identity, "AUC(LeRF) − AUC(MoRF)"),
-    _m("deletion", faithfulness.deletion, "faithfulness", "attributions", False, False, faithfulness.auc, "AUC"),
-    _m("insertion", faithfulness.insertion, "faithfulness", "attributions", True, False, faithfulness.auc, "AUC", images=True),
-    _m("region_perturbation", faithfulness.region_perturbation, "faithfulness", "attributions", True, False, faithfulness.aopc,
-       "AOPC", images=True),
-    _m("irof", faithfulness.irof, "faithfulness", "attributions", True, False, lambda r: r.score, "area over curve", images=True),
-    _m("faithfulness_correlation", faithfulness.faithfulness_correlation, "faithfulness", "attributions", True, True),
-    _m("infidelity", faithfulness.infidelity, "faithfulness", "attributions", False, True),
-    _m("road", faithfulness.road, "faithfulness", "attributions", False, True, _mean_curve, "mean accuracy (MoRF)", images=True),
-    _m("sufficiency", faithfulness.sufficiency, "faithfulness", "attributions", True, False),
-    _m("completeness", faithfulness.completeness, "faithfulness", "attributions", False, False, _abs, "|gap|"),
-    _m("max_sensitivity", robustness.max_sensitivity, "robustness", "method", False, True),
-    _m("avg_sensitivity", robustness.avg_sensitivity, "robustness", "method", False, True),
-    _m("local_lipschitz_estimate", robustness.local_lipschitz_estimate, "robustness", "method", False, True),
-    _m("continuity", robustness.continuity, "robustness", "method", False, False, images=True),
-    _m("mprt", randomisation.mprt, "randomisation", "method", False, True, _last_stage, "last-stage similarity"),
-    _m("smooth_mprt", randomisation.smooth_mprt, "randomisation", "method", False, True, _last_stage, "last-stage similarity"),
-    _m("efficient_mprt", randomisation.efficient_mprt, "randomisation", "method", True, True),
-    _m("random_logit", randomisation.random_logit, "randomisation", "method", False, True),
-    _m("sparseness", sparseness, "complexity", "map", True, False),
-    _m("complexity", complexity_metric, "complexity", "map", False, False),
-    _m("effective_complexity", effective_complexity, "complexity", "map", False, False),
-    _m("pointing_game", localisation.pointing_game, "localisation", "masks", True, False),
-    _m("relevance_mass_accuracy", localisation.relevance_mass_accuracy, "localisation", "masks", True, False),
-    _m("relevance_rank_accuracy", localisation.relevance_rank_accuracy, "localisation", "masks", True, False),
-    _m("top_k_intersection", localisation.top_k_intersection, "localisation", "masks", True, False),
-])
+METRICS = MetricRegistry(
+    [
+        _m(
+            "pixel_flipping",
+            faithfulness.pixel_flipping,
+            "faithfulness",
+            "attributions",
+            False,
+            False,
+            faithfulness.auc,
+            "AUC (MoRF)",
+        ),
+        _m(
+            "area_between_curves",
+            area_between_curves,
+            "faithfulness",
+            "attributions",
+            True,
+            False,
+            _identity,
+            "AUC(LeRF) − AUC(MoRF)",
+        ),
+        _m("deletion", faithfulness.deletion, "faithfulness", "attributions", False, False, faithfulness.auc, "AUC"),
+        _m(
+            "insertion",
+            faithfulness.insertion,
+            "faithfulness",
+            "attributions",
+            True,
+            False,
+            faithfulness.auc,
+            "AUC",
+            images=True,
+        ),
+        _m(
+            "region_perturbation",
+            faithfulness.region_perturbation,
+            "faithfulness",
+            "attributions",
+            True,
+            False,
+            faithfulness.aopc,
+            "AOPC",
+            images=True,
+        ),
+        _m(
+            "irof",
+            faithfulness.irof,
+            "faithfulness",
+            "attributions",
+            True,
+            False,
+            lambda r: r.score,
+            "area over curve",
+            images=True,
+        ),
+        _m(
+            "faithfulness_correlation",
+            faithfulness.faithfulness_correlation,
+            "faithfulness",
+            "attributions",
+            True,
+            True,
+        ),
+        _m("infidelity", faithfulness.infidelity, "faithfulness", "attributions", False, True),
+        _m(
+            "road",
+            faithfulness.road,
+            "faithfulness",
+            "attributions",
+            False,
+            True,
+            _mean_curve,
+            "mean accuracy (MoRF)",
+            images=True,
+        ),
+        _m("sufficiency", faithfulness.sufficiency, "faithfulness", "attributions", True, False),
+        _m("completeness", faithfulness.completeness, "faithfulness", "attributions", False, False, _abs, "|gap|"),
+        _m("max_sensitivity", robustness.max_sensitivity, "robustness", "method", False, True),
+        _m("avg_sensitivity", robustness.avg_sensitivity, "robustness", "method", False, True),
+        _m("local_lipschitz_estimate", robustness.local_lipschitz_estimate, "robustness", "method", False, True),
+        _m("continuity", robustness.continuity, "robustness", "method", False, False, images=True),
+        _m("mprt", randomisation.mprt, "randomisation", "method", False, True, _last_stage, "last-stage similarity"),
+        _m(
+            "smooth_mprt",
+            randomisation.smooth_mprt,
+            "randomisation",
+            "method",
+            False,
+            True,
+            _last_stage,
+            "last-stage similarity",
+        ),
+        _m("efficient_mprt", randomisation.efficient_mprt, "randomisation", "method", True, True),
+        _m("random_logit", randomisation.random_logit, "randomisation", "method", False, True),
+        _m("sparseness", sparseness, "complexity", "map", True, False),
+        _m("complexity", complexity_metric, "complexity", "map", False, False),
+        _m("effective_complexity", effective_complexity, "complexity", "map", False, False),
+        _m("pointing_game", localisation.pointing_game, "localisation", "masks", True, False),
+        _m("relevance_mass_accuracy", localisation.relevance_mass_accuracy, "localisation", "masks", True, False),
+        _m("relevance_rank_accuracy", localisation.relevance_rank_accuracy, "localisation", "masks", True, False),
+        _m("top_k_intersection", localisation.top_k_intersection, "localisation", "masks", True, False),
+    ]
+)

@@ -56,9 +56,24 @@ def _draw(key: Array, sample: Array, shape: tuple[int, ...], noise: str, scale: 
 
 
 @compiled(static=("method", "noise", "scale", "quotient", "norm", "relative", "normalise_by", "absolute"))
-def _noise_chunk(problem: Problem, inputs: Inputs, indices: Array | None, a0: Array, samples: Array, deltas: Array | None,
-                 key: Array | None, *, method: c.StaticMethod, noise: str, scale: float, quotient: str, norm: str,
-                 relative: bool, normalise_by: str | None, absolute: bool) -> Array:
+def _noise_chunk(
+    problem: Problem,
+    inputs: Inputs,
+    indices: Array | None,
+    a0: Array,
+    samples: Array,
+    deltas: Array | None,
+    key: Array | None,
+    *,
+    method: c.StaticMethod,
+    noise: str,
+    scale: float,
+    quotient: str,
+    norm: str,
+    relative: bool,
+    normalise_by: str | None,
+    absolute: bool,
+) -> Array:
     """``(chunk, B)`` values for the draws ``samples`` (or the given ``deltas``)."""
     x = inputs.x
     if deltas is None:
@@ -73,15 +88,25 @@ def _noise_chunk(problem: Problem, inputs: Inputs, indices: Array | None, a0: Ar
         value = _norm(change, norm)
         if relative:
             size = jnp.tile(_norm(a0, norm), k)
-            value = value / jnp.where(size == 0, 1.0, size)    # Captum: a zero map divides by 1
+            value = value / jnp.where(size == 0, 1.0, size)  # Captum: a zero map divides by 1
     else:  # lipschitz: ‖Φ(x) − Φ(x')‖₂ / (‖x − x'‖₂ + ε)
         value = _norm(change, "fro") / (_norm(deltas.reshape(k * b, *x.shape[1:]), "fro") + LIPSCHITZ_EPS)
     return value.reshape(k, b)
 
 
-def _prepare_method_metric(model: Model, variables: Any, x: Any, target: Target, method: Any, metric: str,
-                           attributions: Any, model_kwargs: Mapping[str, Any] | None, *, absolute: bool,
-                           normalise_by: str | None) -> tuple[Problem, Inputs, c.StaticMethod, Array | None, Array]:
+def _prepare_method_metric(
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    metric: str,
+    attributions: Any,
+    model_kwargs: Mapping[str, Any] | None,
+    *,
+    absolute: bool,
+    normalise_by: str | None,
+) -> tuple[Problem, Inputs, c.StaticMethod, Array | None, Array]:
     explain_with = c.resolve_method(method, metric)
     problem, inputs = prepare(model, variables, x, target, model_kwargs)
     c.check_choice("normalise", normalise_by, c.NORMALISATIONS)
@@ -93,37 +118,99 @@ def _prepare_method_metric(model: Model, variables: Any, x: Any, target: Target,
     return problem, inputs, explain_with, indices, c.preprocess(a0, absolute=absolute, normalise_by=normalise_by)
 
 
-def _noise_values(model: Model, variables: Any, x: Any, target: Target, method: Any, metric: str, *, key: Array | None,
-                  samples: int, noise: str, scale: float, quotient: str, norm: str, relative: bool, normalise_by: str | None,
-                  absolute: bool, perturbations: Any, attributions: Any, batch_size: int | None,
-                  model_kwargs: Mapping[str, Any] | None) -> Array:
+def _noise_values(
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    metric: str,
+    *,
+    key: Array | None,
+    samples: int,
+    noise: str,
+    scale: float,
+    quotient: str,
+    norm: str,
+    relative: bool,
+    normalise_by: str | None,
+    absolute: bool,
+    perturbations: Any,
+    attributions: Any,
+    batch_size: int | None,
+    model_kwargs: Mapping[str, Any] | None,
+) -> Array:
     """``(samples, B)`` sensitivity or Lipschitz quotients of every draw."""
     problem, inputs, explain_with, indices, a0 = _prepare_method_metric(
-        model, variables, x, target, method, metric, attributions, model_kwargs, absolute=absolute, normalise_by=normalise_by)
+        model,
+        variables,
+        x,
+        target,
+        method,
+        metric,
+        attributions,
+        model_kwargs,
+        absolute=absolute,
+        normalise_by=normalise_by,
+    )
     n = c.check_positive_int("samples", samples)
     c.check_choice("norm", norm, ("fro", "inf"))
     scale = c.check_non_negative("radius" if noise == "uniform" else "std", scale)
     if perturbations is not None:
-        deltas = c.check_draws("perturbations", perturbations, (n, *inputs.x.shape), "one additive perturbation per draw")
+        deltas = c.check_draws(
+            "perturbations", perturbations, (n, *inputs.x.shape), "one additive perturbation per draw"
+        )
     else:
         deltas = None
         c.check_key(key, True, metric)
     b = inputs.x.shape[0]
-    size = max(1, c.PERTURBED_IMAGES_PER_PASS // b) if batch_size is None else c.check_positive_int("batch_size", batch_size)
+    size = (
+        max(1, c.PERTURBED_IMAGES_PER_PASS // b)
+        if batch_size is None
+        else c.check_positive_int("batch_size", batch_size)
+    )
     parts = []
     for start, stop in c.chunks(n, size):
-        parts.append(_noise_chunk(
-            problem, inputs, indices, a0, jnp.arange(start, stop), None if deltas is None else deltas[start:stop], key,
-            method=explain_with, noise=noise, scale=scale, quotient=quotient, norm=norm, relative=relative,
-            normalise_by=normalise_by, absolute=absolute))
+        parts.append(
+            _noise_chunk(
+                problem,
+                inputs,
+                indices,
+                a0,
+                jnp.arange(start, stop),
+                None if deltas is None else deltas[start:stop],
+                key,
+                method=explain_with,
+                noise=noise,
+                scale=scale,
+                quotient=quotient,
+                norm=norm,
+                relative=relative,
+                normalise_by=normalise_by,
+                absolute=absolute,
+            )
+        )
     return jnp.concatenate(parts, axis=0)
 
 
 def max_sensitivity(
-    model: Model, variables: Any, x: Any, target: Target, method: Any, *,
-    key: Array | None = None, samples: int = 200, radius: float = 0.2, norm: str = "fro", relative: bool = True,
-    normalise: str | None = None, absolute: bool = False, perturbations: Any = None, attributions: Any = None,
-    batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    *,
+    key: Array | None = None,
+    samples: int = 200,
+    radius: float = 0.2,
+    norm: str = "fro",
+    relative: bool = True,
+    normalise: str | None = None,
+    absolute: bool = False,
+    perturbations: Any = None,
+    attributions: Any = None,
+    batch_size: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Max-sensitivity (Yeh et al. 2019, "On the (In)fidelity and Sensitivity of Explanations", Eq. 3)::
 
@@ -136,35 +223,93 @@ def max_sensitivity(
     samples, r = 0.2; Captum's ``sensitivity_max``: 10 samples, r = 0.02 (presets ``"quantus"`` and
     ``"captum"``).  ``perturbations (samples, B, ...)`` injects δ; ``attributions`` reuses Φ(x).
     """
-    values = _noise_values(model, variables, x, target, method, "max_sensitivity", key=key, samples=samples, noise="uniform",
-                           scale=radius, quotient="sensitivity", norm=norm, relative=bool(relative), normalise_by=normalise,
-                           absolute=bool(absolute), perturbations=perturbations, attributions=attributions,
-                           batch_size=batch_size, model_kwargs=model_kwargs)
+    values = _noise_values(
+        model,
+        variables,
+        x,
+        target,
+        method,
+        "max_sensitivity",
+        key=key,
+        samples=samples,
+        noise="uniform",
+        scale=radius,
+        quotient="sensitivity",
+        norm=norm,
+        relative=bool(relative),
+        normalise_by=normalise,
+        absolute=bool(absolute),
+        perturbations=perturbations,
+        attributions=attributions,
+        batch_size=batch_size,
+        model_kwargs=model_kwargs,
+    )
     return jnp.max(values, axis=0)
 
 
 def avg_sensitivity(
-    model: Model, variables: Any, x: Any, target: Target, method: Any, *,
-    key: Array | None = None, samples: int = 200, radius: float = 0.2, norm: str = "fro", relative: bool = True,
-    normalise: str | None = None, absolute: bool = False, perturbations: Any = None, attributions: Any = None,
-    batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    *,
+    key: Array | None = None,
+    samples: int = 200,
+    radius: float = 0.2,
+    norm: str = "fro",
+    relative: bool = True,
+    normalise: str | None = None,
+    absolute: bool = False,
+    perturbations: Any = None,
+    attributions: Any = None,
+    batch_size: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Average sensitivity (Yeh et al. 2019, Eq. 4; Bhatt et al. 2020)::
 
         SENS_AVG(Φ, f, x, r) = E_{δ ~ U[−r, r]^D} ‖Φ(x + δ) − Φ(x)‖ / ‖Φ(x)‖
 
     the mean over ``samples`` draws of the quantity :func:`max_sensitivity` maximises (same options)."""
-    values = _noise_values(model, variables, x, target, method, "avg_sensitivity", key=key, samples=samples, noise="uniform",
-                           scale=radius, quotient="sensitivity", norm=norm, relative=bool(relative), normalise_by=normalise,
-                           absolute=bool(absolute), perturbations=perturbations, attributions=attributions,
-                           batch_size=batch_size, model_kwargs=model_kwargs)
+    values = _noise_values(
+        model,
+        variables,
+        x,
+        target,
+        method,
+        "avg_sensitivity",
+        key=key,
+        samples=samples,
+        noise="uniform",
+        scale=radius,
+        quotient="sensitivity",
+        norm=norm,
+        relative=bool(relative),
+        normalise_by=normalise,
+        absolute=bool(absolute),
+        perturbations=perturbations,
+        attributions=attributions,
+        batch_size=batch_size,
+        model_kwargs=model_kwargs,
+    )
     return jnp.mean(values, axis=0)
 
 
 def local_lipschitz_estimate(
-    model: Model, variables: Any, x: Any, target: Target, method: Any, *,
-    key: Array | None = None, samples: int = 200, std: float = 0.1, normalise: str | None = "max",
-    absolute: bool = False, perturbations: Any = None, attributions: Any = None, batch_size: int | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    *,
+    key: Array | None = None,
+    samples: int = 200,
+    std: float = 0.1,
+    normalise: str | None = "max",
+    absolute: bool = False,
+    perturbations: Any = None,
+    attributions: Any = None,
+    batch_size: int | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018, "On the Robustness of Interpretability
@@ -176,17 +321,44 @@ def local_lipschitz_estimate(
     Quantus' estimator), per sample ``(B,)``.  Quantus defaults: 200 samples, std 0.1, maps normalised
     by their maximum (per sample here; Quantus divides by the batch's maximum).
     """
-    values = _noise_values(model, variables, x, target, method, "local_lipschitz_estimate", key=key, samples=samples,
-                           noise="gaussian", scale=std, quotient="lipschitz", norm="fro", relative=False,
-                           normalise_by=normalise, absolute=bool(absolute), perturbations=perturbations,
-                           attributions=attributions, batch_size=batch_size, model_kwargs=model_kwargs)
+    values = _noise_values(
+        model,
+        variables,
+        x,
+        target,
+        method,
+        "local_lipschitz_estimate",
+        key=key,
+        samples=samples,
+        noise="gaussian",
+        scale=std,
+        quotient="lipschitz",
+        norm="fro",
+        relative=False,
+        normalise_by=normalise,
+        absolute=bool(absolute),
+        perturbations=perturbations,
+        attributions=attributions,
+        batch_size=batch_size,
+        model_kwargs=model_kwargs,
+    )
     return jnp.max(values, axis=0)
 
 
 @compiled(static=("method", "baseline", "normalise_by", "absolute"))
-def _continuity_chunk(problem: Problem, inputs: Inputs, indices: Array | None, a0: Array, shifts: Array,
-                      baseline_value: Array, *, method: c.StaticMethod, baseline: c.Baseline, normalise_by: str | None,
-                      absolute: bool) -> Array:
+def _continuity_chunk(
+    problem: Problem,
+    inputs: Inputs,
+    indices: Array | None,
+    a0: Array,
+    shifts: Array,
+    baseline_value: Array,
+    *,
+    method: c.StaticMethod,
+    baseline: c.Baseline,
+    normalise_by: str | None,
+    absolute: bool,
+) -> Array:
     from .imputation import translate_horizontally
 
     x = inputs.x
@@ -205,9 +377,19 @@ def _continuity_chunk(problem: Problem, inputs: Inputs, indices: Array | None, a
 
 
 def continuity(
-    model: Model, variables: Any, x: Any, target: Target, method: Any, *,
-    steps: int = 28, baseline: Any = "black", normalise: str | None = "max", absolute: bool = True,
-    attributions: Any = None, batch_size: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
+    model: Model,
+    variables: Any,
+    x: Any,
+    target: Target,
+    method: Any,
+    *,
+    steps: int = 28,
+    baseline: Any = "black",
+    normalise: str | None = "max",
+    absolute: bool = True,
+    attributions: Any = None,
+    batch_size: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Array:
     """Continuity (Montavon, Samek & Müller 2018, "Methods for Interpreting and Understanding Deep
     Neural Networks", §5.2: explanation continuity, max ‖R(x) − R(x')‖₁ / ‖x − x'‖₂) over horizontal
@@ -226,8 +408,17 @@ def continuity(
     its score); here such a step contributes 0.
     """
     problem, inputs, explain_with, indices, a0 = _prepare_method_metric(
-        model, variables, x, target, method, "continuity", attributions, model_kwargs, absolute=bool(absolute),
-        normalise_by=normalise)
+        model,
+        variables,
+        x,
+        target,
+        method,
+        "continuity",
+        attributions,
+        model_kwargs,
+        absolute=bool(absolute),
+        normalise_by=normalise,
+    )
     if inputs.x.ndim != 4:
         raise InputError(f"continuity translates NHWC images; x has shape {tuple(inputs.x.shape)}.")
     n = c.check_positive_int("steps", steps)
@@ -238,10 +429,24 @@ def continuity(
     shifts = jnp.asarray([-w + step * (k + 1) for k in range(n)], jnp.int32)
     base, value = c.split_baseline(baseline, inputs.x)
     b = inputs.x.shape[0]
-    size = max(1, c.PERTURBED_IMAGES_PER_PASS // b) if batch_size is None else c.check_positive_int("batch_size", batch_size)
+    size = (
+        max(1, c.PERTURBED_IMAGES_PER_PASS // b)
+        if batch_size is None
+        else c.check_positive_int("batch_size", batch_size)
+    )
     parts = [
-        _continuity_chunk(problem, inputs, indices, a0, shifts[start:stop], value, method=explain_with, baseline=base,
-                          normalise_by=normalise, absolute=bool(absolute))
+        _continuity_chunk(
+            problem,
+            inputs,
+            indices,
+            a0,
+            shifts[start:stop],
+            value,
+            method=explain_with,
+            baseline=base,
+            normalise_by=normalise,
+            absolute=bool(absolute),
+        )
         for start, stop in c.chunks(n, size)
     ]
     return jnp.max(jnp.concatenate(parts, axis=0), axis=0)

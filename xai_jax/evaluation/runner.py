@@ -31,8 +31,12 @@ from .randomisation import MPRTResult
 from .registry import METRICS, MetricInfo
 
 #: What an evaluation owns in its output folder (see :mod:`xai_jax.viz.output`).
-LAYOUT = Layout(format="xai_jax-evaluation/1", entries=("manifest.json", "results.csv", "results.md", "plots"),
-                folders=("plots",), what="evaluation")
+LAYOUT = Layout(
+    format="xai_jax-evaluation/1",
+    entries=("manifest.json", "results.csv", "results.md", "plots"),
+    folders=("plots",),
+    what="evaluation",
+)
 
 #: Metrics whose result is a :class:`Curve` worth plotting.
 CURVE_METRICS = ("pixel_flipping", "deletion", "insertion", "region_perturbation", "road")
@@ -61,8 +65,17 @@ class EvaluationReport:
                     continue
                 v = np.asarray(values, np.float64)
                 sem = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-                out.append({"method": method, "metric": metric, "summary": info.summary_name, "mean": float(v.mean()),
-                            "sem": sem, "n": len(v), "better": "higher" if info.higher_is_better else "lower"})
+                out.append(
+                    {
+                        "method": method,
+                        "metric": metric,
+                        "summary": info.summary_name,
+                        "mean": float(v.mean()),
+                        "sem": sem,
+                        "n": len(v),
+                        "better": "higher" if info.higher_is_better else "lower",
+                    }
+                )
         return out
 
     def to_markdown(self) -> str:
@@ -79,7 +92,9 @@ class EvaluationReport:
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         notes = [f"- {meth} / {met}: skipped ({why})" for (meth, met), why in self.skipped.items()]
         legend = "\n".join(f"- {m}: {METRICS[m].summary_name} per sample" for m in metrics)
-        return "\n".join(lines) + ("\n\n" + legend if legend else "") + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+        return (
+            "\n".join(lines) + ("\n\n" + legend if legend else "") + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+        )
 
     def write(self, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
         """``results.csv``, ``results.md`` and the plots (``plots/curves_<metric>.png``,
@@ -118,8 +133,11 @@ class EvaluationReport:
         for metric, results in self.cascades.items():
             if results:
                 written[f"{metric}_cascade"] = f"plots/{metric}_cascade.png"
-                plots.plot_mprt_cascade(results, title=f"{metric}: similarity as layers are randomised",
-                                        path=folder / f"{metric}_cascade.png")
+                plots.plot_mprt_cascade(
+                    results,
+                    title=f"{metric}: similarity as layers are randomised",
+                    path=folder / f"{metric}_cascade.png",
+                )
                 with_maps = {k: r for k, r in results.items() if r.explanations is not None}
                 if with_maps:
                     written[f"{metric}_maps"] = f"plots/{metric}_maps.png"
@@ -127,7 +145,9 @@ class EvaluationReport:
         return written
 
 
-def _resolve_methods(methods: Mapping[str, Any] | Sequence[str], key: jax.Array) -> tuple[dict[str, Callable[..., Any]], dict[str, str]]:
+def _resolve_methods(
+    methods: Mapping[str, Any] | Sequence[str], key: jax.Array
+) -> tuple[dict[str, Callable[..., Any]], dict[str, str]]:
     """Names or ``{name: callable}`` -> callables; registered methods that need a layer are skipped
     (metrics need input-resolution maps), ones that need a key get a fixed one."""
     if isinstance(methods, Mapping):
@@ -166,15 +186,32 @@ def _concat_curves(parts: list[Curve]) -> Curve:
 
 
 def _concat_mprt(parts: list[MPRTResult]) -> MPRTResult:
-    return MPRTResult(parts[0].layers, jnp.concatenate([p.scores for p in parts], axis=1),
-                      jnp.concatenate([p.original for p in parts]), parts[0].explanations)
+    return MPRTResult(
+        parts[0].layers,
+        jnp.concatenate([p.scores for p in parts], axis=1),
+        jnp.concatenate([p.original for p in parts]),
+        parts[0].explanations,
+    )
 
 
 def evaluate(
-    model: Any, variables: Any, images: Any, targets: Any = None, *,
-    methods: Mapping[str, Any] | Sequence[str], metrics: Sequence[str], key: jax.Array, preset: str = "xai_jax",
-    options: Mapping[str, Mapping[str, Any]] | None = None, masks: Any = None, batch_size: int = 32, mesh: Any = None,
-    progress: bool = True, out_dir: str | Path | None = None, overwrite: bool = False, maps_to_keep: int = 4,
+    model: Any,
+    variables: Any,
+    images: Any,
+    targets: Any = None,
+    *,
+    methods: Mapping[str, Any] | Sequence[str],
+    metrics: Sequence[str],
+    key: jax.Array,
+    preset: str = "xai_jax",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    masks: Any = None,
+    batch_size: int = 32,
+    mesh: Any = None,
+    progress: bool = True,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    maps_to_keep: int = 4,
 ) -> EvaluationReport:
     """Run every method × metric over ``images`` (``targets``: class per image, or ``None`` for the
     predicted class) and summarise each metric per sample (:attr:`MetricInfo.summary`).
@@ -209,7 +246,9 @@ def evaluate(
         info.check_options(opts[info.name])
     for name in options or {}:
         if name not in opts:
-            raise InputError(f"options for metric {name!r}, which is not among the metrics evaluated ({', '.join(opts)}).")
+            raise InputError(
+                f"options for metric {name!r}, which is not among the metrics evaluated ({', '.join(opts)})."
+            )
     pieces: dict[tuple[str, str], list[Any]] = {}
     starts = list(range(0, n, batch_size))
     bar = tqdm(total=len(starts) * max(len(callables), 1), disable=not progress, desc="evaluate", unit="method·batch")
@@ -229,8 +268,17 @@ def evaluate(
                 if info.name in ("mprt",) and b == 0:
                     extra["keep_explanations"] = True
                 try:
-                    result = info(model, variables, xb, tb, attributions=attributions, method=method, masks=mb,
-                                  key=jax.random.fold_in(jax.random.fold_in(key, b), m_index), **extra)
+                    result = info(
+                        model,
+                        variables,
+                        xb,
+                        tb,
+                        attributions=attributions,
+                        method=method,
+                        masks=mb,
+                        key=jax.random.fold_in(jax.random.fold_in(key, b), m_index),
+                        **extra,
+                    )
                 except XaiJaxError as err:
                     report.skipped[(method_name, info.name)] = str(err).splitlines()[0]
                     continue

@@ -11,6 +11,7 @@ Array = jax.Array
 
 def average_ranks(v: Array) -> Array:
     """0-based ranks along the last axis with ties given their average rank (SciPy's 'average')."""
+
     def one(u: Array) -> Array:
         s = jnp.sort(u)
         lo = jnp.searchsorted(s, u, side="left")
@@ -37,7 +38,6 @@ def pearson(a: Array, b: Array) -> Array:
 def spearman(a: Array, b: Array) -> Array:
     """Spearman rank correlation along the last axis (average ranks for ties); 0 for a constant side."""
     return pearson(average_ranks(a), average_ranks(b))
-
 
 
 def _box_mean(v: Array, size: int) -> Array:

@@ -12,15 +12,42 @@ from . import checkpoint, imagenet, losses, mnist, nnx_mnist, torch_port, zoo
 from .checkpoint import load_checkpoint, save_checkpoint
 from .imagenet import VGG16, VGG19, ResNet18
 from .mnist import (
-    CamCNN, DCGANDiscriminator, DCGANGenerator, EvidentialCNN, GanDiscriminator, GanGenerator, MCDropoutCNN,
+    CamCNN,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    EvidentialCNN,
+    GanDiscriminator,
+    GanGenerator,
+    MCDropoutCNN,
     MnistCNN,
 )
 from .torch_port import from_torchvision
 from .zoo import available, build, info, load
 
 __all__ = [
-    "CamCNN", "DCGANDiscriminator", "DCGANGenerator", "EvidentialCNN", "GanDiscriminator", "GanGenerator",
-    "MCDropoutCNN", "MnistCNN", "ResNet18", "VGG16", "VGG19", "available", "build", "checkpoint",
-    "from_torchvision", "imagenet", "info", "load", "load_checkpoint", "losses", "mnist", "nnx_mnist", "save_checkpoint",
-    "torch_port", "zoo",
+    "VGG16",
+    "VGG19",
+    "CamCNN",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "EvidentialCNN",
+    "GanDiscriminator",
+    "GanGenerator",
+    "MCDropoutCNN",
+    "MnistCNN",
+    "ResNet18",
+    "available",
+    "build",
+    "checkpoint",
+    "from_torchvision",
+    "imagenet",
+    "info",
+    "load",
+    "load_checkpoint",
+    "losses",
+    "mnist",
+    "nnx_mnist",
+    "save_checkpoint",
+    "torch_port",
+    "zoo",
 ]

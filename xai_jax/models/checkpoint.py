@@ -50,9 +50,23 @@ from flax import serialization
 from ..core.errors import CheckpointError, OutputError
 
 __all__ = [
-    "BACKUPS_DIR", "CHECKPOINTS_ENV", "MANIFEST_FORMAT", "MANIFEST_NAME", "backup_entry", "check_checkpoint_dir",
-    "checkpoints_dir", "construct", "expected_structure", "file_sha256", "load_checkpoint", "manifest_entry_for",
-    "new_backup_dir", "read_manifest", "require_file", "save_checkpoint", "update_manifest",
+    "BACKUPS_DIR",
+    "CHECKPOINTS_ENV",
+    "MANIFEST_FORMAT",
+    "MANIFEST_NAME",
+    "backup_entry",
+    "check_checkpoint_dir",
+    "checkpoints_dir",
+    "construct",
+    "expected_structure",
+    "file_sha256",
+    "load_checkpoint",
+    "manifest_entry_for",
+    "new_backup_dir",
+    "read_manifest",
+    "require_file",
+    "save_checkpoint",
+    "update_manifest",
 ]
 
 CHECKPOINTS_ENV = "XAI_JAX_CHECKPOINTS"
@@ -144,8 +158,9 @@ def check_checkpoint_dir(directory: str | os.PathLike, files: Iterable[str] = ()
     directory = Path(directory)
     if os.path.lexists(directory):
         if not directory.is_dir():
-            raise OutputError(f"{directory} is a file, not a folder: give a folder for the checkpoints "
-                              "(it is created if missing).")
+            raise OutputError(
+                f"{directory} is a file, not a folder: give a folder for the checkpoints (it is created if missing)."
+            )
         writable = directory
     else:
         writable = directory.parent
@@ -154,15 +169,18 @@ def check_checkpoint_dir(directory: str | os.PathLike, files: Iterable[str] = ()
         if not writable.is_dir():
             raise OutputError(f"cannot create the checkpoint folder {directory}: {writable} is a file, not a folder.")
     if not os.access(writable, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write checkpoints to {directory}: {writable} is not writable; "
-                          "choose another folder.")
+        raise OutputError(
+            f"cannot write checkpoints to {directory}: {writable} is not writable; choose another folder."
+        )
     manifest = directory / MANIFEST_NAME
     if os.path.lexists(manifest):
         try:
             read_manifest(directory)
         except CheckpointError as err:
-            raise OutputError(f"{manifest} is not a readable xai_jax checkpoint manifest, and writing "
-                              f"checkpoints there would replace it ({err}); choose another folder.") from err
+            raise OutputError(
+                f"{manifest} is not a readable xai_jax checkpoint manifest, and writing "
+                f"checkpoints there would replace it ({err}); choose another folder."
+            ) from err
     for file in files:
         if (directory / file).is_dir():
             raise OutputError(f"{directory / file} is a folder; a checkpoint cannot be written there.")
@@ -276,7 +294,9 @@ def _check_structure(restored: Mapping[str, Any], expected: Any, path: Path, mod
             parts.append(f"missing {_listing(missing)}")
         if unexpected:
             parts.append(f"unexpected {_listing(unexpected)}")
-        raise CheckpointError(f"checkpoint {path} holds a tree for a different model than {model_desc}: " + "; ".join(parts))
+        raise CheckpointError(
+            f"checkpoint {path} holds a tree for a different model than {model_desc}: " + "; ".join(parts)
+        )
     problems = []
     for k, spec in want.items():
         leaf = got[k]
@@ -287,7 +307,8 @@ def _check_structure(restored: Mapping[str, Any], expected: Any, path: Path, mod
             problems.append(f"{k} has dtype {np.asarray(leaf).dtype}, the model expects {spec.dtype}")
     if problems:
         raise CheckpointError(
-            f"checkpoint {path} does not fit {model_desc} (a different configuration of it?): " + "; ".join(problems[:_LIST_LIMIT])
+            f"checkpoint {path} does not fit {model_desc} (a different configuration of it?): "
+            + "; ".join(problems[:_LIST_LIMIT])
         )
 
 
@@ -317,9 +338,11 @@ def construct(cls: type[nn.Module], kwargs: Any, where: str) -> nn.Module:
     fields = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")]
     unknown = sorted(set(kwargs) - set(fields))
     if unknown:
-        raise CheckpointError(f"{where}: kwargs {', '.join(map(repr, unknown))} are not arguments of {cls.__name__} "
-                              f"(it takes {', '.join(fields) or 'none'}); the manifest was written for another "
-                              "version of the model: fix or remove the entry")
+        raise CheckpointError(
+            f"{where}: kwargs {', '.join(map(repr, unknown))} are not arguments of {cls.__name__} "
+            f"(it takes {', '.join(fields) or 'none'}); the manifest was written for another "
+            "version of the model: fix or remove the entry"
+        )
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:

@@ -49,8 +49,16 @@ import numpy as np
 from flax import linen as nn
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "RESNET18_STAGES", "VGG_CFGS", "BasicBlock", "ResNet18", "VGG16",
-    "VGG19", "adaptive_avg_pool2d", "vgg_layout",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "RESNET18_STAGES",
+    "VGG16",
+    "VGG19",
+    "VGG_CFGS",
+    "BasicBlock",
+    "ResNet18",
+    "adaptive_avg_pool2d",
+    "vgg_layout",
 ]
 
 #: Per-channel RGB mean/std torchvision's ImageNet weights expect (inputs scaled to [0, 1] first).
@@ -60,8 +68,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 #: torchvision's VGG configurations: output channels of each 3x3 conv, "M" for a 2x2/2 max-pool.
 VGG_CFGS: dict[str, tuple[int | str, ...]] = {
     "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
-    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
 }
 
 #: ResNet-18 stages: (channels, stride of the first block); two BasicBlocks per stage.
@@ -82,6 +89,7 @@ def _torch_linear_bias_init(fan_in: int) -> Callable[..., jax.Array]:
 # ----------------------------------------------------------------------------------------------------
 # Adaptive average pooling
 # ----------------------------------------------------------------------------------------------------
+
 
 def _adaptive_bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
     """torch's AdaptiveAvgPool bins: start = floor(i*in/out), end = ceil((i+1)*in/out)."""
@@ -123,6 +131,7 @@ def adaptive_avg_pool2d(x: jax.Array, output_size: int | Sequence[int]) -> jax.A
 # ----------------------------------------------------------------------------------------------------
 # VGG
 # ----------------------------------------------------------------------------------------------------
+
 
 def vgg_layout(cfg: Sequence[int | str], batch_norm: bool) -> Iterator[tuple]:
     """Walk torchvision's ``features`` Sequential: yields ``("conv", i, c_in, c_out)``,
@@ -168,21 +177,22 @@ class _VGG(nn.Module):
     CFG: ClassVar[tuple[int | str, ...]] = ()
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, deterministic: bool | None = None,
-                 train: bool | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, *, deterministic: bool | None = None, train: bool | None = None) -> jax.Array:
         deterministic = self.deterministic if deterministic is None else deterministic
         train = self.train if train is None else train
         for item in vgg_layout(self.CFG, self.batch_norm):
             if item[0] == "pool":
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
             elif item[0] == "conv":
-                x = nn.Conv(item[3], (3, 3), padding=((1, 1), (1, 1)), kernel_init=_conv_init,
-                            name=f"features_{item[1]}")(x)
+                x = nn.Conv(
+                    item[3], (3, 3), padding=((1, 1), (1, 1)), kernel_init=_conv_init, name=f"features_{item[1]}"
+                )(x)
                 if not self.batch_norm:
                     x = nn.relu(x)
             else:  # bn
-                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                 name=f"features_{item[1]}")(x)
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f"features_{item[1]}")(
+                    x
+                )
                 x = nn.relu(x)
         x = adaptive_avg_pool2d(x, (7, 7))
         x = x.reshape(x.shape[0], -1)  # NHWC flatten; the importer permutes classifier_0 to match
@@ -209,6 +219,7 @@ class VGG19(_VGG):
 # ResNet-18
 # ----------------------------------------------------------------------------------------------------
 
+
 def _bn(name: str, train: bool) -> nn.BatchNorm:
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
 
@@ -227,15 +238,30 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         s = self.strides
-        y = nn.Conv(self.features, (3, 3), strides=(s, s), padding=((1, 1), (1, 1)), use_bias=False,
-                    kernel_init=_conv_init, name="conv1")(x)
+        y = nn.Conv(
+            self.features,
+            (3, 3),
+            strides=(s, s),
+            padding=((1, 1), (1, 1)),
+            use_bias=False,
+            kernel_init=_conv_init,
+            name="conv1",
+        )(x)
         y = nn.relu(_bn("bn1", train)(y))
-        y = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                    kernel_init=_conv_init, name="conv2")(y)
+        y = nn.Conv(
+            self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=_conv_init, name="conv2"
+        )(y)
         y = _bn("bn2", train)(y)
         if self.downsample:
-            x = nn.Conv(self.features, (1, 1), strides=(s, s), padding=((0, 0), (0, 0)), use_bias=False,
-                        kernel_init=_conv_init, name="downsample_0")(x)
+            x = nn.Conv(
+                self.features,
+                (1, 1),
+                strides=(s, s),
+                padding=((0, 0), (0, 0)),
+                use_bias=False,
+                kernel_init=_conv_init,
+                name="downsample_0",
+            )(x)
             x = _bn("downsample_1", train)(x)
         return nn.relu(y + x)
 
@@ -257,17 +283,18 @@ class ResNet18(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool | None = None) -> jax.Array:
         train = self.train if train is None else train
-        x = nn.Conv(64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False,
-                    kernel_init=_conv_init, name="conv1")(x)
+        x = nn.Conv(
+            64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False, kernel_init=_conv_init, name="conv1"
+        )(x)
         x = nn.relu(_bn("bn1", train)(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         c_in = 64
         for k, (c, s) in enumerate(RESNET18_STAGES, start=1):
             for j in range(2):
                 stride = s if j == 0 else 1
-                x = BasicBlock(c, stride, downsample=(stride != 1 or c_in != c),
-                               name=f"layer{k}_{j}")(x, train)
+                x = BasicBlock(c, stride, downsample=(stride != 1 or c_in != c), name=f"layer{k}_{j}")(x, train)
                 c_in = c
         x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten
-        return nn.Dense(self.num_classes, kernel_init=_torch_linear_init,
-                        bias_init=_torch_linear_bias_init(512), name="fc")(x)
+        return nn.Dense(
+            self.num_classes, kernel_init=_torch_linear_init, bias_init=_torch_linear_bias_init(512), name="fc"
+        )(x)

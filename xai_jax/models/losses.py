@@ -29,7 +29,10 @@ import jax.numpy as jnp
 from jax.scipy.special import digamma, gammaln
 
 __all__ = [
-    "annealing_weight", "dirichlet_kl_to_uniform", "evidential_digamma_loss", "evidential_log_loss",
+    "annealing_weight",
+    "dirichlet_kl_to_uniform",
+    "evidential_digamma_loss",
+    "evidential_log_loss",
     "evidential_mse_loss",
 ]
 

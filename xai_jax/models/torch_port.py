@@ -36,10 +36,15 @@ from ..core.errors import CheckpointError, UnknownNameError, unknown_name_messag
 from .imagenet import RESNET18_STAGES, VGG_CFGS, vgg_layout
 
 __all__ = [
-    "TORCHVISION_ARCHS", "batchnorm_from_torch", "conv_kernel_from_torch",
+    "TORCHVISION_ARCHS",
+    "batchnorm_from_torch",
+    "conv_kernel_from_torch",
     "conv_transpose_kernel_from_torch",
-    "conv_transpose_padding_from_torch", "dense_kernel_from_torch", "dense_kernel_from_torch_after_flatten",
-    "from_torchvision", "to_numpy",
+    "conv_transpose_padding_from_torch",
+    "dense_kernel_from_torch",
+    "dense_kernel_from_torch_after_flatten",
+    "from_torchvision",
+    "to_numpy",
 ]
 
 ArrayLike = Any  # np.ndarray | torch.Tensor | jax.Array
@@ -72,7 +77,7 @@ def _rows_to_columns(w3: np.ndarray) -> np.ndarray:
     o, m, n = w3.shape
     out = np.empty((n, m, o), w3.dtype)
     for start in range(0, o, 256):
-        out[:, :, start:start + 256] = w3[start:start + 256].transpose(2, 1, 0)
+        out[:, :, start : start + 256] = w3[start : start + 256].transpose(2, 1, 0)
     return out
 
 
@@ -86,6 +91,7 @@ def to_numpy(a: ArrayLike) -> np.ndarray:
 # Per-layer conversions (torch -> flax; the inverses, used to build PyTorch twins, are in tests/torch_export.py)
 # ----------------------------------------------------------------------------------------------------
 
+
 def conv_kernel_from_torch(w: ArrayLike) -> np.ndarray:
     """Conv weight ``(out, in/groups, kh, kw)`` (OIHW) -> Flax ``nn.Conv`` kernel ``(kh, kw, in/groups, out)``.
 
@@ -96,16 +102,12 @@ def conv_kernel_from_torch(w: ArrayLike) -> np.ndarray:
     return _fresh(np.moveaxis(w, (0, 1), (-1, -2)), w)
 
 
-
-
 def dense_kernel_from_torch(w: ArrayLike) -> np.ndarray:
     """torch Linear weight ``(out, in)`` -> Flax ``nn.Dense`` kernel ``(in, out)``."""
     w = _as_numpy(w)
     if w.ndim != 2:
         raise ValueError(f"Linear weight must be 2-D (out, in), got shape {w.shape}.")
     return _rows_to_columns(w[:, None, :]).reshape(w.shape[1], w.shape[0])
-
-
 
 
 def dense_kernel_from_torch_after_flatten(w: ArrayLike, chw_shape: Sequence[int]) -> np.ndarray:
@@ -118,27 +120,28 @@ def dense_kernel_from_torch_after_flatten(w: ArrayLike, chw_shape: Sequence[int]
     c, h, w_ = (int(s) for s in chw_shape)
     w = _as_numpy(w)
     if w.ndim != 2 or w.shape[1] != c * h * w_:
-        raise ValueError(f"Linear weight of shape {w.shape} does not follow a flatten of (C, H, W)="
-                         f"{tuple(chw_shape)} ({c * h * w_} inputs).")
+        raise ValueError(
+            f"Linear weight of shape {w.shape} does not follow a flatten of (C, H, W)="
+            f"{tuple(chw_shape)} ({c * h * w_} inputs)."
+        )
     out = w.shape[0]
     # rows ordered (h, w, c): (out, C, H*W) -> (H*W, C, out) -> (H*W*C, out)
     return _rows_to_columns(w.reshape(out, c, h * w_)).reshape(h * w_ * c, out)
 
 
-
-
-def batchnorm_from_torch(weight: ArrayLike, bias: ArrayLike, running_mean: ArrayLike,
-                         running_var: ArrayLike) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def batchnorm_from_torch(
+    weight: ArrayLike, bias: ArrayLike, running_mean: ArrayLike, running_var: ArrayLike
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """torch BatchNorm tensors -> ``(params, batch_stats)`` entries of a Flax ``nn.BatchNorm``.
 
     Same formula on both sides, ``(x - mean) / sqrt(var + eps) * scale + bias``; the module must also
     use torch's ``epsilon`` (1e-5 by default, Flax's default is also 1e-5) and, for training,
     ``momentum = 1 - torch_momentum``.  ``affine=False`` BN: pass ones/zeros for weight/bias.
     """
-    return ({"scale": to_numpy(weight), "bias": to_numpy(bias)},
-            {"mean": to_numpy(running_mean), "var": to_numpy(running_var)})
-
-
+    return (
+        {"scale": to_numpy(weight), "bias": to_numpy(bias)},
+        {"mean": to_numpy(running_mean), "var": to_numpy(running_var)},
+    )
 
 
 def conv_transpose_kernel_from_torch(w: ArrayLike, *, transpose_kernel: bool = False) -> np.ndarray:
@@ -159,11 +162,12 @@ def conv_transpose_kernel_from_torch(w: ArrayLike, *, transpose_kernel: bool = F
     return _fresh(np.flip(w, axis=spatial).transpose(*spatial, 0, 1), w)
 
 
-
-
-def conv_transpose_padding_from_torch(kernel_size: int | Sequence[int], padding: int | Sequence[int] = 0,
-                                      output_padding: int | Sequence[int] = 0,
-                                      dilation: int | Sequence[int] = 1) -> tuple[tuple[int, int], ...]:
+def conv_transpose_padding_from_torch(
+    kernel_size: int | Sequence[int],
+    padding: int | Sequence[int] = 0,
+    output_padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+) -> tuple[tuple[int, int], ...]:
     """Flax ``nn.ConvTranspose(padding=...)`` equivalent to torch ``ConvTranspose2d(padding,
     output_padding, dilation)``.
 
@@ -265,8 +269,9 @@ def _set_in(tree: dict[str, Any], path: tuple[str, ...], leaf: str, value: Any) 
     tree[leaf] = value
 
 
-def from_torchvision(arch: str, state_dict: Mapping[str, ArrayLike], *, num_classes: int | None = None,
-                     dtype: Any = np.float32) -> dict:
+def from_torchvision(
+    arch: str, state_dict: Mapping[str, ArrayLike], *, num_classes: int | None = None, dtype: Any = np.float32
+) -> dict:
     """Flax variables for ``VGG16``/``VGG19``/``ResNet18`` from a torchvision ``state_dict``.
 
     Args:
@@ -291,8 +296,9 @@ def from_torchvision(arch: str, state_dict: Mapping[str, ArrayLike], *, num_clas
     if arch not in TORCHVISION_ARCHS:
         raise UnknownNameError(unknown_name_message("architecture", arch, TORCHVISION_ARCHS))
     if not isinstance(state_dict, Mapping):
-        raise CheckpointError(f"from_torchvision expects a mapping of names to tensors (a state dict), "
-                              f"got {type(state_dict).__name__}.")
+        raise CheckpointError(
+            f"from_torchvision expects a mapping of names to tensors (a state dict), got {type(state_dict).__name__}."
+        )
     last_key = "fc.weight" if arch == "resnet18" else "classifier.6.weight"
     if num_classes is None:
         last = state_dict.get(last_key)
@@ -303,9 +309,11 @@ def from_torchvision(arch: str, state_dict: Mapping[str, ArrayLike], *, num_clas
     given = list(state_dict.keys())
     missing = [k for k in required if k not in state_dict]
     unexpected = [k for k in given if k not in required and k not in optional]
-    mismatched = [f"{k}: got {tuple(np.shape(state_dict[k]))}, expected {shape}"
-                  for k, shape in required.items()
-                  if k in state_dict and tuple(np.shape(state_dict[k])) != shape]
+    mismatched = [
+        f"{k}: got {tuple(np.shape(state_dict[k]))}, expected {shape}"
+        for k, shape in required.items()
+        if k in state_dict and tuple(np.shape(state_dict[k])) != shape
+    ]
     if missing or unexpected or mismatched:
         parts = [f"State dict does not match torchvision {arch!r} (num_classes={num_classes})."]
         if missing:

@@ -26,7 +26,13 @@ import flax.linen as nn
 from ..core.errors import CheckpointError, InputError, UnknownNameError, unknown_name_message
 from . import mnist, nnx_mnist, transformers
 from .checkpoint import (
-    CHECKPOINTS_ENV, MANIFEST_NAME, checkpoints_dir, construct, load_checkpoint, manifest_entry_for, read_manifest,
+    CHECKPOINTS_ENV,
+    MANIFEST_NAME,
+    checkpoints_dir,
+    construct,
+    load_checkpoint,
+    manifest_entry_for,
+    read_manifest,
     require_file,
 )
 
@@ -45,15 +51,21 @@ class ZooEntry:
 
 ZOO: dict[str, ZooEntry] = {
     "mnist_cnn": ZooEntry(mnist.MnistCNN, {}, "classifier", "general MNIST CNN (4 convs, 2 max-pools, 2 dense)"),
-    "cam_cnn": ZooEntry(mnist.CamCNN, {}, "classifier", "CAM classifier: 5 convs, 2 max-pools, global average pooling, one dense"),
+    "cam_cnn": ZooEntry(
+        mnist.CamCNN, {}, "classifier", "CAM classifier: 5 convs, 2 max-pools, global average pooling, one dense"
+    ),
     "mc_dropout_cnn": ZooEntry(mnist.MCDropoutCNN, {}, "classifier", "CNN with dropout for Monte-Carlo dropout"),
     "evidential_cnn": ZooEntry(mnist.EvidentialCNN, {}, "classifier", "CNN trained with the evidential MSE loss"),
     "mnist_gan_generator": ZooEntry(mnist.GanGenerator, {}, "generator", "MLP GAN generator, z (100) -> image"),
     "mnist_gan_discriminator": ZooEntry(mnist.GanDiscriminator, {}, "discriminator", "MLP GAN discriminator"),
     "dcgan_generator": ZooEntry(mnist.DCGANGenerator, {}, "generator", "DCGAN generator, z (100) -> image"),
     "dcgan_discriminator": ZooEntry(mnist.DCGANDiscriminator, {}, "discriminator", "DCGAN discriminator"),
-    "mnist_vit": ZooEntry(transformers.ViT, {"stem": 16}, "classifier",
-                          "Vision Transformer: 3x3 conv stem, 7x7 patches (16 tokens + class token), 4 blocks, dim 64, 4 heads"),
+    "mnist_vit": ZooEntry(
+        transformers.ViT,
+        {"stem": 16},
+        "classifier",
+        "Vision Transformer: 3x3 conv stem, 7x7 patches (16 tokens + class token), 4 blocks, dim 64, 4 heads",
+    ),
 }
 
 
@@ -80,7 +92,9 @@ def info(name: str) -> dict[str, Any]:
     _entry(name)
     listed = read_manifest(checkpoints_dir())["models"]
     if name not in listed:
-        raise CheckpointError(f"no checkpoint for {name!r} in {checkpoints_dir()}; train one with `xai-jax train {name}`")
+        raise CheckpointError(
+            f"no checkpoint for {name!r} in {checkpoints_dir()}; train one with `xai-jax train {name}`"
+        )
     return dict(listed[name])
 
 
@@ -129,8 +143,9 @@ def load(name: str, path: str | os.PathLike | None = None, *, api: str = "linen"
     kwargs = dict(entry.kwargs)
     if listed is not None:
         if not isinstance(listed, Mapping):
-            raise CheckpointError(f"{where}: expected a mapping (file, class, kwargs, sha256...), "
-                                  f"got {type(listed).__name__}")
+            raise CheckpointError(
+                f"{where}: expected a mapping (file, class, kwargs, sha256...), got {type(listed).__name__}"
+            )
         if listed.get("class", entry.cls.__name__) != entry.cls.__name__:
             raise CheckpointError(
                 f"manifest entry {name!r} names class {listed.get('class')!r}, but the zoo's {name!r} is {entry.cls.__name__}"
@@ -170,8 +185,11 @@ def _as_nnx(model: nn.Module, variables: Any) -> Any:
 def _init_fields(model: nn.Module) -> list[str]:
     """Constructor fields of a Linen zoo model that differ from the class default (passed on to
     the NNX twin, whose constructor takes the same names)."""
-    return [f.name for f in dataclasses.fields(model) if f.init and f.name not in ("parent", "name")
-            and getattr(model, f.name) != f.default]
+    return [
+        f.name
+        for f in dataclasses.fields(model)
+        if f.init and f.name not in ("parent", "name") and getattr(model, f.name) != f.default
+    ]
 
 
 def _check_listed_as(name: str, path: Path) -> None:

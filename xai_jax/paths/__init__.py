@@ -8,6 +8,14 @@ from .guided_ig import guided_ig
 from .xrai import Regions, felzenszwalb_regions, xrai
 
 __all__ = [
-    "GradientShapDraws", "Regions", "blur_ig", "deeplift_shap", "felzenszwalb_regions", "fullgrad", "gradient_shap",
-    "gradient_shap_draws", "guided_ig", "xrai",
+    "GradientShapDraws",
+    "Regions",
+    "blur_ig",
+    "deeplift_shap",
+    "felzenszwalb_regions",
+    "fullgrad",
+    "gradient_shap",
+    "gradient_shap_draws",
+    "guided_ig",
+    "xrai",
 ]

@@ -24,8 +24,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import (
-    ChunkSize, Flag, InputError, Inputs, Key, MethodCall, NonNegativeFloat, Option, OptionContext, PositiveInt, Problem,
-    chunked_sum, fix_target, method, method_call, resolve_method,
+    ChunkSize,
+    Flag,
+    InputError,
+    Inputs,
+    Key,
+    MethodCall,
+    NonNegativeFloat,
+    Option,
+    OptionContext,
+    PositiveInt,
+    Problem,
+    chunked_sum,
+    fix_target,
+    method,
+    method_call,
+    resolve_method,
 )
 from ..core.checks import check_finite_array, is_array, is_traced
 from ..trace.gradients import target_gradient
@@ -37,9 +51,13 @@ def resolve_distribution(value: Any, x: jax.Array, name: str = "baselines") -> j
     callable ``x -> references``; NaN/inf refused where it can be seen."""
     if callable(value) and not is_array(value):
         value = value(x)
-    if isinstance(value, (bool, np.bool_)) or not (is_array(value) or isinstance(value, (int, float, np.number, list, tuple))):
-        raise InputError(f"{name} must be a number, an array of references (R, ...) or a callable x -> references; "
-                         f"got {type(value).__name__}.")
+    if isinstance(value, (bool, np.bool_)) or not (
+        is_array(value) or isinstance(value, (int, float, np.number, list, tuple))
+    ):
+        raise InputError(
+            f"{name} must be a number, an array of references (R, ...) or a callable x -> references; "
+            f"got {type(value).__name__}."
+        )
     array = jnp.asarray(value, x.dtype)
     sample = tuple(x.shape[1:])
     if array.ndim == 0:
@@ -47,8 +65,10 @@ def resolve_distribution(value: Any, x: jax.Array, name: str = "baselines") -> j
     elif tuple(array.shape) == sample:
         array = array[None]
     elif array.ndim != x.ndim or tuple(array.shape[1:]) != sample:
-        raise InputError(f"{name} of shape {tuple(array.shape)} is not a set of references for x {tuple(x.shape)}: pass a number, "
-                         f"one reference {sample}, or R references (R, {', '.join(map(str, sample))}).")
+        raise InputError(
+            f"{name} of shape {tuple(array.shape)} is not a set of references for x {tuple(x.shape)}: pass a number, "
+            f"one reference {sample}, or R references (R, {', '.join(map(str, sample))})."
+        )
     if array.shape[0] == 0:
         raise InputError(f"{name} is empty: pass at least one reference.")
     check_finite_array(name, array)
@@ -77,8 +97,9 @@ class GradientShapDraws:
         return cls(*children)
 
 
-def gradient_shap_draws(key: jax.Array, x_shape: tuple[int, ...], references: int, samples: int, stdev: float,
-                        dtype: Any = jnp.float32) -> GradientShapDraws:
+def gradient_shap_draws(
+    key: jax.Array, x_shape: tuple[int, ...], references: int, samples: int, stdev: float, dtype: Any = jnp.float32
+) -> GradientShapDraws:
     """The draws :func:`gradient_shap` makes from ``key``: reference indices uniform over ``references``,
     ``α ~ U(0, 1)``, noise ``N(0, stdev²)`` (none when ``stdev = 0``)."""
     k_index, k_alpha, k_noise = jax.random.split(key, 3)
@@ -95,16 +116,25 @@ def _check_draws(ctx: OptionContext, name: str, value: Any) -> GradientShapDraws
     shape = tuple(ctx.inputs.x.shape)
     n = value.indices.shape[0] if value.indices.ndim == 2 else -1
     if tuple(value.indices.shape) != (n, shape[0]) or tuple(value.alphas.shape) != (n, shape[0]):
-        raise InputError(f"{name}: indices and alphas must both have shape (n, B) = (n, {shape[0]}); "
-                         f"got {tuple(value.indices.shape)} and {tuple(value.alphas.shape)}.")
+        raise InputError(
+            f"{name}: indices and alphas must both have shape (n, B) = (n, {shape[0]}); "
+            f"got {tuple(value.indices.shape)} and {tuple(value.alphas.shape)}."
+        )
     if value.noise is not None and tuple(value.noise.shape) != (n, *shape):
-        raise InputError(f"{name}: noise must have shape (n, *x.shape) = {(n, *shape)}; got {tuple(value.noise.shape)}.")
+        raise InputError(
+            f"{name}: noise must have shape (n, *x.shape) = {(n, *shape)}; got {tuple(value.noise.shape)}."
+        )
     references = ctx.options["baselines"].shape[0]
-    if not is_traced(value.indices) and (np.asarray(value.indices).min() < 0 or np.asarray(value.indices).max() >= references):
+    if not is_traced(value.indices) and (
+        np.asarray(value.indices).min() < 0 or np.asarray(value.indices).max() >= references
+    ):
         raise InputError(f"{name}: reference indices must lie in 0..{references - 1}.")
     check_finite_array(f"{name}.alphas", value.alphas)
-    return GradientShapDraws(jnp.asarray(value.indices, jnp.int32), jnp.asarray(value.alphas, ctx.inputs.x.dtype),
-                             None if value.noise is None else jnp.asarray(value.noise, ctx.inputs.x.dtype))
+    return GradientShapDraws(
+        jnp.asarray(value.indices, jnp.int32),
+        jnp.asarray(value.alphas, ctx.inputs.x.dtype),
+        None if value.noise is None else jnp.asarray(value.noise, ctx.inputs.x.dtype),
+    )
 
 
 Draws = Annotated[GradientShapDraws | None, Option(_check_draws)]
@@ -166,10 +196,14 @@ def gradient_shap(
 def _check_baseline_method(ctx: OptionContext, name: str, value: Any) -> MethodCall:
     wrapped, options = resolve_method(value)
     if "baseline" not in getattr(wrapped, "options", {}):
-        raise InputError(f"{ctx.method} averages a method over references; {getattr(wrapped, 'name', value)!r} takes no "
-                         "baseline option (use e.g. 'deeplift' or 'integrated_gradients').")
+        raise InputError(
+            f"{ctx.method} averages a method over references; {getattr(wrapped, 'name', value)!r} takes no "
+            "baseline option (use e.g. 'deeplift' or 'integrated_gradients')."
+        )
     if "baseline" in options:
-        raise InputError(f"{ctx.method} sets the baseline of its method from `baselines`; do not fix it in the method value.")
+        raise InputError(
+            f"{ctx.method} sets the baseline of its method from `baselines`; do not fix it in the method value."
+        )
     if wrapped.resolution != "input":
         raise InputError(f"{ctx.method} averages input-resolution maps; {wrapped.name!r} gives layer maps.")
     first = jnp.broadcast_to(ctx.options["baselines"][0], ctx.inputs.x.shape)

@@ -22,7 +22,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core import ChunkSize, Flag, InputError, Inputs, OptionContext, PositiveFloat, PositiveInt, Problem, fix_target, method
+from ..core import (
+    ChunkSize,
+    Flag,
+    InputError,
+    Inputs,
+    OptionContext,
+    PositiveFloat,
+    PositiveInt,
+    Problem,
+    fix_target,
+    method,
+)
 from ..trace.gradients import target_gradient
 from .gradients import summed_gradients
 
@@ -101,14 +112,25 @@ def blur_ig(
     points, shifted = sigmas[:-1], sigmas[:-1] + grad_step
     max_radius = int(kernel_radius(shifted).max())
 
-    def term(sigma: jax.Array, radius: jax.Array, sigma_up: jax.Array, radius_up: jax.Array, width: jax.Array,
-             rules: Any = None) -> jax.Array:
+    def term(
+        sigma: jax.Array,
+        radius: jax.Array,
+        sigma_up: jax.Array,
+        radius_up: jax.Array,
+        width: jax.Array,
+        rules: Any = None,
+    ) -> jax.Array:
         point = gaussian_blur(x, sigma, radius, max_radius)
         direction = (gaussian_blur(x, sigma_up, radius_up, max_radius) - point) / grad_step
         return width * direction * target_gradient(problem, inputs, point, inputs.indices, rules)
 
-    per_step = (jnp.asarray(points, jnp.float32), jnp.asarray(kernel_radius(points)), jnp.asarray(shifted, jnp.float32),
-                jnp.asarray(kernel_radius(shifted)), jnp.asarray(np.diff(sigmas), x.dtype))
+    per_step = (
+        jnp.asarray(points, jnp.float32),
+        jnp.asarray(kernel_radius(points)),
+        jnp.asarray(shifted, jnp.float32),
+        jnp.asarray(kernel_radius(shifted)),
+        jnp.asarray(np.diff(sigmas), x.dtype),
+    )
     return -summed_gradients(term, per_step, batch_size)
 
 

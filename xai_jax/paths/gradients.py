@@ -17,8 +17,8 @@ import jax
 
 from ..core import Inputs, Problem, chunked_sum
 from ..core.batching import ChunkSize, resolve_chunk_size
-from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 from ..trace.gradients import target_gradient
+from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 
 
 def summed_gradients(term: Callable[..., Any], xs: tuple[Any, ...], batch_size: ChunkSize) -> Any:

@@ -44,8 +44,17 @@ def _unit_interval(ctx: OptionContext, name: str, value: Any) -> float:
 UnitFloat = Annotated[float, Option(_unit_interval)]
 
 
-def guided_step(x: jax.Array, attr: jax.Array, grad_actual: jax.Array, x_input: jax.Array, x_baseline: jax.Array,
-                step: jax.Array, steps: int, fraction: float, max_dist: float) -> tuple[jax.Array, jax.Array]:
+def guided_step(
+    x: jax.Array,
+    attr: jax.Array,
+    grad_actual: jax.Array,
+    x_input: jax.Array,
+    x_baseline: jax.Array,
+    step: jax.Array,
+    steps: int,
+    fraction: float,
+    max_dist: float,
+) -> tuple[jax.Array, jax.Array]:
     """One Guided IG step for one flattened sample: move ``x`` to its next L1 distance, credit the gradient."""
     dtype = x.dtype
     alpha = (step + 1.0) / steps

@@ -30,8 +30,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import (
-    ChunkSize, InputError, InputMethod, Inputs, MethodCall, NonNegativeInt, Option, OptionContext, PositiveFloat, PositiveInt,
-    Problem, fix_target, method,
+    ChunkSize,
+    InputError,
+    InputMethod,
+    Inputs,
+    MethodCall,
+    NonNegativeInt,
+    Option,
+    OptionContext,
+    PositiveFloat,
+    PositiveInt,
+    Problem,
+    fix_target,
+    method,
 )
 from ..core.checks import is_traced
 from ..perturbation.features import import_skimage_segmentation
@@ -63,7 +74,9 @@ class Regions:
         return cls(*children)
 
 
-def felzenszwalb_regions(image: np.ndarray, *, resize: bool = True, dilation: int = DILATION_RADIUS) -> list[np.ndarray]:
+def felzenszwalb_regions(
+    image: np.ndarray, *, resize: bool = True, dilation: int = DILATION_RADIUS
+) -> list[np.ndarray]:
     """PAIR's candidate regions of one ``(H, W, C)`` image: boolean ``(H, W)`` masks (module docstring)."""
     segmentation = import_skimage_segmentation()
     from skimage.morphology import dilation as dilate
@@ -75,12 +88,18 @@ def felzenszwalb_regions(image: np.ndarray, *, resize: bool = True, dilation: in
     low, high = image.min(), image.max()
     scaled = (image - low) / (high - low) * 2.0 - 1.0  # PAIR: min-max to [-1, 1] (a constant image gives NaN there too)
     if resize:
-        scaled = resize_image(scaled, SEGMENTATION_SIZE, order=3, mode="constant", preserve_range=True, anti_aliasing=True)
+        scaled = resize_image(
+            scaled, SEGMENTATION_SIZE, order=3, mode="constant", preserve_range=True, anti_aliasing=True
+        )
     masks: list[np.ndarray] = []
     for scale in FELZENSZWALB_SCALES:
-        segments = segmentation.felzenszwalb(scaled, scale=scale, sigma=FELZENSZWALB_SIGMA, min_size=FELZENSZWALB_MIN_SIZE)
+        segments = segmentation.felzenszwalb(
+            scaled, scale=scale, sigma=FELZENSZWALB_SIGMA, min_size=FELZENSZWALB_MIN_SIZE
+        )
         if resize:
-            segments = resize_image(segments, shape, order=0, preserve_range=True, mode="constant", anti_aliasing=False).astype(int)
+            segments = resize_image(
+                segments, shape, order=0, preserve_range=True, mode="constant", anti_aliasing=False
+            ).astype(int)
         masks.extend(segments == label for label in range(segments.min(), segments.max() + 1))
     if dilation:
         footprint = disk(dilation)
@@ -111,9 +130,11 @@ def regions_from(value: Any, x: np.ndarray | jax.Array) -> Regions:
             maps = np.broadcast_to(array, (batch, height, width))
             per_sample = [[m == label for label in np.unique(m)] for m in maps]
         else:
-            raise InputError(f"segments of shape {array.shape} ({array.dtype}) do not fit images {(height, width)}: pass "
-                             f"'felzenszwalb', integer labels ({height}, {width}) or ({batch}, {height}, {width}), or boolean "
-                             f"masks (K, {height}, {width}).")
+            raise InputError(
+                f"segments of shape {array.shape} ({array.dtype}) do not fit images {(height, width)}: pass "
+                f"'felzenszwalb', integer labels ({height}, {width}) or ({batch}, {height}, {width}), or boolean "
+                f"masks (K, {height}, {width})."
+            )
     count = max(len(masks) for masks in per_sample)
     if count == 0:
         raise InputError("XRAI needs at least one candidate region per image.")
@@ -134,7 +155,9 @@ def _check_segments(ctx: OptionContext, name: str, value: Any) -> Regions:
 Segments = Annotated[Any, Option(_check_segments)]
 
 
-def greedy_gains(attr: jax.Array, masks: jax.Array, valid: jax.Array, area_threshold: float, min_pixel_diff: int) -> jax.Array:
+def greedy_gains(
+    attr: jax.Array, masks: jax.Array, valid: jax.Array, area_threshold: float, min_pixel_diff: int
+) -> jax.Array:
     """XRAI's greedy region selection for one sample: ``attr`` ``(P,)``, ``masks`` ``(K, P)`` bool,
     ``valid`` ``(K,)``; returns every pixel's gain ``(P,)`` (PAIR's ``XRAI._xrai``)."""
     pixels = attr.shape[0]
@@ -159,7 +182,7 @@ def greedy_gains(attr: jax.Array, masks: jax.Array, valid: jax.Array, area_thres
         return current, remaining, output, stop
 
     state = (jnp.zeros(pixels, bool), valid, jnp.full(pixels, -jnp.inf, attr.dtype), jnp.asarray(False))
-    current, _, output, _ = jax.lax.while_loop(go_on, add_best, state)
+    _, _, output, _ = jax.lax.while_loop(go_on, add_best, state)
     uncovered = output == -jnp.inf
     fill = jnp.where(uncovered, attr, 0.0).sum() / jnp.maximum(uncovered.sum(), 1)
     return jnp.where(uncovered, fill, output)
@@ -171,13 +194,18 @@ def xrai_integrated_gradients(problem: Problem, inputs: Inputs, steps: int, batc
     x = inputs.x
     flat = x.reshape(x.shape[0], -1)
     shape = (-1, *[1] * (x.ndim - 1))
-    references = (flat.min(axis=1).reshape(shape) * jnp.ones_like(x), flat.max(axis=1).reshape(shape) * jnp.ones_like(x))
+    references = (
+        flat.min(axis=1).reshape(shape) * jnp.ones_like(x),
+        flat.max(axis=1).reshape(shape) * jnp.ones_like(x),
+    )
     alphas = jnp.linspace(0.0, 1.0, steps, dtype=x.dtype)
     total = jnp.zeros_like(x)
     for reference in references:
         delta = x - reference
 
-        def term(alpha: jax.Array, rules: Any = None, reference: jax.Array = reference, delta: jax.Array = delta) -> jax.Array:
+        def term(
+            alpha: jax.Array, rules: Any = None, reference: jax.Array = reference, delta: jax.Array = delta
+        ) -> jax.Array:
             return target_gradient(problem, inputs, reference + alpha * delta, inputs.indices, rules)
 
         total = total + summed_gradients(term, (alphas,), batch_size) * delta / steps
@@ -232,7 +260,9 @@ def xrai(
     pixel_attr = base.max(axis=-1).reshape(x.shape[0], -1)
     regions: Regions = segments
     masks = regions.masks.reshape(*regions.masks.shape[:2], -1)
-    gains = jax.vmap(lambda a, m, v: greedy_gains(a, m, v, area_threshold, min_pixel_diff))(pixel_attr, masks, regions.valid)
+    gains = jax.vmap(lambda a, m, v: greedy_gains(a, m, v, area_threshold, min_pixel_diff))(
+        pixel_attr, masks, regions.valid
+    )
     return jnp.broadcast_to(gains.reshape(*x.shape[:3], 1), x.shape)
 
 

@@ -15,6 +15,19 @@ from .rise import NORMALIZATIONS, rise, rise_masks
 from .shapley import shapley_value_sampling, shapley_values
 
 __all__ = [
-    "ALGORITHMS", "NORMALIZATIONS", "FeatureMask", "Grid", "Superpixels", "extremal_perturbation", "feature_mask", "kernel_shap",
-    "lime", "meaningful_perturbation", "prediction_difference", "rise", "rise_masks", "shapley_value_sampling", "shapley_values",
+    "ALGORITHMS",
+    "NORMALIZATIONS",
+    "FeatureMask",
+    "Grid",
+    "Superpixels",
+    "extremal_perturbation",
+    "feature_mask",
+    "kernel_shap",
+    "lime",
+    "meaningful_perturbation",
+    "prediction_difference",
+    "rise",
+    "rise_masks",
+    "shapley_value_sampling",
+    "shapley_values",
 ]

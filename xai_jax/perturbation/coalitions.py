@@ -25,7 +25,12 @@ MAX_EXACT_FEATURES = 20
 
 
 def scores(
-    problem: Problem, inputs: Inputs, indices: jax.Array | None, mask: FeatureMask, baseline: jax.Array, z: jax.Array,
+    problem: Problem,
+    inputs: Inputs,
+    indices: jax.Array | None,
+    mask: FeatureMask,
+    baseline: jax.Array,
+    z: jax.Array,
     batch_size: ChunkSize,
 ) -> jax.Array:
     """``(n, B)`` target scores of the coalitions ``z`` (``(n, B, M)``), ``batch_size`` coalitions at a time."""
@@ -97,8 +102,10 @@ def check_coalitions(name: str, value: Any, batch: int, num_features: int) -> ja
     elif array.ndim == 3 and array.shape[0] == batch:
         array = jnp.swapaxes(array, 0, 1)
     else:
-        raise InputError(f"{name} must be (n, M) (shared by every sample) or (B, n, M) = ({batch}, n, {num_features}); "
-                         f"got shape {tuple(array.shape)}.")
+        raise InputError(
+            f"{name} must be (n, M) (shared by every sample) or (B, n, M) = ({batch}, n, {num_features}); "
+            f"got shape {tuple(array.shape)}."
+        )
     if array.shape[-1] != num_features:
         raise InputError(f"{name} has {array.shape[-1]} columns but the feature mask has {num_features} features.")
     if not is_traced(array):
@@ -109,6 +116,14 @@ def check_coalitions(name: str, value: Any, batch: int, num_features: int) -> ja
 
 
 __all__ = [
-    "MAX_EXACT_FEATURES", "bernoulli_coalition", "check_coalitions", "draw", "kernel_coalition", "kernel_size_logits", "scores",
-    "shapley_coefficients", "shapley_kernel_weights", "subset_bits",
+    "MAX_EXACT_FEATURES",
+    "bernoulli_coalition",
+    "check_coalitions",
+    "draw",
+    "kernel_coalition",
+    "kernel_size_logits",
+    "scores",
+    "shapley_coefficients",
+    "shapley_kernel_weights",
+    "subset_bits",
 ]

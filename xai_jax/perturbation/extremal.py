@@ -43,13 +43,23 @@ import numpy as np
 import optax
 
 from ..core import (
-    Choice, FiniteFloat, Flag, InputError, Inputs, NonNegativeFloat, Option, OptionContext, PositiveFloat, PositiveInt, Problem,
+    Choice,
+    FiniteFloat,
+    Flag,
+    InputError,
+    Inputs,
+    NonNegativeFloat,
+    Option,
+    OptionContext,
+    PositiveFloat,
+    PositiveInt,
+    Problem,
     method,
 )
 from ..core.checks import check_float
 from ..core.resize import upsample
-from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 from ..trace.interpreter import rewrite
+from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 from .features import image_only
 
 VARIANTS = ("preserve", "delete", "dual")
@@ -65,8 +75,14 @@ REGULARIZER_WEIGHT, REGULARIZER_GROWTH = 300.0, 1.0035
 # The shared engine
 # ---------------------------------------------------------------------------------------------------
 
-def optimize_masks(params: jax.Array, loss: Callable[[jax.Array, jax.Array], jax.Array], optimizer: optax.GradientTransformation,
-                   steps: int, project: Callable[[jax.Array], jax.Array]) -> jax.Array:
+
+def optimize_masks(
+    params: jax.Array,
+    loss: Callable[[jax.Array, jax.Array], jax.Array],
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    project: Callable[[jax.Array], jax.Array],
+) -> jax.Array:
     """Minimise ``loss(params, t)`` (a sum over independent masks) for ``steps`` updates of
     ``optimizer``, projecting after each (``project``: the clamp to [0, 1]); one ``lax.scan``."""
 
@@ -112,6 +128,7 @@ def loop_outputs(problem: Problem, inputs: Inputs) -> Callable[[jax.Array], Any]
 # ---------------------------------------------------------------------------------------------------
 # TorchRay's smooth masks and perturbation pyramid
 # ---------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class SmoothMasks:
@@ -159,7 +176,10 @@ class SmoothMasks:
             for kx in range(size):
                 iy = np.floor(step_inv[0] * uy) + f32(ky - self.padding)
                 ix = np.floor(step_inv[1] * ux) + f32(kx - self.padding)
-                delta = np.sqrt((uy - (f32(self.sigma) + f32(self.step) * iy)) ** 2 + (ux - (f32(self.sigma) + f32(self.step) * ix)) ** 2)
+                delta = np.sqrt(
+                    (uy - (f32(self.sigma) + f32(self.step) * iy)) ** 2
+                    + (ux - (f32(self.sigma) + f32(self.step) * ix)) ** 2
+                )
                 z = delta / f32(self.sigma)
                 weight[ky * size + kx] = np.exp(f32(-2) * np.maximum(z - f32(0.5), 0) ** 2)
         return weight
@@ -171,14 +191,16 @@ class SmoothMasks:
         flat = params.reshape(-1, *self.shape_in)
         padded = jnp.pad(flat, ((0, 0), (self.padding, self.padding), (self.padding, self.padding)))
         mid_h, mid_w = self.shape_mid
-        patches = jnp.stack([padded[:, ky:ky + mid_h, kx:kx + mid_w] for ky in range(size) for kx in range(size)], axis=1)
+        patches = jnp.stack(
+            [padded[:, ky : ky + mid_h, kx : kx + mid_w] for ky in range(size) for kx in range(size)], axis=1
+        )
         upsampled = jnp.repeat(jnp.repeat(patches, self.step, axis=2), self.step, axis=3)  # nearest, by the stride
         out_h, out_w = self.shape_out
         masks = jnp.asarray(self.weight) * upsampled[:, :, :out_h, :out_w]
         pooled = jnp.sum(masks * jax.nn.softmax(COLDNESS * masks, axis=1), axis=1)
         full = jnp.clip(pooled, 0.0, 1.0)
         m = round(self.sigma)
-        cropped = full[:, m:m + self.shape[0], m:m + self.shape[1]]
+        cropped = full[:, m : m + self.shape[0], m : m + self.shape[1]]
         return cropped.reshape(*lead, *self.shape), full.reshape(*lead, out_h, out_w)
 
 
@@ -219,13 +241,14 @@ def apply_pyramid(levels: jax.Array, mask: jax.Array) -> jax.Array:
     frac = (position - low)[..., None]
     low = low.astype(jnp.int32)
     high = jnp.minimum(low + 1, count - 1)
-    gather = lambda k: jnp.take_along_axis(levels, k[None, ..., None], axis=0)[0]  # noqa: E731
+    gather = lambda k: jnp.take_along_axis(levels, k[None, ..., None], axis=0)[0]
     return (1 - frac) * gather(low) + frac * gather(high)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Extremal perturbations
 # ---------------------------------------------------------------------------------------------------
+
 
 def _check_areas(ctx: OptionContext, name: str, value: Any) -> tuple[float, ...]:
     values = (value,) if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) else value
@@ -234,8 +257,10 @@ def _check_areas(ctx: OptionContext, name: str, value: Any) -> tuple[float, ...]
     out = tuple(check_float(f"{name} entry", v) for v in values)
     bad = [a for a in out if not 0.0 < a < 1.0]
     if bad:
-        raise InputError(f"{name} {bad} must lie strictly between 0 and 1: an area is the fraction of the image the mask "
-                         "keeps (0.1 = 10%); 0 and 1 are trivial masks.")
+        raise InputError(
+            f"{name} {bad} must lie strictly between 0 and 1: an area is the fraction of the image the mask "
+            "keeps (0.1 = 10%); 0 and 1 are trivial masks."
+        )
     return out
 
 
@@ -256,8 +281,13 @@ def _reward(outputs: Any, problem: Problem, indices: jax.Array | None, kind: str
     return score - others.max(axis=-1)
 
 
-@method("extremal_perturbation", family="perturbation", signed=False, report_options={"steps": 300},
-        validate=_validate_extremal)
+@method(
+    "extremal_perturbation",
+    family="perturbation",
+    signed=False,
+    report_options={"steps": 300},
+    validate=_validate_extremal,
+)
 def extremal_perturbation(
     problem: Problem,
     inputs: Inputs,
@@ -341,6 +371,7 @@ def extremal_perturbation(
 # Meaningful perturbation
 # ---------------------------------------------------------------------------------------------------
 
+
 def total_variation(masks: jax.Array, beta: float) -> jax.Array:
     """``mean |∂_h m|^β + mean |∂_w m|^β`` per mask (``masks``: ``(..., h, w)``)."""
     rows = jnp.mean(jnp.abs(masks[..., 1:, :] - masks[..., :-1, :]) ** beta, axis=(-2, -1))
@@ -354,8 +385,13 @@ def _validate_meaningful(ctx: OptionContext) -> None:
         raise InputError("score='softmax' needs class outputs; with a callable target pass score='output'.")
 
 
-@method("meaningful_perturbation", family="perturbation", signed=False, report_options={"steps": 300, "score": "output"},
-        validate=_validate_meaningful)
+@method(
+    "meaningful_perturbation",
+    family="perturbation",
+    signed=False,
+    report_options={"steps": 300, "score": "output"},
+    validate=_validate_meaningful,
+)
 def meaningful_perturbation(
     problem: Problem,
     inputs: Inputs,
@@ -430,6 +466,14 @@ def meaningful_perturbation(
 
 
 __all__ = [
-    "PERTURBATIONS", "REWARDS", "VARIANTS", "SmoothMasks", "extremal_perturbation", "meaningful_perturbation", "optimize_masks",
-    "pyramid", "torch_sgd", "total_variation",
+    "PERTURBATIONS",
+    "REWARDS",
+    "VARIANTS",
+    "SmoothMasks",
+    "extremal_perturbation",
+    "meaningful_perturbation",
+    "optimize_masks",
+    "pyramid",
+    "torch_sgd",
+    "total_variation",
 ]

@@ -94,6 +94,7 @@ def compose(mask: FeatureMask, x: jax.Array, baseline: jax.Array, z: jax.Array) 
 # Specifications, computed eagerly on a concrete batch
 # ---------------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Grid:
     """Rectangular cells of an NHWC image, all channels of a cell together: ``cell`` pixels per side
@@ -105,7 +106,9 @@ class Grid:
 
     def labels(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 4:
-            raise InputError(f"a grid of cells needs NHWC images; x has shape {tuple(x.shape)}. Pass a feature mask instead.")
+            raise InputError(
+                f"a grid of cells needs NHWC images; x has shape {tuple(x.shape)}. Pass a feature mask instead."
+            )
         height, width = x.shape[1:3]
         if (self.cell is None) == (self.cells is None):
             raise InputError(f"Grid takes cell=<pixels per side> or cells=<cells per side>, one of them; got {self!r}.")
@@ -154,7 +157,10 @@ class Superpixels:
             raise InputError(f"superpixels need NHWC images; x has shape {tuple(x.shape)}.")
         segment = getattr(import_skimage_segmentation(), self.algorithm)
         rgb = np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
-        out = [np.unique(segment(np.asarray(image, np.float64), **dict(self.options)), return_inverse=True)[1] for image in rgb]
+        out = [
+            np.unique(segment(np.asarray(image, np.float64), **dict(self.options)), return_inverse=True)[1]
+            for image in rgb
+        ]
         return np.stack([labels.reshape(x.shape[1:3]) for labels in out]).astype(np.int32)
 
 
@@ -171,7 +177,9 @@ def import_skimage_segmentation() -> Any:
     return segmentation
 
 
-FeatureSpec = Any  # "auto" | "grid" | "quickshift" | "slic" | "felzenszwalb" | Grid | Superpixels | FeatureMask | int array
+FeatureSpec = (
+    Any  # "auto" | "grid" | "quickshift" | "slic" | "felzenszwalb" | Grid | Superpixels | FeatureMask | int array
+)
 
 
 def feature_mask(x: Any, features: FeatureSpec = "auto") -> FeatureMask:
@@ -212,8 +220,10 @@ def feature_mask(x: Any, features: FeatureSpec = "auto") -> FeatureMask:
         elif features in ALGORITHMS:
             features = Superpixels(features)
         else:
-            raise InputError(f"unknown features {features!r}: pass 'auto', 'coarse', 'grid', one of {', '.join(ALGORITHMS)}, "
-                             "a Grid, Superpixels or integer labels.")
+            raise InputError(
+                f"unknown features {features!r}: pass 'auto', 'coarse', 'grid', one of {', '.join(ALGORITHMS)}, "
+                "a Grid, Superpixels or integer labels."
+            )
     if isinstance(features, (Grid, Superpixels)):
         return from_labels(features.labels(x), shape)
     return from_labels(features, shape)
@@ -222,7 +232,9 @@ def feature_mask(x: Any, features: FeatureSpec = "auto") -> FeatureMask:
 def from_labels(labels: Any, x_shape: tuple[int, ...]) -> FeatureMask:
     """Check integer labels against ``x``'s shape (see :func:`feature_mask`) and count features."""
     if is_traced(labels):
-        raise InputError("a traced feature mask cannot be checked or counted; pass a FeatureMask(labels, num_features).")
+        raise InputError(
+            "a traced feature mask cannot be checked or counted; pass a FeatureMask(labels, num_features)."
+        )
     array = np.asarray(labels)
     if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
         raise InputError(f"a feature mask holds integer labels 0..M-1; got dtype {array.dtype}.")
@@ -267,12 +279,18 @@ def _broadcast_labels(array: np.ndarray, x_shape: tuple[int, ...]) -> tuple[np.n
 def _checked(mask: FeatureMask, x_shape: tuple[int, ...]) -> FeatureMask:
     if tuple(mask.labels.shape) != tuple(x_shape):
         raise InputError(f"FeatureMask labels have shape {tuple(mask.labels.shape)}; x has shape {tuple(x_shape)}.")
-    if isinstance(mask.num_features, bool) or not isinstance(mask.num_features, (int, np.integer)) or mask.num_features < 1:
+    if (
+        isinstance(mask.num_features, bool)
+        or not isinstance(mask.num_features, (int, np.integer))
+        or mask.num_features < 1
+    ):
         raise InputError(f"FeatureMask.num_features must be a positive int; got {mask.num_features!r}.")
     if not is_traced(mask.labels):
         checked = from_labels(np.asarray(mask.labels), x_shape)
         if checked.num_features > mask.num_features:
-            raise InputError(f"FeatureMask has labels up to {checked.num_features - 1} but num_features={mask.num_features}.")
+            raise InputError(
+                f"FeatureMask has labels up to {checked.num_features - 1} but num_features={mask.num_features}."
+            )
     return FeatureMask(jnp.asarray(mask.labels, jnp.int32), int(mask.num_features))
 
 
@@ -291,6 +309,15 @@ def image_only(ctx: OptionContext, what: str) -> None:
 
 
 __all__ = [
-    "ALGORITHMS", "FeatureMask", "FeatureSpec", "Features", "Grid", "Superpixels", "compose", "feature_mask",
-    "from_labels", "image_only", "import_skimage_segmentation",
+    "ALGORITHMS",
+    "FeatureMask",
+    "FeatureSpec",
+    "Features",
+    "Grid",
+    "Superpixels",
+    "compose",
+    "feature_mask",
+    "from_labels",
+    "image_only",
+    "import_skimage_segmentation",
 ]

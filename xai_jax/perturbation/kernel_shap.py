@@ -27,7 +27,19 @@ from typing import Annotated, Any
 import jax
 import jax.numpy as jnp
 
-from ..core import Baseline, Choice, ChunkSize, InputError, Inputs, Key, Option, OptionContext, PositiveInt, Problem, method
+from ..core import (
+    Baseline,
+    Choice,
+    ChunkSize,
+    InputError,
+    Inputs,
+    Key,
+    Option,
+    OptionContext,
+    PositiveInt,
+    Problem,
+    method,
+)
 from ..core.checks import check_finite_array
 from .coalitions import check_coalitions, draw, kernel_coalition, scores
 from .features import FeatureMask, Features
@@ -67,7 +79,9 @@ def _validate(ctx: OptionContext) -> None:
             raise InputError("coalition_weights weigh explicit coalitions; pass coalitions=... with them.")
         batch = ctx.inputs.x.shape[0]
         if tuple(weights.shape) not in ((n,), (batch, n)):
-            raise InputError(f"coalition_weights must have shape (n,) = ({n},) or (B, n) = ({batch}, {n}); got {tuple(weights.shape)}.")
+            raise InputError(
+                f"coalition_weights must have shape (n,) = ({n},) or (B, n) = ({batch}, {n}); got {tuple(weights.shape)}."
+            )
 
 
 @method("kernel_shap", family="perturbation", signed=True, report_options={"samples": 128}, validate=_validate)
@@ -128,7 +142,8 @@ def kernel_shap(
     weights = weights * (active.sum(axis=1) >= 2)[:, None]
     end_weight = float("inf") if constraint == "exact" else CAPTUM_ENDPOINT_WEIGHT
     phi, _ = jax.vmap(lambda z, y, w, e, full, a: endpoint_regression(z, y, w, e, full, a, end_weight))(
-        jnp.swapaxes(coalitions, 0, 1), values.T, weights, f(baseline), f(x), active)
+        jnp.swapaxes(coalitions, 0, 1), values.T, weights, f(baseline), f(x), active
+    )
     return mask.expand(phi)
 
 

@@ -35,8 +35,20 @@ import jax
 import jax.numpy as jnp
 
 from ..core import (
-    Choice, ChunkSize, InputError, Inputs, Key, NonNegativeFloat, Option, OptionContext, PositiveFloat, PositiveInt, Problem,
-    chunked_vmap, method, resolve_baseline,
+    Choice,
+    ChunkSize,
+    InputError,
+    Inputs,
+    Key,
+    NonNegativeFloat,
+    Option,
+    OptionContext,
+    PositiveFloat,
+    PositiveInt,
+    Problem,
+    chunked_vmap,
+    method,
+    resolve_baseline,
 )
 from .coalitions import bernoulli_coalition, check_coalitions, draw
 from .features import FeatureMask, Features, compose
@@ -57,8 +69,10 @@ def _check_fill(ctx: OptionContext, name: str, value: Any) -> Any:
         labels = ctx.options["features"].labels
         x = ctx.inputs.x
         if x.ndim != 4 or not bool(jnp.all(labels == labels[..., :1])):
-            raise InputError(f"{name}={SEGMENT_MEAN!r} fills a superpixel with its mean colour: it needs NHWC images and a "
-                             "feature mask that groups all channels of a pixel together.")
+            raise InputError(
+                f"{name}={SEGMENT_MEAN!r} fills a superpixel with its mean colour: it needs NHWC images and a "
+                "feature mask that groups all channels of a pixel together."
+            )
         return value
     return resolve_baseline(value, ctx.inputs.x, name)
 
@@ -73,7 +87,9 @@ Coalitions = Annotated[jax.Array | None, Option(_check_coalitions)]
 
 def _resolve_preset(ctx: OptionContext) -> dict[str, Any]:
     preset = PRESETS[ctx.options["preset"]]
-    out = {name: ctx.options[name] if ctx.options[name] is not None else preset[name] for name in ("kernel_width", "alpha")}
+    out = {
+        name: ctx.options[name] if ctx.options[name] is not None else preset[name] for name in ("kernel_width", "alpha")
+    }
     if ctx.options["baseline"] is None:
         out["baseline"] = _check_fill(ctx, "baseline", preset["baseline"])
     return out
@@ -157,10 +173,10 @@ def lime(
     values, distances = chunked_vmap(score, coalitions, chunk_size=batch_size)  # (n, B) each
     if preset == "captum":
         weights = jnp.exp(-(distances**2) / (2 * kernel_width**2))
-        fit = lambda z, y, w, a: lasso(z, y, w, alpha, a)  # noqa: E731
+        fit = lambda z, y, w, a: lasso(z, y, w, alpha, a)
     else:
         weights = jnp.sqrt(jnp.exp(-(distances**2) / kernel_width**2))
-        fit = lambda z, y, w, a: ridge(z, y, w, alpha, a)  # noqa: E731
+        fit = lambda z, y, w, a: ridge(z, y, w, alpha, a)
     beta, _ = jax.vmap(fit)(jnp.swapaxes(coalitions, 0, 1), values.T, weights.T, active)
     return mask.expand(beta)
 

@@ -28,7 +28,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import (
-    ArrayOption, Choice, ChunkSize, InputError, Inputs, Key, NonNegativeInt, OptionContext, PositiveInt, Problem, chunked_sum,
+    ArrayOption,
+    Choice,
+    ChunkSize,
+    InputError,
+    Inputs,
+    Key,
+    NonNegativeInt,
+    OptionContext,
+    PositiveInt,
+    Problem,
+    chunked_sum,
     method,
 )
 from ..core.checks import check_finite_array
@@ -52,7 +62,7 @@ def patch_masks(window: int, context: int, channels: int) -> tuple[np.ndarray, n
     """Indices of the window's and the frame's elements in a flattened ``(k+2l, k+2l, C)`` patch."""
     size = window + 2 * context
     inside = np.zeros((size, size, channels), bool)
-    inside[context:context + window, context:context + window] = True
+    inside[context : context + window, context : context + window] = True
     flat = inside.reshape(-1)
     return np.flatnonzero(flat), np.flatnonzero(~flat)
 
@@ -62,14 +72,22 @@ def fit_conditional(data: jax.Array, window: int, context: int, conditional: boo
     size = window + 2 * context
     padded = jnp.pad(data, ((0, 0), (context, context), (context, context), (0, 0)), mode="edge")
     patches = jax.lax.conv_general_dilated_patches(
-        padded, (size, size), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=jax.lax.Precision.HIGHEST)
+        padded,
+        (size, size),
+        (1, 1),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST,
+    )
     channels = data.shape[-1]
     # conv patches come out channel-major (C, kh, kw): reorder to (kh, kw, C) to match the image layout
     patches = patches.reshape(-1, channels, size, size).transpose(0, 2, 3, 1).reshape(-1, size * size * channels)
     mean = patches.mean(axis=0)
     centred = patches - mean
     cov = jnp.dot(centred.T, centred, precision=jax.lax.Precision.HIGHEST) / max(patches.shape[0] - 1, 1)
-    cov = cov + COVARIANCE_RIDGE * jnp.maximum(jnp.trace(cov) / cov.shape[0], 1e-12) * jnp.eye(cov.shape[0], dtype=cov.dtype)
+    cov = cov + COVARIANCE_RIDGE * jnp.maximum(jnp.trace(cov) / cov.shape[0], 1e-12) * jnp.eye(
+        cov.shape[0], dtype=cov.dtype
+    )
     inner, frame = patch_masks(window, context, channels)
     c_ww = cov[np.ix_(inner, inner)]
     if not conditional or frame.size == 0:
@@ -84,8 +102,8 @@ def fit_conditional(data: jax.Array, window: int, context: int, conditional: boo
 def window_starts(height: int, width: int, window: int, stride: int) -> np.ndarray:
     """``(P, 2)`` top-left corners of every window that fits, ``stride`` apart (the last row and column
     of windows are moved to the border so every pixel is covered)."""
-    rows = sorted(set(list(range(0, height - window + 1, stride)) + [height - window]))
-    cols = sorted(set(list(range(0, width - window + 1, stride)) + [width - window]))
+    rows = sorted(set([*list(range(0, height - window + 1, stride)), height - window]))
+    cols = sorted(set([*list(range(0, width - window + 1, stride)), width - window]))
     return np.array([(i, j) for i in rows for j in cols], np.int32)
 
 
@@ -98,15 +116,24 @@ def _validate(ctx: OptionContext) -> None:
     data = ctx.options["data"]
     if data is not None:
         if data.ndim != 4 or tuple(data.shape[1:]) != tuple(x.shape[1:]):
-            raise InputError(f"data must be images of x's sample shape, (N, {', '.join(map(str, x.shape[1:]))}); got {tuple(data.shape)}.")
+            raise InputError(
+                f"data must be images of x's sample shape, (N, {', '.join(map(str, x.shape[1:]))}); got {tuple(data.shape)}."
+            )
         check_finite_array("data", data)
     if ctx.options["score"] == "softmax" and ctx.problem.target.kind == "callable":
-        raise InputError("score='softmax' needs class outputs; with a callable target returning probabilities pass score='probability'.")
+        raise InputError(
+            "score='softmax' needs class outputs; with a callable target returning probabilities pass score='probability'."
+        )
     del context
 
 
-@method("prediction_difference", family="perturbation", signed=True,
-        report_options={"window": 7, "stride": 7, "samples": 4}, validate=_validate)
+@method(
+    "prediction_difference",
+    family="perturbation",
+    signed=True,
+    report_options={"window": 7, "stride": 7, "samples": 4},
+    validate=_validate,
+)
 def prediction_difference(
     problem: Problem,
     inputs: Inputs,
@@ -160,7 +187,9 @@ def prediction_difference(
         outputs = problem.outputs(inputs, images)
         if score == "softmax":
             outputs = jax.nn.softmax(outputs, axis=-1)
-        classes = outputs.shape[-1] if getattr(outputs, "ndim", 0) == 2 else 2  # K of the correction (2: one probability)
+        classes = (
+            outputs.shape[-1] if getattr(outputs, "ndim", 0) == 2 else 2
+        )  # K of the correction (2: one probability)
         p = problem.target.select(outputs, indices)
         if laplace_count:
             return (p * laplace_count + 1) / (laplace_count + classes)
@@ -181,7 +210,9 @@ def prediction_difference(
         draws = mean[None] + noise @ gaussian.chol.T  # (S, B, d_w)
 
         def replaced(draw: jax.Array) -> jax.Array:
-            return probability(jax.lax.dynamic_update_slice(x, draw.reshape(batch, window, window, channels), (0, i, j, 0)))
+            return probability(
+                jax.lax.dynamic_update_slice(x, draw.reshape(batch, window, window, channels), (0, i, j, 0))
+            )
 
         p_without = jax.vmap(replaced)(draws).mean(axis=0)
         we = evidence - log_odds(p_without)

@@ -41,7 +41,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import (
-    Baseline, Choice, ChunkSize, InputError, Inputs, Key, Option, OptionContext, PositiveInt, Problem, chunked_sum, method,
+    Baseline,
+    Choice,
+    ChunkSize,
+    InputError,
+    Inputs,
+    Key,
+    Option,
+    OptionContext,
+    PositiveInt,
+    Problem,
+    chunked_sum,
+    method,
 )
 from ..core.checks import check_finite_array, check_float, is_traced
 from .features import image_only
@@ -106,8 +117,10 @@ Masks = Annotated[jax.Array | None, Option(_check_masks)]
 def _validate(ctx: OptionContext) -> None:
     image_only(ctx, "RISE")
     if ctx.options["score"] != "output" and ctx.problem.target.kind == "callable":
-        raise InputError("score='softmax'/'sigmoid' transforms class scores; with a callable target pass score='output' "
-                         "and apply the transform in the target.")
+        raise InputError(
+            "score='softmax'/'sigmoid' transforms class scores; with a callable target pass score='output' "
+            "and apply the transform in the target."
+        )
 
 
 @method("rise", family="perturbation", signed=False, report_options={"samples": 512}, validate=_validate)
@@ -170,8 +183,9 @@ def rise(
 
     if masks is None:
         count = samples
-        weighted, coverage = chunked_sum(lambda g, s: term(rise_mask(g, s, shape, cells, p)), *mask_keys(key, samples),
-                                         chunk_size=batch_size)
+        weighted, coverage = chunked_sum(
+            lambda g, s: term(rise_mask(g, s, shape, cells, p)), *mask_keys(key, samples), chunk_size=batch_size
+        )
     else:
         count = masks.shape[0]
         weighted, coverage = chunked_sum(term, masks, chunk_size=batch_size)

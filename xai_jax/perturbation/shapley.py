@@ -27,7 +27,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import (
-    Baseline, ChunkSize, InputError, Inputs, Key, Option, OptionContext, PositiveInt, Problem, chunked_sum, method,
+    Baseline,
+    ChunkSize,
+    InputError,
+    Inputs,
+    Key,
+    Option,
+    OptionContext,
+    PositiveInt,
+    Problem,
+    chunked_sum,
+    method,
 )
 from ..core.checks import is_traced
 from .coalitions import MAX_EXACT_FEATURES, shapley_coefficients, subset_bits
@@ -85,7 +95,9 @@ def shapley_values(
         size = z.sum().astype(jnp.int32)
         # c_i(S): +w(|S|-1) for the members, -w(|S|) for the others (w(M) never used: S = N has no outsiders)
         coefficient = jnp.where(z > 0, weight[jnp.maximum(size - 1, 0)], -weight[jnp.minimum(size, m - 1)])
-        value = f(compose(mask, x, baseline, jnp.broadcast_to(z, (x.shape[0], m)))) - empty  # v(S) - v(∅): less cancellation
+        value = (
+            f(compose(mask, x, baseline, jnp.broadcast_to(z, (x.shape[0], m)))) - empty
+        )  # v(S) - v(∅): less cancellation
         return value[:, None] * coefficient[None, :]
 
     phi = chunked_sum(term, jnp.arange(2**m, dtype=jnp.int32), chunk_size=batch_size)
@@ -96,8 +108,10 @@ def _check_permutations(ctx: OptionContext, name: str, value: Any) -> jax.Array:
     array = jnp.asarray(value)
     m = ctx.options["features"].num_features
     if array.ndim != 2 or array.shape[1] != m or not jnp.issubdtype(array.dtype, jnp.integer):
-        raise InputError(f"{name} must be an int array (n, M) = (n, {m}), one ordering of the features per row; "
-                         f"got {array.dtype} {tuple(array.shape)}.")
+        raise InputError(
+            f"{name} must be an int array (n, M) = (n, {m}), one ordering of the features per row; "
+            f"got {array.dtype} {tuple(array.shape)}."
+        )
     if not is_traced(array) and not (np.sort(np.asarray(array), axis=1) == np.arange(m)).all():
         raise InputError(f"every row of {name} must be a permutation of 0..{m - 1}.")
     return array.astype(jnp.int32)

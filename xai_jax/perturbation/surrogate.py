@@ -28,7 +28,9 @@ import jax.numpy as jnp
 HIGHEST = jax.lax.Precision.HIGHEST
 
 
-def _centered_gram(z: jax.Array, y: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+def _centered_gram(
+    z: jax.Array, y: jax.Array, w: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     """Weighted means and the centred weighted Gram matrix ``Σ w (z - z̄)(z - z̄)ᵀ`` and ``Σ w (z - z̄)(y - ȳ)``."""
     total = w.sum()
     z_mean = jnp.dot(w, z, precision=HIGHEST) / total
@@ -55,7 +57,14 @@ def ridge(z: jax.Array, y: jax.Array, w: jax.Array, alpha: float, active: jax.Ar
 
 
 def lasso(
-    z: jax.Array, y: jax.Array, w: jax.Array, alpha: float, active: jax.Array, *, tol: float = 1e-7, max_sweeps: int = 10_000
+    z: jax.Array,
+    y: jax.Array,
+    w: jax.Array,
+    alpha: float,
+    active: jax.Array,
+    *,
+    tol: float = 1e-7,
+    max_sweeps: int = 10_000,
 ) -> tuple[jax.Array, jax.Array]:
     """``(β, c)`` of weighted lasso with an intercept (scikit-learn ``Lasso(alpha)`` with ``sample_weight``).
 
@@ -69,13 +78,21 @@ def lasso(
     usable = active & (diag > 0)
     m = z.shape[1]
 
-    def sweep(state: tuple[jax.Array, jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    def sweep(
+        state: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
+    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         beta, q, _, count = state  # q = Ĝ β, kept up to date coordinate by coordinate
 
-        def coordinate(j: jax.Array, carry: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array]:
+        def coordinate(
+            j: jax.Array, carry: tuple[jax.Array, jax.Array, jax.Array]
+        ) -> tuple[jax.Array, jax.Array, jax.Array]:
             beta, q, moved = carry
             rho = rhs[j] - q[j] + diag[j] * beta[j]
-            new = jnp.where(usable[j], jnp.sign(rho) * jnp.maximum(jnp.abs(rho) - alpha, 0.0) / jnp.where(usable[j], diag[j], 1.0), 0.0)
+            new = jnp.where(
+                usable[j],
+                jnp.sign(rho) * jnp.maximum(jnp.abs(rho) - alpha, 0.0) / jnp.where(usable[j], diag[j], 1.0),
+                0.0,
+            )
             delta = new - beta[j]
             return beta.at[j].set(new), q + gram[:, j] * delta, jnp.maximum(moved, jnp.abs(delta))
 
@@ -92,13 +109,21 @@ def lasso(
 
 
 def endpoint_regression(
-    z: jax.Array, y: jax.Array, w: jax.Array, f_empty: jax.Array, f_full: jax.Array, active: jax.Array, end_weight: float
+    z: jax.Array,
+    y: jax.Array,
+    w: jax.Array,
+    f_empty: jax.Array,
+    f_full: jax.Array,
+    active: jax.Array,
+    end_weight: float,
 ) -> tuple[jax.Array, jax.Array]:
     """``(φ, φ₀)``: weighted least squares of ``y ≈ φ₀ + z·φ`` with the endpoints ``φ₀ = f_empty`` and
     ``φ₀ + Σ φ = f_full`` weighted ``end_weight`` (``inf``: exact constraints).  See the module docstring."""
     n, m = z.shape
     design = jnp.concatenate([jnp.ones((n, 1), z.dtype), z], axis=1)
-    ends = jnp.stack([jnp.zeros(m + 1, z.dtype).at[0].set(1.0), jnp.concatenate([jnp.ones(1, z.dtype), active.astype(z.dtype)])])
+    ends = jnp.stack(
+        [jnp.zeros(m + 1, z.dtype).at[0].set(1.0), jnp.concatenate([jnp.ones(1, z.dtype), active.astype(z.dtype)])]
+    )
     targets = jnp.stack([f_empty, f_full]).astype(z.dtype)
     gram = jnp.dot((design * w[:, None]).T, design, precision=HIGHEST) + jnp.dot(ends.T, ends, precision=HIGHEST)
     rhs = jnp.dot((design * w[:, None]).T, y, precision=HIGHEST) + jnp.dot(ends.T, targets, precision=HIGHEST)
@@ -106,7 +131,11 @@ def endpoint_regression(
     gram, rhs = _restrict(gram, rhs, keep)
     solved = jnp.linalg.solve(gram, jnp.concatenate([rhs[:, None], ends.T], axis=1))
     u, v = solved[:, 0], solved[:, 1:]
-    slack = jnp.zeros(2, z.dtype) if end_weight == float("inf") else jnp.full(2, 1.0 / max(end_weight - 1.0, 1e-30), z.dtype)
+    slack = (
+        jnp.zeros(2, z.dtype)
+        if end_weight == float("inf")
+        else jnp.full(2, 1.0 / max(end_weight - 1.0, 1e-30), z.dtype)
+    )
     s = jnp.dot(ends, v, precision=HIGHEST) + jnp.diag(slack)
     beta = u + jnp.dot(v, jnp.linalg.solve(s, targets - jnp.dot(ends, u, precision=HIGHEST)), precision=HIGHEST)
     return beta[1:], beta[0]

@@ -33,16 +33,30 @@ import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..core.errors import InputError
 from ..core.checks import check_bool
-from ..core.errors import unknown_name_message
+from ..core.errors import InputError, unknown_name_message
 from .rules import (
-    AlphaBeta, Epsilon, Flat, Gamma, Gradient, HoldGates, Norm, Pass, Rule, SoftmaxGradient, Stabilizer, StabilizerLike, Uniform,
-    ZBox, ZPlus,
+    AlphaBeta,
+    Epsilon,
+    Flat,
+    Gamma,
+    Gradient,
+    HoldGates,
+    Norm,
+    Pass,
+    Rule,
+    SoftmaxGradient,
+    Stabilizer,
+    StabilizerLike,
+    Uniform,
+    ZBox,
+    ZPlus,
 )
 
 #: Kind words accepted as type selectors; ``"linear"`` is conv or dense.
-KIND_WORDS = frozenset({"conv", "dense", "linear", "avgpool", "sum", "activation", "maxpool", "affine", "softmax", "product"})
+KIND_WORDS = frozenset(
+    {"conv", "dense", "linear", "avgpool", "sum", "activation", "maxpool", "affine", "softmax", "product"}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +77,9 @@ class LayerContext:
 
     def is_first(self, kinds: tuple[str, ...] = ("conv", "dense")) -> bool:
         """Is this the first layer (forward order) among layers of ``kinds``?"""
-        firsts = [i for k, i in (("conv", self.first_conv), ("dense", self.first_dense)) if k in kinds and i is not None]
+        firsts = [
+            i for k, i in (("conv", self.first_conv), ("dense", self.first_dense)) if k in kinds and i is not None
+        ]
         return self.kind in kinds and bool(firsts) and self.index == min(firsts)
 
 
@@ -86,7 +102,9 @@ def _pairs(mapping: Mapping[Any, Rule] | Iterable[tuple[Any, Rule]] | None, what
             raise InputError(f"{what} must be a mapping or a sequence of (selector, rule) pairs; got {item!r}.")
         selector, rule = item
         if rule is not None and not isinstance(rule, Rule):
-            raise InputError(f"{what}[{selector!r}] must be a rule (e.g. Epsilon()), or None for the gradient; got {rule!r}.")
+            raise InputError(
+                f"{what}[{selector!r}] must be a rule (e.g. Epsilon()), or None for the gradient; got {rule!r}."
+            )
         selectors = selector if isinstance(selector, tuple) else (selector,)
         for one in selectors:
             if not isinstance(one, (str, type)):
@@ -97,7 +115,13 @@ def _pairs(mapping: Mapping[Any, Rule] | Iterable[tuple[Any, Rule]] | None, what
 def base_map(stabilizer: StabilizerLike = 1e-6) -> tuple[tuple[str, Rule | None], ...]:
     """Zennit's ``layer_map_base``: activations and lone BatchNorms pass, sums and average pooling
     are normalised, max pooling follows the gradient."""
-    return (("activation", Pass()), ("sum", Norm(stabilizer)), ("avgpool", Norm(stabilizer)), ("affine", Pass()), ("maxpool", None))
+    return (
+        ("activation", Pass()),
+        ("sum", Norm(stabilizer)),
+        ("avgpool", Norm(stabilizer)),
+        ("affine", Pass()),
+        ("maxpool", None),
+    )
 
 
 class Composite:
@@ -199,18 +223,26 @@ class MapComposite(Composite):
         for selector, _ in self.names:
             for one in _selectors(selector):
                 if not any(fnmatch.fnmatchcase(c.name, one) for c in contexts):
-                    found.append(unknown_name_message("layer name selector", one, names).replace("Unknown", "No layer matches the"))
+                    found.append(
+                        unknown_name_message("layer name selector", one, names).replace(
+                            "Unknown", "No layer matches the"
+                        )
+                    )
         for selector, _ in self.user_types:
             for one in _selectors(selector):
                 if not any(_matches_type(one, c) for c in contexts):
                     kinds = sorted({c.kind for c in contexts} | {c.module_type for c in contexts if c.module_type})
                     label = one if isinstance(one, str) else one.__name__
-                    found.append(unknown_name_message("type selector", label, kinds).replace("Unknown", "No layer matches the"))
+                    found.append(
+                        unknown_name_message("type selector", label, kinds).replace("Unknown", "No layer matches the")
+                    )
         return found
 
     def rule(self, ctx: LayerContext) -> Rule | None:
         for selector, rule in self.names:
-            if any(fnmatch.fnmatchcase(ctx.name, s) for s in (selector if isinstance(selector, tuple) else (selector,))):
+            if any(
+                fnmatch.fnmatchcase(ctx.name, s) for s in (selector if isinstance(selector, tuple) else (selector,))
+            ):
                 return rule
         if self.first is not None and ctx.is_first(self.first_kinds):
             return self.first
@@ -220,8 +252,16 @@ class MapComposite(Composite):
         return None
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.names, self.types, self.first, self.first_kinds, self.base, _hashable(self.stabilizer), self.merge_batch_norm,
-                self.activations)
+        return (
+            self.names,
+            self.types,
+            self.first,
+            self.first_kinds,
+            self.base,
+            _hashable(self.stabilizer),
+            self.merge_batch_norm,
+            self.activations,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(names={dict(self.names)}, types={dict(self.types)}, first={self.first!r})"
@@ -242,9 +282,20 @@ def _hashable(value: Any) -> Any:
 class EpsilonPlus(MapComposite):
     """``ZPlus`` for convolutions, ``Epsilon`` for dense layers (Zennit ``EpsilonPlus``)."""
 
-    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, merge_batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        epsilon: StabilizerLike = 1e-6,
+        stabilizer: StabilizerLike = 1e-6,
+        *,
+        zero_params: Any = None,
+        names: Any = None,
+        types: Any = None,
+        merge_batch_norm: bool = True,
+    ) -> None:
         own = (("conv", ZPlus(stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
-        super().__init__(names, (*_pairs(types, "types"), *own), stabilizer=stabilizer, merge_batch_norm=merge_batch_norm)
+        super().__init__(
+            names, (*_pairs(types, "types"), *own), stabilizer=stabilizer, merge_batch_norm=merge_batch_norm
+        )
         self.user_types = _pairs(types, "types")
 
 
@@ -253,18 +304,45 @@ class EpsilonPlusFlat(MapComposite):
     layers (Zennit ``EpsilonPlusFlat``; Kohlbrenner et al. 2020, "Towards Best Practice in Explaining
     Neural Network Decisions with LRP")."""
 
-    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, first: Rule | None = None, merge_batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        epsilon: StabilizerLike = 1e-6,
+        stabilizer: StabilizerLike = 1e-6,
+        *,
+        zero_params: Any = None,
+        names: Any = None,
+        types: Any = None,
+        first: Rule | None = None,
+        merge_batch_norm: bool = True,
+    ) -> None:
         own = (("conv", ZPlus(stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
-        super().__init__(names, (*_pairs(types, "types"), *own), first=first or Flat(stabilizer, zero_params), stabilizer=stabilizer, merge_batch_norm=merge_batch_norm)
+        super().__init__(
+            names,
+            (*_pairs(types, "types"), *own),
+            first=first or Flat(stabilizer, zero_params),
+            stabilizer=stabilizer,
+            merge_batch_norm=merge_batch_norm,
+        )
         self.user_types = _pairs(types, "types")
 
 
 class EpsilonAlpha2Beta1(MapComposite):
     """``AlphaBeta(2, 1)`` for convolutions, ``Epsilon`` for dense layers (Zennit ``EpsilonAlpha2Beta1``)."""
 
-    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, merge_batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        epsilon: StabilizerLike = 1e-6,
+        stabilizer: StabilizerLike = 1e-6,
+        *,
+        zero_params: Any = None,
+        names: Any = None,
+        types: Any = None,
+        merge_batch_norm: bool = True,
+    ) -> None:
         own = (("conv", AlphaBeta(2.0, 1.0, stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
-        super().__init__(names, (*_pairs(types, "types"), *own), stabilizer=stabilizer, merge_batch_norm=merge_batch_norm)
+        super().__init__(
+            names, (*_pairs(types, "types"), *own), stabilizer=stabilizer, merge_batch_norm=merge_batch_norm
+        )
         self.user_types = _pairs(types, "types")
 
 
@@ -272,9 +350,25 @@ class EpsilonAlpha2Beta1Flat(MapComposite):
     """``Flat`` for the first conv/dense layer, ``AlphaBeta(2, 1)`` for other convolutions, ``Epsilon``
     for dense layers (Zennit ``EpsilonAlpha2Beta1Flat``)."""
 
-    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, first: Rule | None = None, merge_batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        epsilon: StabilizerLike = 1e-6,
+        stabilizer: StabilizerLike = 1e-6,
+        *,
+        zero_params: Any = None,
+        names: Any = None,
+        types: Any = None,
+        first: Rule | None = None,
+        merge_batch_norm: bool = True,
+    ) -> None:
         own = (("conv", AlphaBeta(2.0, 1.0, stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
-        super().__init__(names, (*_pairs(types, "types"), *own), first=first or Flat(stabilizer, zero_params), stabilizer=stabilizer, merge_batch_norm=merge_batch_norm)
+        super().__init__(
+            names,
+            (*_pairs(types, "types"), *own),
+            first=first or Flat(stabilizer, zero_params),
+            stabilizer=stabilizer,
+            merge_batch_norm=merge_batch_norm,
+        )
         self.user_types = _pairs(types, "types")
 
 
@@ -282,11 +376,27 @@ class EpsilonGammaBox(MapComposite):
     """``ZBox(low, high)`` for the first convolution, ``Gamma`` for other convolutions, ``Epsilon`` for
     dense layers (Zennit ``EpsilonGammaBox``; Montavon et al. 2019)."""
 
-    def __init__(self, low: Any, high: Any, epsilon: StabilizerLike = 1e-6, gamma: float = 0.25, stabilizer: StabilizerLike = 1e-6, *, zero_params: Any = None, names: Any = None, types: Any = None, merge_batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        low: Any,
+        high: Any,
+        epsilon: StabilizerLike = 1e-6,
+        gamma: float = 0.25,
+        stabilizer: StabilizerLike = 1e-6,
+        *,
+        zero_params: Any = None,
+        names: Any = None,
+        types: Any = None,
+        merge_batch_norm: bool = True,
+    ) -> None:
         own = (("conv", Gamma(gamma, stabilizer, zero_params)), ("dense", Epsilon(epsilon, zero_params)))
         super().__init__(
-            names, (*_pairs(types, "types"), *own), first=ZBox(low, high, stabilizer, zero_params), first_kinds=("conv",),
-            stabilizer=stabilizer, merge_batch_norm=merge_batch_norm,
+            names,
+            (*_pairs(types, "types"), *own),
+            first=ZBox(low, high, stabilizer, zero_params),
+            first_kinds=("conv",),
+            stabilizer=stabilizer,
+            merge_batch_norm=merge_batch_norm,
         )
         self.user_types = _pairs(types, "types")
 
@@ -338,7 +448,15 @@ class PositionMix(Composite):
         return None
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.upper, self.middle, self.lower, self.first, self.bounds, _hashable(self.stabilizer), self.merge_batch_norm)
+        return (
+            self.upper,
+            self.middle,
+            self.lower,
+            self.first,
+            self.bounds,
+            _hashable(self.stabilizer),
+            self.merge_batch_norm,
+        )
 
 
 def _linear_rule(linear: str | Rule, epsilon: StabilizerLike, gamma: float, stabilizer: StabilizerLike) -> Rule:
@@ -395,8 +513,14 @@ class AttnLRP(MapComposite):
     """
 
     def __init__(
-        self, linear: str | Rule = "epsilon", *, epsilon: StabilizerLike = 1e-9, gamma: float = 0.25,
-        stabilizer: StabilizerLike = 1e-9, names: Any = None, types: Any = None,
+        self,
+        linear: str | Rule = "epsilon",
+        *,
+        epsilon: StabilizerLike = 1e-9,
+        gamma: float = 0.25,
+        stabilizer: StabilizerLike = 1e-9,
+        names: Any = None,
+        types: Any = None,
     ) -> None:
         own = self._own(_linear_rule(linear, epsilon, gamma, stabilizer), epsilon)
         super().__init__(names, (*_pairs(types, "types"), *own), stabilizer=epsilon)
@@ -405,8 +529,14 @@ class AttnLRP(MapComposite):
 
     def _own(self, linear: Rule, epsilon: StabilizerLike) -> tuple[tuple[str, Rule | None], ...]:
         return (
-            ("linear", linear), ("softmax", SoftmaxGradient()), ("product", Uniform(epsilon)), ("affine", Epsilon(epsilon)),
-            ("activation", Pass()), ("sum", Norm(epsilon)), ("avgpool", Norm(epsilon)), ("maxpool", None),
+            ("linear", linear),
+            ("softmax", SoftmaxGradient()),
+            ("product", Uniform(epsilon)),
+            ("affine", Epsilon(epsilon)),
+            ("activation", Pass()),
+            ("sum", Norm(epsilon)),
+            ("avgpool", Norm(epsilon)),
+            ("maxpool", None),
         )
 
     def __repr__(self) -> str:
@@ -449,6 +579,17 @@ COMPOSITES: dict[str, type[Composite]] = {
 }
 
 __all__ = [
-    "COMPOSITES", "AttnLRP", "CPLRP", "Composite", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "EpsilonPlus",
-    "EpsilonPlusFlat", "LayerContext", "MapComposite", "PositionMix", "base_map",
+    "COMPOSITES",
+    "CPLRP",
+    "AttnLRP",
+    "Composite",
+    "EpsilonAlpha2Beta1",
+    "EpsilonAlpha2Beta1Flat",
+    "EpsilonGammaBox",
+    "EpsilonPlus",
+    "EpsilonPlusFlat",
+    "LayerContext",
+    "MapComposite",
+    "PositionMix",
+    "base_map",
 ]

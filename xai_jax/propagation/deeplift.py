@@ -33,8 +33,8 @@ import jax.numpy as jnp
 
 from ..core import Baseline, Choice, Inputs, NonNegativeFloat, Problem, method
 from ..trace.graph import SIGN_KEEPING, Plan, Step, Var
-from ..trace.xla_cpu import max_pool_first_max_gradient
 from ..trace.tokens import baseline_embedding, per_token
+from ..trace.xla_cpu import max_pool_first_max_gradient
 from .engine import linear_layer, trace_model, with_backward
 from .rules import unbroadcast
 
@@ -64,9 +64,9 @@ def _safe_ratio(num: Array, den: Array, eps: float) -> tuple[Array, Array]:
 def _pool_vjp(step: Step, x: Array, g: Array) -> Array:
     """Gradient of the max pool at ``x`` applied to ``g`` (first maximum of each window, like torch)."""
     if step.anchor.primitive == "reduce_window_max":
-        fn = lambda v: max_pool_first_max_gradient(v, **step.anchor.eqn.params)  # noqa: E731
+        fn = lambda v: max_pool_first_max_gradient(v, **step.anchor.eqn.params)
     else:
-        fn = lambda v: step.forward([v])[0]  # noqa: E731
+        fn = lambda v: step.forward([v])[0]
     return jax.vjp(fn, x)[1](g)[0]
 
 
@@ -130,8 +130,10 @@ class DeepLiftPropagator:
             grad = jax.vjp(lambda v: f_at(args, v), x)[1](jnp.ones_like(x))[0]  # f'(x), element-wise
             if not self.reveal:
                 return [_rescale_multiplier(x - x0, y[0] - y[1], grad, g, eps)]
-            f = lambda v: f_at(args, v)  # noqa: E731
-            return [_reveal_cancel_multiplier(f, x, x0, y, grad, g, None if parts is None else (args[-2], args[-1]), eps)]
+            f = lambda v: f_at(args, v)
+            return [
+                _reveal_cancel_multiplier(f, x, x0, y, grad, g, None if parts is None else (args[-2], args[-1]), eps)
+            ]
 
         primals = list(invals) + (list(parts) if parts is not None else [])
         mask = [i == pos for i in range(len(primals))]
@@ -146,7 +148,9 @@ class DeepLiftPropagator:
 
         def backward(args: Sequence[Any], y: Array, g: Array) -> list[Array]:
             x, x0 = args[0][0], args[0][1]
-            c = jax.lax.stop_gradient(jnp.maximum(jnp.max(x, axis=axes, keepdims=True), jnp.max(x0, axis=axes, keepdims=True)))
+            c = jax.lax.stop_gradient(
+                jnp.maximum(jnp.max(x, axis=axes, keepdims=True), jnp.max(x0, axis=axes, keepdims=True))
+            )
             u, u0 = jnp.exp(x - c), jnp.exp(x0 - c)
             s, s0 = jnp.sum(u, axis=axes, keepdims=True), jnp.sum(u0, axis=axes, keepdims=True)
             gy = _collapse(g, y[0] - y[1]) if reveal else g[0]
@@ -176,7 +180,7 @@ class DeepLiftPropagator:
                 means = [(h[0] + h[1]) / 2 for h in halves]
                 cts = []
                 for k, (value, _) in enumerate(halves):
-                    along = lambda v, k=k: step.forward([v if i == k else m for i, m in enumerate(means)])[0]  # noqa: E731
+                    along = lambda v, k=k: step.forward([v if i == k else m for i, m in enumerate(means)])[0]
                     cts.append(jax.vjp(along, value)[1](gz)[0])
             return [jnp.stack([ct, ct if reveal else jnp.zeros_like(ct)]) for ct, d in zip(cts, dependent) if d]
 
@@ -217,7 +221,8 @@ class DeepLiftPropagator:
             d = a[0] - a[1]
             gp, gn = g[0], g[1]
             m = jnp.where(
-                d > 0, lay.backward(gp, "pos") + lay.backward(gn, "neg"),
+                d > 0,
+                lay.backward(gp, "pos") + lay.backward(gn, "neg"),
                 jnp.where(d < 0, lay.backward(gp, "neg") + lay.backward(gn, "pos"), 0.5 * lay.backward(gp + gn)),
             )
             return [jnp.stack([m, m])]
@@ -261,8 +266,14 @@ def _rescale_multiplier(dx: Array, dy: Array, grad: Array, g: Array, eps: float)
 
 
 def _reveal_cancel_multiplier(
-    f: Callable[[Array], Array], x: Array, x0: Array, y: Array, grad: Array, g: Array,
-    parts: tuple[Array, Array] | None, eps: float,
+    f: Callable[[Array], Array],
+    x: Array,
+    x0: Array,
+    y: Array,
+    grad: Array,
+    g: Array,
+    parts: tuple[Array, Array] | None,
+    eps: float,
 ) -> Array:
     """RevealCancel (Shrikumar et al. 2017, Sec. 3.5.3): ``m⁺ = Δy⁺/Δx⁺``, ``m⁻ = Δy⁻/Δx⁻`` with
     ``Δy⁺ = ½[f(x₀+Δx⁺) − f(x₀)] + ½[f(x₀+Δx⁻+Δx⁺) − f(x₀+Δx⁻)]`` (``Δy⁻`` symmetrically).  Without
@@ -287,7 +298,9 @@ def deeplift_handle(plan: Plan, rule: str, eps: float) -> Callable[[Step, list[A
     return DeepLiftPropagator(rule, eps)
 
 
-def deeplift_attribution(problem: Problem, inputs: Inputs, x: Array, ref: Any, indices: Array | None, rule: str, eps: float) -> Array:
+def deeplift_attribution(
+    problem: Problem, inputs: Inputs, x: Array, ref: Any, indices: Array | None, rule: str, eps: float
+) -> Array:
     """DeepLIFT attributions ``(x − ref) ⊙ m``; for integer inputs (tokens) the embedding's, summed per
     token (``ref`` then is a constant embedding value or token ids, see
     :func:`xai_jax.trace.tokens.baseline_embedding`)."""
@@ -299,7 +312,9 @@ def deeplift_attribution(problem: Problem, inputs: Inputs, x: Array, ref: Any, i
     return per_token((e - e_ref) * deeplift_multipliers(traced, problem, e, e_ref, indices, rule, eps), x)
 
 
-def deeplift_multipliers(traced: Any, problem: Problem, x: Array, ref: Array, indices: Array | None, rule: str, eps: float) -> Array:
+def deeplift_multipliers(
+    traced: Any, problem: Problem, x: Array, ref: Array, indices: Array | None, rule: str, eps: float
+) -> Array:
     """DeepLIFT multipliers ``m`` at the plan's start ``x`` (attribution ``(x − ref) ⊙ m``)."""
     handle = deeplift_handle(traced.plan, rule, eps)
     pair = jnp.stack([x, ref])

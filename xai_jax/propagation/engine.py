@@ -36,6 +36,7 @@ MAX_POOL_MODES = ("winner", "average")
 # Tracing a model into a plan
 # ---------------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Traced:
     """A model traced at one input: its plan and how to call it with new ``x`` (and probe)."""
@@ -76,7 +77,12 @@ def _module_types(problem: Problem, inputs: Inputs, x: Array) -> tuple[str | Non
 
 
 def trace_model(
-    problem: Problem, inputs: Inputs, x: Array, *, layer: str | None = None, merge_affine: bool = True,
+    problem: Problem,
+    inputs: Inputs,
+    x: Array,
+    *,
+    layer: str | None = None,
+    merge_affine: bool = True,
     statistics: str = "constant",
 ) -> Traced:
     """Trace ``problem``'s model at ``x`` into a :class:`Traced` plan (``layer``: add a probe there;
@@ -98,7 +104,14 @@ def trace_model(
         probe = jnp.zeros(info.shape, info.dtype)
         args = (inputs.variables, x, inputs.kwargs, probe)
         plan, treedef, flat = trace_plan(
-            probed, args, 1, probe_argnum=3, root=root, module_types=types, merge_affine=merge_affine, statistics=statistics
+            probed,
+            args,
+            1,
+            probe_argnum=3,
+            root=root,
+            module_types=types,
+            merge_affine=merge_affine,
+            statistics=statistics,
         )
         if plan.tap is None:
             raise InputError(f"layer {layer!r}: its output does not reach the model's output, so it has no relevance.")
@@ -119,6 +132,7 @@ def initial_relevance(problem: Problem, outputs: Any, indices: Array | None) -> 
 # custom_vjp plumbing
 # ---------------------------------------------------------------------------------------------------
 
+
 def _as_array(v: Any) -> Any:
     return v if isinstance(v, (jax.Array, np.ndarray)) else jnp.asarray(v)
 
@@ -130,7 +144,12 @@ def _zero_cotangent(v: Any) -> Any:
     return np.zeros(v.shape, dtype=jax.dtypes.float0)
 
 
-def with_backward(forward: Callable[..., Array], backward: Callable[..., Sequence[Array | None]], primals: Sequence[Any], grad_mask: Sequence[bool]) -> Array:
+def with_backward(
+    forward: Callable[..., Array],
+    backward: Callable[..., Sequence[Array | None]],
+    primals: Sequence[Any],
+    grad_mask: Sequence[bool],
+) -> Array:
     """``forward(*primals)`` whose VJP is ``backward(primals, output, cotangent)``; ``backward``
     returns one cotangent per primal with ``grad_mask`` set (others get zeros)."""
     primals = [_as_array(p) for p in primals]
@@ -183,23 +202,36 @@ def pooling_as_average(step: Step, x: Array) -> LinearLayer:
     """A max-pooling step seen as the average pooling over the same windows (``z`` = the average)."""
     params = step.anchor.eqn.params
     if step.anchor.primitive == "reduce_window_max":
+
         def apply(v: Array, w: Any) -> Array:
             return lax.reduce_window_sum_p.bind(
-                v, window_dimensions=tuple(params["window_dimensions"]), window_strides=tuple(params["window_strides"]),
-                padding=tuple(map(tuple, params["padding"])), base_dilation=tuple(params["base_dilation"]),
+                v,
+                window_dimensions=tuple(params["window_dimensions"]),
+                window_strides=tuple(params["window_strides"]),
+                padding=tuple(map(tuple, params["padding"])),
+                base_dilation=tuple(params["base_dilation"]),
                 window_dilation=tuple(params["window_dilation"]),
             )
+
         n = float(np.prod(params["window_dimensions"]))
     else:  # reduce_max over axes
         axes = tuple(params["axes"])
 
         def apply(v: Array, w: Any) -> Array:
             return jnp.sum(v, axis=axes)
+
         n = float(np.prod([x.shape[a] for a in axes]))
     summed = apply(x, None)
     scale = jnp.full(summed.shape, 1.0 / n, x.dtype)
-    return LinearLayer(x=x, z=summed * scale, weight=None, apply=apply, scale_fn=lambda: scale, bias_fn=lambda: None,
-                       x_nonnegative=step.x_nonnegative)
+    return LinearLayer(
+        x=x,
+        z=summed * scale,
+        weight=None,
+        apply=apply,
+        scale_fn=lambda: scale,
+        bias_fn=lambda: None,
+        x_nonnegative=step.x_nonnegative,
+    )
 
 
 def product_view(step: Step, operands: Sequence[Any], z: Array) -> Product:
@@ -207,7 +239,7 @@ def product_view(step: Step, operands: Sequence[Any], z: Array) -> Product:
     operands = list(operands)
 
     def backward(k: int, s: Array) -> Array:
-        along = lambda v: step.forward([v if i == k else a for i, a in enumerate(operands)])[0]  # noqa: E731
+        along = lambda v: step.forward([v if i == k else a for i, a in enumerate(operands)])[0]
         return jax.vjp(along, operands[k])[1](s)[0]
 
     return Product(operands, z, step.gates or (False,) * len(operands), step.anchor.primitive == "mul", backward)
@@ -224,6 +256,7 @@ def fast_max_pool(step: Step, invals: list[Any]) -> list[Any]:
 # LRP
 # ---------------------------------------------------------------------------------------------------
 
+
 def contexts(plan: Plan) -> Callable[[Step, str | None], LayerContext]:
     """``(step, kind) -> LayerContext`` for the plan's steps."""
     layers = plan.layers()
@@ -231,7 +264,9 @@ def contexts(plan: Plan) -> Callable[[Step, str | None], LayerContext]:
     first_dense = next((s.index for s in layers if s.kind == "dense"), None)
 
     def context(step: Step, kind: str | None = None) -> LayerContext:
-        return LayerContext(step.name, kind or step.kind, step.module_type, step.index, len(layers), first_conv, first_dense)
+        return LayerContext(
+            step.name, kind or step.kind, step.module_type, step.index, len(layers), first_conv, first_dense
+        )
 
     return context
 
@@ -250,11 +285,14 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
             rule = composite.resolve(context(step, "avgpool"))
             if rule is None:
                 return fast_max_pool(step, invals)
-            return [with_backward(
-                lambda x: step.forward([x])[0],
-                lambda args, out, R: [rule.linear(pooling_as_average(step, args[0]), R)],
-                invals, [True],
-            )]
+            return [
+                with_backward(
+                    lambda x: step.forward([x])[0],
+                    lambda args, out, R: [rule.linear(pooling_as_average(step, args[0]), R)],
+                    invals,
+                    [True],
+                )
+            ]
         rule = composite.resolve(context(step, None))
         if kind == "quotient":
             raise UnsupportedError(
@@ -273,35 +311,54 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
             return step.forward(invals)
         if kind == "softmax":
             axes = step.unit.axes
-            return [with_backward(
-                lambda x: step.forward([x])[0], lambda args, s_, R: [rule.softmax(args[0], s_, R, axes)], invals, [True],
-            )]
+            return [
+                with_backward(
+                    lambda x: step.forward([x])[0],
+                    lambda args, s_, R: [rule.softmax(args[0], s_, R, axes)],
+                    invals,
+                    [True],
+                )
+            ]
         if kind == "product":
-            return [with_backward(
-                lambda *a: step.forward(list(a))[0],
-                lambda args, z, R: [unbroadcast(r, a.shape) for r, a in zip(rule.product(product_view(step, args, z), R), args)],
-                invals, [bool(d) for d in step.dependent],
-            )]
+            return [
+                with_backward(
+                    lambda *a: step.forward(list(a))[0],
+                    lambda args, z, R: [
+                        unbroadcast(r, a.shape) for r, a in zip(rule.product(product_view(step, args, z), R), args)
+                    ],
+                    invals,
+                    [bool(d) for d in step.dependent],
+                )
+            ]
         if kind in ("conv", "dense", "avgpool"):
             zero_bias = bool(getattr(rule, "zero_params", None))
 
             def linear_backward(args: Sequence[Any], z: Array, R: Array, rule: Rule = rule) -> list[Array]:
                 return [rule.linear(linear_layer(step, args[0], args[1:], z, zero_bias=zero_bias), R)]
 
-            return [with_backward(lambda *a: step.forward(list(a))[0], linear_backward, invals, [True] + [False] * (len(invals) - 1))]
+            return [
+                with_backward(
+                    lambda *a: step.forward(list(a))[0], linear_backward, invals, [True] + [False] * (len(invals) - 1)
+                )
+            ]
         if kind == "sum":
-            return [with_backward(
-                lambda *a: step.forward(list(a))[0],
-                lambda args, z, R: [unbroadcast(r, a.shape) for r, a in zip(rule.sum(args, step.signs, z, R), args)],
-                invals, [True, True],
-            )]
+            return [
+                with_backward(
+                    lambda *a: step.forward(list(a))[0],
+                    lambda args, z, R: [
+                        unbroadcast(r, a.shape) for r, a in zip(rule.sum(args, step.signs, z, R), args)
+                    ],
+                    invals,
+                    [True, True],
+                )
+            ]
         if kind == "affine":
             pos = step.x_position
             mask = [i == pos for i in range(len(invals))]
 
             def affine_backward(args: Sequence[Any], y: Array, R: Array, rule: Rule = rule) -> list[Array]:
                 x = args[pos]
-                along = lambda v: step.forward([v if i == pos else a for i, a in enumerate(args)])[0]  # noqa: E731
+                along = lambda v: step.forward([v if i == pos else a for i, a in enumerate(args)])[0]
                 slope = jax.jvp(along, (x,), (jnp.ones_like(x),))[1]  # element-wise affine: dy/dx per element
                 return [rule.affine(x, y, slope, R)]
 
@@ -309,11 +366,14 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
         if kind == "activation":
             pos = step.x_position
             mask = [i == pos for i in range(len(invals))]
-            return [with_backward(
-                lambda *a: step.forward(list(a))[0],
-                lambda args, y, R: [rule.elementwise(args[pos], y, R)],
-                invals, mask,
-            )]
+            return [
+                with_backward(
+                    lambda *a: step.forward(list(a))[0],
+                    lambda args, y, R: [rule.elementwise(args[pos], y, R)],
+                    invals,
+                    mask,
+                )
+            ]
         raise UnsupportedError(f"no relevance handling for {step.describe()}")  # pragma: no cover
 
     return handle
@@ -355,4 +415,13 @@ def describe(problem: Problem, inputs: Inputs) -> str:
     return str(trace_model(problem, inputs, inputs.x).plan)
 
 
-__all__ = ["Traced", "contexts", "describe", "initial_relevance", "lrp_handle", "lrp_relevance", "trace_model", "with_backward"]
+__all__ = [
+    "Traced",
+    "contexts",
+    "describe",
+    "initial_relevance",
+    "lrp_handle",
+    "lrp_relevance",
+    "trace_model",
+    "with_backward",
+]

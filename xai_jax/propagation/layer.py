@@ -112,7 +112,11 @@ class LinearLayer:
             out = self._raw_t(s if c is None else c * s, ws[part])
             return jnp.zeros_like(self.x) if out is None else out
         same, other = (ws["pos"], ws["neg"]) if part == "pos" else (ws["neg"], ws["pos"])
-        terms = [t for t in (self._raw_t(jnp.maximum(c, 0) * s, same), self._raw_t(jnp.minimum(c, 0) * s, other)) if t is not None]
+        terms = [
+            t
+            for t in (self._raw_t(jnp.maximum(c, 0) * s, same), self._raw_t(jnp.minimum(c, 0) * s, other))
+            if t is not None
+        ]
         return sum(terms) if terms else jnp.zeros_like(self.x)
 
     def forward_with(self, v: Array, weight: Array | None, scale: Array | None = None) -> Array:

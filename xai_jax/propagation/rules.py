@@ -51,6 +51,7 @@ Array = jax.Array
 # Stabilizers
 # ---------------------------------------------------------------------------------------------------
 
+
 def stabilize(z: Array, epsilon: float = 1e-6, *, clip: bool = False, norm_scale: bool = False) -> Array:
     """``z + ε·sign(z)`` with ``sign(0) = +1`` (Zennit's ``stabilize``).
 
@@ -100,7 +101,9 @@ def _ensure_stabilizer(value: StabilizerLike, what: str) -> Callable[[Array], Ar
         return Stabilizer(float(value))
     if callable(value):
         return value
-    raise InputError(f"{what} must be a number >= 0, a Stabilizer or a callable z -> stabilized z; got {type(value).__name__}.")
+    raise InputError(
+        f"{what} must be a number >= 0, a Stabilizer or a callable z -> stabilized z; got {type(value).__name__}."
+    )
 
 
 def _zero_params(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -153,17 +156,20 @@ def broadcast_bound(bound: float | _FrozenArray, x: Array) -> Array:
     shape, or anything broadcastable (per-channel bounds ``(C,)`` for NHWC images)."""
     value = bound.value if isinstance(bound, _FrozenArray) else bound
     value = jnp.asarray(value, x.dtype)
-    if value.ndim == x.ndim - 1 and value.shape != x.shape[-value.ndim:] and value.shape == x.shape[1:]:
+    if value.ndim == x.ndim - 1 and value.shape != x.shape[-value.ndim :] and value.shape == x.shape[1:]:
         value = value[None]
     try:
         return jnp.broadcast_to(value, x.shape)
     except ValueError:
-        raise InputError(f"ZBox bound of shape {value.shape} does not broadcast to the input's shape {x.shape}.") from None
+        raise InputError(
+            f"ZBox bound of shape {value.shape} does not broadcast to the input's shape {x.shape}."
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------------
 # Rules
 # ---------------------------------------------------------------------------------------------------
+
 
 class Rule:
     """Base class of relevance rules.  Subclasses are frozen dataclasses (hashable, so a composite
@@ -194,10 +200,14 @@ class Rule:
         raise UnsupportedError(f"{self!r} cannot be applied to a softmax; use SoftmaxGradient() ([achtibat2024]_).")
 
     def product(self, product: Product, R: Array) -> list[Array]:
-        raise UnsupportedError(f"{self!r} cannot be applied to a product of two input-dependent values; use Uniform() or HoldGates().")
+        raise UnsupportedError(
+            f"{self!r} cannot be applied to a product of two input-dependent values; use Uniform() or HoldGates()."
+        )
 
 
-def _proportional(stab: Callable[[Array], Array], operands: Sequence[Array], signs: Sequence[float], z: Array, R: Array) -> list[Array]:
+def _proportional(
+    stab: Callable[[Array], Array], operands: Sequence[Array], signs: Sequence[float], z: Array, R: Array
+) -> list[Array]:
     s = R / stab(z)
     return [sign * x * s for x, sign in zip(operands, signs)]
 
@@ -267,7 +277,9 @@ class AlphaBeta(Rule):
         _check_nonnegative("AlphaBeta alpha", self.alpha)
         _check_nonnegative("AlphaBeta beta", self.beta)
         if abs(float(self.alpha) - float(self.beta) - 1.0) > 1e-12:
-            raise InputError(f"AlphaBeta needs alpha - beta = 1 (relevance conservation); got alpha={self.alpha}, beta={self.beta}.")
+            raise InputError(
+                f"AlphaBeta needs alpha - beta = 1 (relevance conservation); got alpha={self.alpha}, beta={self.beta}."
+            )
         _ensure_stabilizer(self.stabilizer, "AlphaBeta stabilizer")
         object.__setattr__(self, "zero_params", _zero_params(self.zero_params) or None)
 
@@ -302,10 +314,10 @@ class Gamma(Rule):
 
     def linear(self, layer: LinearLayer, R: Array) -> Array:
         stab, g = _ensure_stabilizer(self.stabilizer, "stabilizer"), self.gamma
-        up = lambda v: layer.forward(v) + g * layer.forward(v, "pos")  # noqa: E731  (w + γw⁺)
-        down = lambda v: layer.forward(v) + g * layer.forward(v, "neg")  # noqa: E731  (w + γw⁻)
-        up_t = lambda s: layer.backward(s) + g * layer.backward(s, "pos")  # noqa: E731
-        down_t = lambda s: layer.backward(s) + g * layer.backward(s, "neg")  # noqa: E731
+        up = lambda v: layer.forward(v) + g * layer.forward(v, "pos")
+        down = lambda v: layer.forward(v) + g * layer.forward(v, "neg")
+        up_t = lambda s: layer.backward(s) + g * layer.backward(s, "pos")
+        down_t = lambda s: layer.backward(s) + g * layer.backward(s, "neg")
         xp, xn = layer.x_split()
         b = layer.bias_part("all")
         den_pos = up(xp) + b + g * layer.bias_part("pos")
@@ -385,7 +397,11 @@ class ZBox(Rule):
     def linear(self, layer: LinearLayer, R: Array) -> Array:
         low, high = broadcast_bound(self.low, layer.x), broadcast_bound(self.high, layer.x)
         z = layer.forward(layer.x) + layer.bias_part("all")
-        z = z - (layer.forward(low, "pos") + layer.bias_part("pos")) - (layer.forward(high, "neg") + layer.bias_part("neg"))
+        z = (
+            z
+            - (layer.forward(low, "pos") + layer.bias_part("pos"))
+            - (layer.forward(high, "neg") + layer.bias_part("neg"))
+        )
         s = R / _ensure_stabilizer(self.stabilizer, "stabilizer")(z)
         return layer.x * layer.backward(s) - low * layer.backward(s, "pos") - high * layer.backward(s, "neg")
 
@@ -489,8 +505,10 @@ class HoldGates(Rule):
         free = [k for k, gate in enumerate(product.gates) if not gate]
         if not free or len(free) == len(product.operands):
             return Uniform(self.stabilizer).product(product, R)
-        return [product.share(k, R, stab) / len(free) if k in free else jnp.zeros_like(product.operands[k])
-                for k in range(len(product.operands))]
+        return [
+            product.share(k, R, stab) / len(free) if k in free else jnp.zeros_like(product.operands[k])
+            for k in range(len(product.operands))
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -509,10 +527,41 @@ class SoftmaxGradient(Rule):
 
 RULES: dict[str, type[Rule]] = {
     cls.__name__: cls
-    for cls in (Epsilon, ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox, Norm, Pass, Gradient, Uniform, HoldGates, SoftmaxGradient)
+    for cls in (
+        Epsilon,
+        ZPlus,
+        AlphaBeta,
+        Gamma,
+        Flat,
+        WSquare,
+        ZBox,
+        Norm,
+        Pass,
+        Gradient,
+        Uniform,
+        HoldGates,
+        SoftmaxGradient,
+    )
 }
 
 __all__ = [
-    "RULES", "AlphaBeta", "Epsilon", "Flat", "Gamma", "Gradient", "HoldGates", "Norm", "Pass", "Product", "Rule",
-    "SoftmaxGradient", "Stabilizer", "Uniform", "WSquare", "ZBox", "ZPlus", "stabilize", "unbroadcast",
+    "RULES",
+    "AlphaBeta",
+    "Epsilon",
+    "Flat",
+    "Gamma",
+    "Gradient",
+    "HoldGates",
+    "Norm",
+    "Pass",
+    "Product",
+    "Rule",
+    "SoftmaxGradient",
+    "Stabilizer",
+    "Uniform",
+    "WSquare",
+    "ZBox",
+    "ZPlus",
+    "stabilize",
+    "unbroadcast",
 ]

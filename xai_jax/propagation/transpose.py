@@ -60,7 +60,13 @@ def _unpool(step: Step, x: Array, r: Array) -> Array:
 
 
 def transpose_relevance(
-    problem: Problem, inputs: Inputs, x: Array, indices: Array | None, epsilon: float, bounds: ZBox | None, layer: str | None
+    problem: Problem,
+    inputs: Inputs,
+    x: Array,
+    indices: Array | None,
+    epsilon: float,
+    bounds: ZBox | None,
+    layer: str | None,
 ) -> Array:
     traced = trace_model(problem, inputs, x, layer=layer)
     plan = traced.plan
@@ -107,11 +113,20 @@ def transpose_relevance(
             lay = linear_layer(step, a, invals[1:], env[out.id])
             if bounds is not None and step.index is not None and step.index == first:
                 low, high = broadcast_bound(bounds.low, a), broadcast_bound(bounds.high, a)
-                z = lay.z - lay.forward(low, "pos") - lay.bias_part("pos") - lay.forward(high, "neg") - lay.bias_part("neg")
+                z = (
+                    lay.z
+                    - lay.forward(low, "pos")
+                    - lay.bias_part("pos")
+                    - lay.forward(high, "neg")
+                    - lay.bias_part("neg")
+                )
                 s = r / stab(z)
-                give(step.inputs[0], a * _transposed(lay.forward, a)(s)[0]
-                     - low * _transposed(lambda v: lay.forward(v, "pos"), a)(s)[0]
-                     - high * _transposed(lambda v: lay.forward(v, "neg"), a)(s)[0])
+                give(
+                    step.inputs[0],
+                    a * _transposed(lay.forward, a)(s)[0]
+                    - low * _transposed(lambda v: lay.forward(v, "pos"), a)(s)[0]  # noqa: B023 (called at once)
+                    - high * _transposed(lambda v: lay.forward(v, "neg"), a)(s)[0],  # noqa: B023
+                )
             else:
                 s = r / stab(lay.z)
                 give(step.inputs[0], a * _transposed(lay.forward, a)(s)[0])
@@ -126,7 +141,9 @@ def transpose_relevance(
         else:  # structural: the transposed (inverse-shaped) operation
             positions = [i for i, d in enumerate(step.dependent) if d]
 
-            def op(*deps: Array, invals: list[Any] = invals, positions: list[int] = positions) -> Array:
+            def op(
+                *deps: Array, invals: list[Any] = invals, positions: list[int] = positions, step: Any = step
+            ) -> Array:
                 vals = list(invals)
                 for i, d in zip(positions, deps):
                     vals[i] = d
@@ -137,7 +154,11 @@ def transpose_relevance(
             for i, ct in zip(positions, cts):
                 give(step.inputs[i], ct)
     if layer is not None:
-        return relevance.get(plan.tap.id, jnp.zeros(plan.tap.shape, x.dtype)) if plan.tap is not None else jnp.zeros_like(x)
+        return (
+            relevance.get(plan.tap.id, jnp.zeros(plan.tap.shape, x.dtype))
+            if plan.tap is not None
+            else jnp.zeros_like(x)
+        )
     return relevance.get(plan.x.id, jnp.zeros_like(x))
 
 

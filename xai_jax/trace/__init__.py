@@ -12,6 +12,17 @@ from .layers import LayerInfo, LayerList, capture, layer_gradient, layer_info, l
 from .xla_cpu import FAST_GRADIENT_RULES, max_pool_first_max_gradient
 
 __all__ = [
-    "FAST_GRADIENT_RULES", "Activation", "LayerInfo", "LayerList", "capture", "evaluate", "layer_gradient", "layer_info",
-    "layers", "list_layers", "max_pool_first_max_gradient", "probed_forward", "rewrite",
+    "FAST_GRADIENT_RULES",
+    "Activation",
+    "LayerInfo",
+    "LayerList",
+    "capture",
+    "evaluate",
+    "layer_gradient",
+    "layer_info",
+    "layers",
+    "list_layers",
+    "max_pool_first_max_gradient",
+    "probed_forward",
+    "rewrite",
 ]

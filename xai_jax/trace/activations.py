@@ -49,13 +49,34 @@ from .walker import Dataflow, Eqn, Graph, Rule, Unit, Var, flatten, is_literal, 
 # ---------------------------------------------------------------------------------------------------
 
 #: Named activation functions (a ``custom_jvp_call`` or ``jit`` with this name), kept whole.
-ACTIVATION_NAMES = frozenset({
-    "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "silu", "swish", "sigmoid", "hard_sigmoid",
-    "hard_silu", "hard_swish", "hard_tanh", "softplus", "soft_sign", "log_sigmoid", "mish", "tanh",
-    "squareplus", "sparse_plus",
-})
+ACTIVATION_NAMES = frozenset(
+    {
+        "relu",
+        "relu6",
+        "leaky_relu",
+        "elu",
+        "celu",
+        "selu",
+        "silu",
+        "swish",
+        "sigmoid",
+        "hard_sigmoid",
+        "hard_silu",
+        "hard_swish",
+        "hard_tanh",
+        "softplus",
+        "soft_sign",
+        "log_sigmoid",
+        "mish",
+        "tanh",
+        "squareplus",
+        "sparse_plus",
+    }
+)
 #: Activations whose output is never negative (used to skip terms of sign-split rules).
-NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus", "squareplus", "sparse_plus"})
+NONNEGATIVE_ACTIVATIONS = frozenset(
+    {"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus", "squareplus", "sparse_plus"}
+)
 #: Element-wise primitives that are activations, and their kind.
 ACTIVATION_PRIMITIVES = {"tanh": "tanh", "logistic": "sigmoid"}
 
@@ -75,6 +96,7 @@ class Activation:
 # ---------------------------------------------------------------------------------------------------
 # Recognition by form (one equation)
 # ---------------------------------------------------------------------------------------------------
+
 
 def named_activation(eqn: Any) -> str | None:
     """The name of a named activation call (``custom_jvp_call`` named ``relu``, ``jit`` named
@@ -130,16 +152,44 @@ def relu_input(eqn: Any) -> int | None:
 #: What a statistic passes through between its reduction and its clamp: the division by the count,
 #: ``mean(x²) - mean(x)²``, broadcasts, casts, a cross-device sum, the ``where`` Equinox's
 #: ``jnp.var`` puts around an empty reduction.
-_STATISTIC_ARITHMETIC = frozenset({
-    "add", "sub", "mul", "div", "neg", "broadcast_in_dim", "reshape", "squeeze", "expand_dims",
-    "convert_element_type", "copy", "transpose", "select_n", "psum", "reduce_precision", "max",
-})
+_STATISTIC_ARITHMETIC = frozenset(
+    {
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "neg",
+        "broadcast_in_dim",
+        "reshape",
+        "squeeze",
+        "expand_dims",
+        "convert_element_type",
+        "copy",
+        "transpose",
+        "select_n",
+        "psum",
+        "reduce_precision",
+        "max",
+    }
+)
 #: What the clamped statistic passes through before it scales a value (``var + eps``, broadcasts).
-_SCALE_PASSTHROUGH = frozenset({
-    "add", "mul", "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "convert_element_type", "copy",
-    "transpose", "reduce_precision",
-})
-_SHAPE_ONLY = frozenset({"reshape", "transpose", "convert_element_type", "copy", "broadcast_in_dim", "reduce_precision"})
+_SCALE_PASSTHROUGH = frozenset(
+    {
+        "add",
+        "mul",
+        "broadcast_in_dim",
+        "reshape",
+        "squeeze",
+        "expand_dims",
+        "convert_element_type",
+        "copy",
+        "transpose",
+        "reduce_precision",
+    }
+)
+_SHAPE_ONLY = frozenset(
+    {"reshape", "transpose", "convert_element_type", "copy", "broadcast_in_dim", "reduce_precision"}
+)
 _SEARCH_DEPTH = 8  # equations between the reduction and the clamp, or between the clamp and the scale
 
 
@@ -223,8 +273,10 @@ def is_normaliser_statistic(e: Eqn, flow: Dataflow) -> bool:
     and batch-statistics BatchNorm in Flax and Equinox, ``max(0, mean(x²) - mean(x)²)``."""
     source = e.inputs[activation_input(e.eqn)]
     return (
-        isinstance(source, Var) and len(e.outputs) == 1
-        and _computed_from_mean_square(source, flow) and _scales_a_value(e.outputs[0], flow)
+        isinstance(source, Var)
+        and len(e.outputs) == 1
+        and _computed_from_mean_square(source, flow)
+        and _scales_a_value(e.outputs[0], flow)
     )
 
 
@@ -280,15 +332,54 @@ EXCLUSIONS: tuple[Exclusion, ...] = (normaliser_statistic,)
 # ---------------------------------------------------------------------------------------------------
 
 #: Element-wise primitives (every operand of the output's shape, or a scalar literal).
-ELEMENTWISE = frozenset({
-    "neg", "exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic", "erf", "erfc", "erf_inv", "sin", "cos",
-    "sqrt", "rsqrt", "cbrt", "integer_pow", "square", "abs", "sign", "copy", "copy_p", "reduce_precision",
-    "add", "add_any", "sub", "mul", "div", "max", "min", "pow", "select_n", "gt", "ge", "lt", "le", "eq", "ne",
-    "convert_element_type",
-})
+ELEMENTWISE = frozenset(
+    {
+        "neg",
+        "exp",
+        "exp2",
+        "log",
+        "log1p",
+        "expm1",
+        "tanh",
+        "logistic",
+        "erf",
+        "erfc",
+        "erf_inv",
+        "sin",
+        "cos",
+        "sqrt",
+        "rsqrt",
+        "cbrt",
+        "integer_pow",
+        "square",
+        "abs",
+        "sign",
+        "copy",
+        "copy_p",
+        "reduce_precision",
+        "add",
+        "add_any",
+        "sub",
+        "mul",
+        "div",
+        "max",
+        "min",
+        "pow",
+        "select_n",
+        "gt",
+        "ge",
+        "lt",
+        "le",
+        "eq",
+        "ne",
+        "convert_element_type",
+    }
+)
 #: Element-wise primitives that are affine in their one non-literal operand (trimmed off a unit's ends,
 #: so a scale or shift after an activation stays a step of its own).
-_AFFINE_LITERAL = frozenset({"add", "add_any", "sub", "mul", "div", "neg", "copy", "copy_p", "convert_element_type", "reduce_precision"})
+_AFFINE_LITERAL = frozenset(
+    {"add", "add_any", "sub", "mul", "div", "neg", "copy", "copy_p", "convert_element_type", "reduce_precision"}
+)
 _COMPARISONS = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})
 
 #: Known element-wise functions a unit is compared with (on sample points) to name its kind.
@@ -397,7 +488,7 @@ def name_unit(unit: Unit) -> str:
             for kind, fn in _KNOWN_FUNCTIONS:
                 if np.allclose(got, np.asarray(fn(jnp.asarray(points))), rtol=1e-4, atol=1e-5):
                     return kind
-    except Exception:  # noqa: BLE001 - a unit that cannot run on sample points keeps the generic name
+    except Exception:
         return "elementwise"
     return "elementwise"
 
@@ -426,7 +517,12 @@ def softmax_unit(e: Eqn, flow: Dataflow) -> Unit | None:
     axes = tuple(int(a) for a in chain.params["axes"])
     a = exp.inputs[0]
     source = flow.producer_of(a)
-    if source is not None and source.primitive == "sub" and isinstance(source.inputs[0], Var) and _is_constant_shift(source.inputs[1], flow):
+    if (
+        source is not None
+        and source.primitive == "sub"
+        and isinstance(source.inputs[0], Var)
+        and _is_constant_shift(source.inputs[1], flow)
+    ):
         members.append(source)  # exp(a - m) with m a stop-gradient value (the maximum): softmax is shift-invariant
         a = source.inputs[0]
     inside = {id(m) for m in members}
@@ -509,7 +605,11 @@ def annotate(graph: Graph) -> Graph:
 
 
 def traced_graph(
-    jaxpr: Any, consts: Sequence[Any], *, inline_custom: bool, keep_whole: Callable[[Any], bool] | None = None,
+    jaxpr: Any,
+    consts: Sequence[Any],
+    *,
+    inline_custom: bool,
+    keep_whole: Callable[[Any], bool] | None = None,
     units: bool = False,
 ) -> Graph:
     """``jaxpr`` flattened (:func:`xai_jax.trace.walker.flatten`, named activation calls kept whole,
@@ -540,6 +640,7 @@ def count_relus(fn: Callable[..., Any], *args: Any) -> int:
 # Modified ReLU backward passes
 # ---------------------------------------------------------------------------------------------------
 
+
 def relu_with_backward(backward: ReluBackward) -> Callable[[jax.Array], jax.Array]:
     """``max(x, 0)`` whose vector-Jacobian product is ``backward(x, g)``."""
 
@@ -567,28 +668,28 @@ def relu_rules(backward: ReluBackward) -> dict[Any, Rule]:
 __all__ = [
     "ACTIVATION_NAMES",
     "ACTIVATION_PRIMITIVES",
+    "ELEMENTWISE",
     "EXCLUSIONS",
     "NONNEGATIVE_ACTIVATIONS",
     "RECOGNISERS",
     "Activation",
     "activation_form",
-    "ELEMENTWISE",
     "activation_input",
     "annotate",
     "annotate_units",
-    "elementwise_unit",
-    "name_unit",
-    "softmax_unit",
     "by_form",
     "count_relus",
+    "elementwise_unit",
     "find_activations",
     "is_normaliser_scale",
     "is_normaliser_statistic",
     "is_relu_call",
+    "name_unit",
     "named_activation",
     "normaliser_statistic",
     "relu_input",
     "relu_rules",
     "relu_with_backward",
+    "softmax_unit",
     "traced_graph",
 ]

@@ -68,17 +68,44 @@ AFFINE = frozenset({"add", "add_any", "sub", "mul", "div", "neg"})
 #: layout steps that may follow a layer's anchor as part of its linear map
 LAYOUT = frozenset({"transpose", "reshape", "squeeze", "expand_dims", "broadcast_in_dim"})
 #: Input-dependent primitives through which relevance follows the gradient (linear, no weights).
-STRUCTURAL = frozenset({
-    "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "slice", "concatenate", "pad",
-    "rev", "copy", "copy_p", "convert_element_type", "reduce_precision", "dynamic_slice", "gather",
-    "optimization_barrier", "split",
-})
+STRUCTURAL = frozenset(
+    {
+        "reshape",
+        "transpose",
+        "squeeze",
+        "expand_dims",
+        "broadcast_in_dim",
+        "slice",
+        "concatenate",
+        "pad",
+        "rev",
+        "copy",
+        "copy_p",
+        "convert_element_type",
+        "reduce_precision",
+        "dynamic_slice",
+        "gather",
+        "optimization_barrier",
+        "split",
+    }
+)
 #: Structural primitives that keep a non-negative value non-negative (one output: ``split`` is left out).
 SIGN_KEEPING = STRUCTURAL - {"pad", "split"}
 
 KINDS = (
-    "conv", "dense", "avgpool", "sum", "activation", "maxpool", "affine", "structural", "constant", "softmax", "product",
-    "quotient", "detach",
+    "conv",
+    "dense",
+    "avgpool",
+    "sum",
+    "activation",
+    "maxpool",
+    "affine",
+    "structural",
+    "constant",
+    "softmax",
+    "product",
+    "quotient",
+    "detach",
 )
 #: How a plan treats a normaliser's statistics (the ``rsqrt(var + ε)`` of LayerNorm/RMSNorm/GroupNorm):
 #: ``"constant"`` (relevance propagation: the identity rule on the normalisation, [achtibat2024]_,
@@ -123,6 +150,7 @@ def flatten(closed: Any) -> Graph:
 # Steps and plans
 # ---------------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(eq=False)
 class Step:
     """One unit of propagation: a layer (an anchor equation and its absorbed chain) or one equation.
@@ -145,10 +173,14 @@ class Step:
     signs: tuple[float, ...] = ()  # for sums: +1/-1 per operand
     has_weight: bool = False
     x_position: int = 0  # where x is: among the anchor's operands (layers), among the inputs (activation, affine)
-    chain_slots: tuple[tuple[int, int], ...] = ()  # per chain eqn: (position of the running value, input index of the const or -1)
+    chain_slots: tuple[
+        tuple[int, int], ...
+    ] = ()  # per chain eqn: (position of the running value, input index of the const or -1)
     layout: int = 0  # transposes/reshapes right after the anchor that belong to its linear map (a vmapped ``W @ x``)
     unit: Unit | None = None  # a multi-equation activation or softmax (its input is ``inputs[0]``)
-    gates: tuple[bool, ...] = ()  # products: per operand, is it an attention weight / a gate (a softmax's or activation's output)?
+    gates: tuple[
+        bool, ...
+    ] = ()  # products: per operand, is it an attention weight / a gate (a softmax's or activation's output)?
 
     # ---- evaluation -------------------------------------------------------------------------------
     @property
@@ -224,7 +256,7 @@ class Step:
             if self.x_position != 0 or rhs_batch or len(free) != 1:
                 return None
             out_axis, w_axis = out_ndim - 1, free[0]
-        for eqn, (pos, k) in zip(self.chain_eqns, self.chain_slots):
+        for eqn, (_, k) in zip(self.chain_eqns, self.chain_slots):
             if eqn.primitive in ("mul", "div"):  # (const − value and neg scale by −1 everywhere)
                 shape = jnp.shape(consts[k])
                 if len(shape) not in (0, out_ndim) or any(n != 1 for i, n in enumerate(shape) if i != out_axis):
@@ -242,8 +274,10 @@ class Step:
 
     @property
     def has_scale(self) -> bool:
-        return any(e.primitive in ("mul", "div", "neg") or (e.primitive == "sub" and p == 1)
-                   for e, (p, _) in zip(self.chain_eqns, self.chain_slots))
+        return any(
+            e.primitive in ("mul", "div", "neg") or (e.primitive == "sub" and p == 1)
+            for e, (p, _) in zip(self.chain_eqns, self.chain_slots)
+        )
 
     @property
     def has_bias(self) -> bool:
@@ -276,7 +310,9 @@ class Plan:
         rows = [f"{'kind':<11} {'name':<24} {'type':<10} ops"]
         for s in self.steps:
             if s.kind != "constant":
-                rows.append(f"{s.kind:<11} {s.name:<24} {s.module_type or '':<10} {'+'.join(e.primitive for e in s.eqns)}")
+                rows.append(
+                    f"{s.kind:<11} {s.name:<24} {s.module_type or '':<10} {'+'.join(e.primitive for e in s.eqns)}"
+                )
         return "\n".join(rows)
 
 
@@ -391,7 +427,7 @@ class Flow:
         consumers: dict[int, list[Eqn]] = {}
         for e in graph.eqns:
             if e.member_of is None and any(o.id in live for o in e.outputs):
-                for a in ([e.unit.input] if e.unit is not None else e.inputs):
+                for a in [e.unit.input] if e.unit is not None else e.inputs:
                     if isinstance(a, Var):
                         consumers.setdefault(a.id, []).append(e)
         return cls(depends, live, consumers, output_ids, relevant, detached)
@@ -429,7 +465,12 @@ def find_layers(eqns: Sequence[Eqn], flow: Flow, name_of: Callable[[Eqn], str], 
     """Every linear layer (conv/dense, sum/average pooling) with the constant affine chain after it."""
     layers = Layers()
     for e in eqns:
-        if not flow.is_live(e) or not flow.is_relevant(e) or e.unit is not None or not any(flow.dep(a) for a in e.inputs):
+        if (
+            not flow.is_live(e)
+            or not flow.is_relevant(e)
+            or e.unit is not None
+            or not any(flow.dep(a) for a in e.inputs)
+        ):
             continue
         step = layer_anchor(e, flow, name_of)
         if step is not None:
@@ -531,15 +572,15 @@ def order_steps(
     for e in eqns:
         if id(e) in layers.by_last:
             step = layers.by_last[id(e)]
-        elif layers.covers(e) or e.member_of is not None:
-            continue
-        elif not flow.is_live(e):
+        elif layers.covers(e) or e.member_of is not None or not flow.is_live(e):
             continue
         elif id(e) in flow.detached:
             step = Step("detach", [e], list(e.inputs), list(e.outputs))
         elif any(flow.dep(o) for o in e.outputs) and not flow.is_relevant(e):
             # computed from the input but only feeding a detached value (a normaliser's statistic)
-            step = Step("constant", [e], [e.unit.input] if e.unit is not None else list(e.inputs), list(e.outputs), unit=e.unit)
+            step = Step(
+                "constant", [e], [e.unit.input] if e.unit is not None else list(e.inputs), list(e.outputs), unit=e.unit
+            )
         else:
             classified = _classify(e, flow.dep, flow.live, name_of)
             if classified is None:
@@ -636,7 +677,9 @@ def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Call
         return Step("product", [e], list(e.inputs), outs)
     if prim == "div" and dependent[1]:  # a / b with b computed from the input (and not a normaliser's statistic)
         return Step("quotient", [e], list(e.inputs), outs)
-    elementwise_affine = prim in AFFINE and not (prim == "div" and dependent[1]) and not (prim == "mul" and all(dependent))
+    elementwise_affine = (
+        prim in AFFINE and not (prim == "div" and dependent[1]) and not (prim == "mul" and all(dependent))
+    )
     if elementwise_affine:  # a constant shift/scale not absorbed into a layer (e.g. input normalisation)
         position = dependent.index(True)
         step = Step("affine", [e], list(e.inputs), outs)
@@ -689,7 +732,12 @@ def mark_gates(steps: Sequence[Step]) -> None:
 
 
 def run(
-    plan: Plan, args: Sequence[Any], handle: Callable[[Step, list[Any]], list[Any]], *, probe: Any = None, record: dict[int, Any] | None = None
+    plan: Plan,
+    args: Sequence[Any],
+    handle: Callable[[Step, list[Any]], list[Any]],
+    *,
+    probe: Any = None,
+    record: dict[int, Any] | None = None,
 ) -> list[Any]:
     """Evaluate ``plan`` on ``args`` (the flat inputs of the traced function), calling
     ``handle(step, invals) -> outvals`` for every step.  When the plan has a tap, ``probe`` (an array
@@ -741,10 +789,10 @@ def trace_plan(
     if not jnp.issubdtype(graph.inputs[x_index].aval.dtype, jnp.inexact):
         from .tokens import split_at_embedding  # integer inputs: the plan starts at the embedding lookup
 
-        graph, embedding = split_at_embedding(graph, x_index, name_of=lambda e: layer_name(e.scope, options.get("root")))
+        graph, embedding = split_at_embedding(
+            graph, x_index, name_of=lambda e: layer_name(e.scope, options.get("root"))
+        )
         x_index = len(graph.inputs) - 1
-    plan = analyse(
-        graph, x_index, probe_index=None if probe_argnum is None else offsets[probe_argnum], **options
-    )
+    plan = analyse(graph, x_index, probe_index=None if probe_argnum is None else offsets[probe_argnum], **options)
     plan.embedding = embedding
     return plan, jax.tree_util.tree_structure(out_shape), flat_args

@@ -54,7 +54,9 @@ def rule_resolver(rules: Rules, *, strict: bool = False) -> Callable[[Eqn], Rule
     return resolve
 
 
-def evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], rules: Rules, *, strict: bool = False) -> list[Any]:
+def evaluate(
+    jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], rules: Rules, *, strict: bool = False
+) -> list[Any]:
     """Evaluate ``jaxpr`` on ``args`` with the equations targeted by ``rules`` replaced."""
     # an equation whose primitive has a rule of its own is not inlined (a rule for "pjit" sees the call)
     graph = traced_graph(jaxpr, consts, inline_custom=False, keep_whole=lambda eqn: eqn.primitive.name in rules)

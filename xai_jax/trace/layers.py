@@ -41,8 +41,8 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-from ..core.errors import InputError, LayerNotFoundError, unknown_name_message
 from ..core import nnx_model
+from ..core.errors import InputError, LayerNotFoundError, unknown_name_message
 from ..core.model import Forward, Model, adapt_model, make_forward
 from ..core.problem import Inputs, Problem, as_struct, cached_trace, check_input, compiled, prepare
 from ..core.targets import Target
@@ -54,8 +54,25 @@ from .walker import Eqn, Graph, Var, bind_original, evaluate_graph, is_literal
 ACTIVATION_JOIN = "+"
 #: Activations that ``jax.nn.<name>`` reproduces exactly (no slope or scale parameter to recover).
 PARAMETER_FREE_ACTIVATIONS = frozenset(
-    n for n in ("relu", "relu6", "sigmoid", "hard_sigmoid", "silu", "swish", "hard_silu", "hard_swish", "hard_tanh",
-                "softplus", "soft_sign", "log_sigmoid", "mish", "tanh", "sparse_plus", "selu")
+    n
+    for n in (
+        "relu",
+        "relu6",
+        "sigmoid",
+        "hard_sigmoid",
+        "silu",
+        "swish",
+        "hard_silu",
+        "hard_swish",
+        "hard_tanh",
+        "softplus",
+        "soft_sign",
+        "log_sigmoid",
+        "mish",
+        "tanh",
+        "sparse_plus",
+        "selu",
+    )
     if hasattr(jax.nn, n)
 )
 
@@ -192,7 +209,8 @@ def list_layers(forward: Forward, variables: Any, x: Any, kwargs: Mapping[str, A
                 out = e.outputs[0].aval
                 owner = name.rpartition("/")[0]
                 softmaxes.setdefault(owner if owner in modules else "", []).append(
-                    LayerInfo(name, SOFTMAX, tuple(out.shape), str(out.dtype)))
+                    LayerInfo(name, SOFTMAX, tuple(out.shape), str(out.dtype))
+                )
         listed = LayerList()
         for info in found:
             if info.name in softmaxes and "#" not in info.name:
@@ -298,8 +316,13 @@ def _activations_after_marks(graph: Graph) -> dict[str, str]:
     for e in graph.eqns:
         mark = e.params.get("name") if e.primitive == "name" else None
         consumer = consumers.get(e.outputs[0].id)
-        if isinstance(mark, str) and mark.startswith(_MARK) and consumer is not None and consumer.activation is not None:
-            found[mark[len(_MARK):]] = consumer.activation
+        if (
+            isinstance(mark, str)
+            and mark.startswith(_MARK)
+            and consumer is not None
+            and consumer.activation is not None
+        ):
+            found[mark[len(_MARK) :]] = consumer.activation
     return found
 
 
@@ -312,7 +335,9 @@ def split_activation(layer: str) -> tuple[str, str | None]:
 def layer_info(forward: Forward, variables: Any, x: jax.Array, kwargs: Mapping[str, Any], layer: str) -> LayerInfo:
     """The :class:`LayerInfo` of ``layer`` for this input, or :class:`LayerNotFoundError`."""
     if not isinstance(layer, str):
-        raise InputError(f"layer must be a layer name (str); got {type(layer).__name__}. See xj.layers(model, variables, x).")
+        raise InputError(
+            f"layer must be a layer name (str); got {type(layer).__name__}. See xj.layers(model, variables, x)."
+        )
     forward.module("layer access")
     available = list_layers(forward, variables, x, kwargs)
     for info in available:
@@ -354,7 +379,9 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
             raise InputError(f"layer {layer!r} was not called by the model on this input.")
         return outputs, captured[0]
 
-    def run_after_activation(variables: Any, x: jax.Array, kwargs: Mapping[str, Any], probe: jax.Array) -> tuple[Any, jax.Array]:
+    def run_after_activation(
+        variables: Any, x: jax.Array, kwargs: Mapping[str, Any], probe: jax.Array
+    ) -> tuple[Any, jax.Array]:
         listed = {info.name: info for info in list_layers(forward, variables, x, kwargs)}
         if layer in listed and listed[layer].after is None:  # a module literally named "a+relu"
             return run_module(variables, x, kwargs, probe)
@@ -369,7 +396,9 @@ def probed_forward(forward: Forward, layer: str) -> Callable[..., tuple[Any, jax
 
         def add_probe(eqn: Any, invals: Any) -> Any:
             out = bind_original(eqn, invals)
-            value = (out[0] if eqn.primitive.multiple_results else out) + probe  # one output (see _activation_consumers)
+            value = (
+                out[0] if eqn.primitive.multiple_results else out
+            ) + probe  # one output (see _activation_consumers)
             captured.append(value)
             return [value] if eqn.primitive.multiple_results else value
 

@@ -83,7 +83,13 @@ def find_lookup(graph: Graph, x_index: int, name_of: Callable[[Eqn], str]) -> Eq
             boundary.append(e)  # the float side is not followed further: it is the embedding (or a constant)
             continue
         depends.update(o.id for o in e.outputs)
-    lookups = [e for e in boundary if e.primitive == "gather" and _floating(e.inputs[0]) and not (isinstance(e.inputs[0], Var) and e.inputs[0].id in depends)]
+    lookups = [
+        e
+        for e in boundary
+        if e.primitive == "gather"
+        and _floating(e.inputs[0])
+        and not (isinstance(e.inputs[0], Var) and e.inputs[0].id in depends)
+    ]
     chosen = lookups if lookups else boundary
     if len(chosen) != 1:
         found = ", ".join(f"{e.primitive} in {name_of(e) or 'the model'!r}" for e in chosen) or "none"
@@ -95,7 +101,9 @@ def find_lookup(graph: Graph, x_index: int, name_of: Callable[[Eqn], str]) -> Eq
     return chosen[0]
 
 
-def split_at_embedding(graph: Graph, x_index: int, *, name_of: Callable[[Eqn], str] = lambda e: e.scope) -> tuple[Graph, Embedding]:
+def split_at_embedding(
+    graph: Graph, x_index: int, *, name_of: Callable[[Eqn], str] = lambda e: e.scope
+) -> tuple[Graph, Embedding]:
     """``graph`` with the lookup of its integer input ``x_index`` removed and its output appended as
     the last graph input, and the :class:`Embedding` that computes that input from the original
     arguments.  The integer input stays an input (masks computed from it stay constants)."""
@@ -163,7 +171,9 @@ class EmbeddingForward:
         return jax.tree_util.tree_unflatten(treedef, evaluate_graph(graph, [*flat, e], lambda eqn: None))
 
     def module(self, what: str = "this method") -> Any:
-        raise InputError(f"{what} on integer inputs: pass layer names to the methods that take them (lrp, deeplift, xj.layer_gradient).")
+        raise InputError(
+            f"{what} on integer inputs: pass layer names to the methods that take them (lrp, deeplift, xj.layer_gradient)."
+        )
 
 
 def embedded(problem: Problem, inputs: Inputs) -> tuple[Problem, Inputs]:
@@ -180,7 +190,9 @@ def baseline_embedding(problem: Problem, inputs: Inputs, baseline: Any, e: jax.A
     token ids of the input's shape are looked up (a padding or mask token)."""
     baseline = jnp.asarray(baseline)
     if jnp.issubdtype(baseline.dtype, jnp.integer) and baseline.ndim > 0:
-        return EmbeddingForward(problem.forward).embed(inputs.variables, jnp.broadcast_to(baseline, inputs.x.shape), inputs.kwargs)
+        return EmbeddingForward(problem.forward).embed(
+            inputs.variables, jnp.broadcast_to(baseline, inputs.x.shape), inputs.kwargs
+        )
     return jnp.broadcast_to(baseline.astype(e.dtype), e.shape)
 
 
@@ -190,6 +202,13 @@ def per_token(values: jax.Array, tokens: jax.Array) -> jax.Array:
 
 
 __all__ = [
-    "TOKENS", "Embedding", "EmbeddingForward", "baseline_embedding", "embedded", "find_lookup", "is_tokens", "per_token",
+    "TOKENS",
+    "Embedding",
+    "EmbeddingForward",
+    "baseline_embedding",
+    "embedded",
+    "find_lookup",
+    "is_tokens",
+    "per_token",
     "split_at_embedding",
 ]

@@ -43,7 +43,9 @@ INLINABLE_CALLS = compat.INLINABLE_CALLS
 #: Functions with a custom derivative: their primal is inlined only with ``inline_custom=True``.
 CUSTOM_DERIVATIVE_CALLS = compat.CUSTOM_DERIVATIVE_CALLS
 #: Higher-order primitives a walk cannot see inside (bound unchanged by gradient methods).
-OPAQUE_HIGHER_ORDER = frozenset({"scan", "while", "cond", "custom_vjp_call", "custom_vjp_call_jaxpr", "shard_map", "xla_pmap"})
+OPAQUE_HIGHER_ORDER = frozenset(
+    {"scan", "while", "cond", "custom_vjp_call", "custom_vjp_call_jaxpr", "shard_map", "xla_pmap"}
+)
 
 
 def bind_original(eqn: Any, invals: Sequence[Any]) -> Any:
@@ -78,6 +80,7 @@ def join_scope(outer: str, inner: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 # The flat graph
 # ---------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(eq=False)
 class Var:
@@ -224,7 +227,9 @@ def flatten(
             made.append(var)
         return made
 
-    def inline(inner: Any, const_atoms: Sequence[Atom], arg_atoms: Sequence[Atom], scope: str, depth: int) -> list[Atom]:
+    def inline(
+        inner: Any, const_atoms: Sequence[Atom], arg_atoms: Sequence[Atom], scope: str, depth: int
+    ) -> list[Atom]:
         env: dict[Any, Atom] = {}
 
         def read(v: Any) -> Atom:

@@ -47,8 +47,14 @@ from jax import lax
 from .walker import Rule, bind_original
 
 __all__ = [
-    "FAST_GRADIENT_RULES", "LOOP_GRADIENT_RULES", "TRAINING_GRADIENT_RULES", "conv_transpose_kernel_rule",
-    "loop_friendly_conv_rule", "max_pool_first_max_gradient", "reduce_window_max_rule", "window_slices",
+    "FAST_GRADIENT_RULES",
+    "LOOP_GRADIENT_RULES",
+    "TRAINING_GRADIENT_RULES",
+    "conv_transpose_kernel_rule",
+    "loop_friendly_conv_rule",
+    "max_pool_first_max_gradient",
+    "reduce_window_max_rule",
+    "window_slices",
 ]
 
 
@@ -56,7 +62,15 @@ __all__ = [
 # Max pooling without a scatter
 # ---------------------------------------------------------------------------------------------------
 
-def window_slices(x: jax.Array, window: Sequence[int], strides: Sequence[int], padding: Sequence[tuple[int, int]], dilation: Sequence[int], out_shape: Sequence[int]) -> jax.Array:
+
+def window_slices(
+    x: jax.Array,
+    window: Sequence[int],
+    strides: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+    out_shape: Sequence[int],
+) -> jax.Array:
     """Stack of every window offset's strided slice: shape ``(prod(window), *out_shape)``."""
     padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in padding])
     slices = []
@@ -79,15 +93,24 @@ def max_pool_first_max_gradient(
     """``lax.reduce_window_max`` whose gradient goes to the first maximum of each window."""
     if any(d != 1 for d in base_dilation):  # rare (transposed pooling); keep XLA's own gradient
         return lax.reduce_window_max_p.bind(
-            x, window_dimensions=tuple(window_dimensions), window_strides=tuple(window_strides),
-            padding=tuple(map(tuple, padding)), base_dilation=tuple(base_dilation), window_dilation=tuple(window_dilation),
+            x,
+            window_dimensions=tuple(window_dimensions),
+            window_strides=tuple(window_strides),
+            padding=tuple(map(tuple, padding)),
+            base_dilation=tuple(base_dilation),
+            window_dilation=tuple(window_dilation),
         )
     return _pool(x, tuple(window_dimensions), tuple(window_strides), tuple(map(tuple, padding)), tuple(window_dilation))
 
 
 def _reduce_window_max(x: jax.Array, window: Any, strides: Any, padding: Any, dilation: Any) -> jax.Array:
     return lax.reduce_window_max_p.bind(
-        x, window_dimensions=window, window_strides=strides, padding=padding, base_dilation=(1,) * x.ndim, window_dilation=dilation
+        x,
+        window_dimensions=window,
+        window_strides=strides,
+        padding=padding,
+        base_dilation=(1,) * x.ndim,
+        window_dilation=dilation,
     )
 
 
@@ -119,6 +142,7 @@ def reduce_window_max_rule(eqn: Any, invals: Sequence[Any]) -> jax.Array:
 # Convolution input gradient that stays fast inside loops
 # ---------------------------------------------------------------------------------------------------
 
+
 def _dilate(shape: Sequence[int], dilation: Sequence[int]) -> np.ndarray:
     """Extent of ``shape`` after dilating by ``dilation`` (0 stays 0)."""
     sizes = np.asarray(shape)
@@ -128,12 +152,22 @@ def _dilate(shape: Sequence[int], dilation: Sequence[int]) -> np.ndarray:
 def _lhs_gradient(g: jax.Array, rhs: jax.Array, lhs_shape: Sequence[int], params: dict[str, Any]) -> jax.Array:
     lhs_spec, rhs_spec, out_spec = params["dimension_numbers"]
     lhs_sdims, rhs_sdims, out_sdims = lhs_spec[2:], rhs_spec[2:], out_spec[2:]
-    window_strides, lhs_dilation, rhs_dilation = params["window_strides"], params["lhs_dilation"], params["rhs_dilation"]
+    window_strides, lhs_dilation, rhs_dilation = (
+        params["window_strides"],
+        params["lhs_dilation"],
+        params["rhs_dilation"],
+    )
     in_spatial = np.take(lhs_shape, lhs_sdims)
     window = np.take(rhs.shape, rhs_sdims)
     out_spatial = np.take(g.shape, out_sdims)
     pad_before = _dilate(window, rhs_dilation) - np.asarray([lo for lo, _ in params["padding"]]) - 1
-    pad_after = _dilate(in_spatial, lhs_dilation) + _dilate(window, rhs_dilation) - 1 - _dilate(out_spatial, window_strides) - pad_before
+    pad_after = (
+        _dilate(in_spatial, lhs_dilation)
+        + _dilate(window, rhs_dilation)
+        - 1
+        - _dilate(out_spatial, window_strides)
+        - pad_before
+    )
     perm = list(range(rhs.ndim))
     perm[rhs_spec[0]], perm[rhs_spec[1]] = perm[rhs_spec[1]], perm[rhs_spec[0]]
     kernel = lax.transpose(lax.rev(rhs, tuple(rhs_sdims)), perm)  # reversed, O and I swapped in memory
@@ -141,10 +175,15 @@ def _lhs_gradient(g: jax.Array, rhs: jax.Array, lhs_shape: Sequence[int], params
     if kernel.dtype != g.dtype:
         kernel = kernel.astype(g.dtype)
     out = lax.conv_general_dilated(
-        g, kernel, window_strides=tuple(lhs_dilation), padding=[(int(a), int(b)) for a, b in zip(pad_before, pad_after)],
-        lhs_dilation=tuple(window_strides), rhs_dilation=tuple(rhs_dilation),
+        g,
+        kernel,
+        window_strides=tuple(lhs_dilation),
+        padding=[(int(a), int(b)) for a, b in zip(pad_before, pad_after)],
+        lhs_dilation=tuple(window_strides),
+        rhs_dilation=tuple(rhs_dilation),
         dimension_numbers=lax.ConvDimensionNumbers(out_spec, rhs_spec, lhs_spec),
-        precision=params.get("precision"), preferred_element_type=params.get("preferred_element_type"),
+        precision=params.get("precision"),
+        preferred_element_type=params.get("preferred_element_type"),
     )
     return out.astype(g.dtype) if out.dtype != g.dtype else out
 
@@ -174,6 +213,7 @@ def loop_friendly_conv_rule(eqn: Any, invals: Sequence[Any]) -> jax.Array:
 # ---------------------------------------------------------------------------------------------------
 # Transposed-convolution kernel gradient
 # ---------------------------------------------------------------------------------------------------
+
 
 def conv_transpose_kernel_rule(eqn: Any, invals: Sequence[Any]) -> Any:
     """``conv_general_dilated`` with ``lhs_dilation`` (``nn.ConvTranspose``): same value and input

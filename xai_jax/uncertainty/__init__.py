@@ -17,25 +17,64 @@
 This family imports the core and reaches attribution methods through ``xj.METHODS`` only.
 """
 
+from ._common import product_dropout
 from .calibration import (
-    ReliabilityBins, TemperatureFit, expected_calibration_error, fit_temperature, maximum_calibration_error,
-    negative_log_likelihood, predict_logits, reliability_bins, temperature_scale,
+    ReliabilityBins,
+    TemperatureFit,
+    expected_calibration_error,
+    fit_temperature,
+    maximum_calibration_error,
+    negative_log_likelihood,
+    predict_logits,
+    reliability_bins,
+    temperature_scale,
 )
 from .evidential import (
-    EVIDENCE, EvidentialOutput, annealing_weight, dirichlet_from_logits, dirichlet_kl_to_uniform, evidential,
-    evidential_digamma_loss, evidential_log_loss, evidential_mse_loss,
+    EVIDENCE,
+    EvidentialOutput,
+    annealing_weight,
+    dirichlet_from_logits,
+    dirichlet_kl_to_uniform,
+    evidential,
+    evidential_digamma_loss,
+    evidential_log_loss,
+    evidential_mse_loss,
 )
 from .explain import MCExplanation, explain_mc, explain_mc_methods, explain_random_baselines, noise_baseline
 from .mc_dropout import MCDropoutResult, mc_dropout, predictive_statistics
-from ._common import product_dropout
 from .plots import reliability_diagram, uncertainty_histogram
 from .shift import noise_images, rotate
 
 __all__ = [
-    "EVIDENCE", "EvidentialOutput", "MCDropoutResult", "MCExplanation", "ReliabilityBins", "TemperatureFit",
-    "annealing_weight", "dirichlet_from_logits", "dirichlet_kl_to_uniform", "evidential", "evidential_digamma_loss",
-    "evidential_log_loss", "evidential_mse_loss", "expected_calibration_error", "explain_mc", "explain_mc_methods",
-    "explain_random_baselines", "fit_temperature", "maximum_calibration_error", "mc_dropout", "negative_log_likelihood",
-    "noise_baseline", "noise_images", "predict_logits", "predictive_statistics", "product_dropout", "reliability_bins",
-    "reliability_diagram", "rotate", "temperature_scale", "uncertainty_histogram",
+    "EVIDENCE",
+    "EvidentialOutput",
+    "MCDropoutResult",
+    "MCExplanation",
+    "ReliabilityBins",
+    "TemperatureFit",
+    "annealing_weight",
+    "dirichlet_from_logits",
+    "dirichlet_kl_to_uniform",
+    "evidential",
+    "evidential_digamma_loss",
+    "evidential_log_loss",
+    "evidential_mse_loss",
+    "expected_calibration_error",
+    "explain_mc",
+    "explain_mc_methods",
+    "explain_random_baselines",
+    "fit_temperature",
+    "maximum_calibration_error",
+    "mc_dropout",
+    "negative_log_likelihood",
+    "noise_baseline",
+    "noise_images",
+    "predict_logits",
+    "predictive_statistics",
+    "product_dropout",
+    "reliability_bins",
+    "reliability_diagram",
+    "rotate",
+    "temperature_scale",
+    "uncertainty_histogram",
 ]

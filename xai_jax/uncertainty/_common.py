@@ -58,12 +58,19 @@ def prepare_stochastic(
         model = dataclasses.replace(model, stochastic=True, dropout_on=stochastic_kwargs is None)
         kwargs = with_rng({**dict(model_kwargs or {}), **dict(stochastic_kwargs or {})}, rng_collection, key)
         problem, inputs = prepare(model, variables, x, target, kwargs)
-        note = "" if stochastic_kwargs is not None else (
-            " (An NNX model's dropout is switched on by setting deterministic=False on the submodules that have it, "
-            "nnx.Dropout; this model has none that draws from the rng.)"
+        note = (
+            ""
+            if stochastic_kwargs is not None
+            else (
+                " (An NNX model's dropout is switched on by setting deterministic=False on the submodules that have it, "
+                "nnx.Dropout; this model has none that draws from the rng.)"
+            )
         )
         return problem, inputs, note
-    kwargs = {**dict(model_kwargs or {}), **dict(DEFAULT_STOCHASTIC_KWARGS if stochastic_kwargs is None else stochastic_kwargs)}
+    kwargs = {
+        **dict(model_kwargs or {}),
+        **dict(DEFAULT_STOCHASTIC_KWARGS if stochastic_kwargs is None else stochastic_kwargs),
+    }
     kwargs = with_rng(kwargs, rng_collection, key)
     try:
         problem, inputs = prepare(model, variables, x, target, kwargs)
@@ -74,13 +81,19 @@ def prepare_stochastic(
             # Most often a model without dropout: run it as it is, so the caller's rng-dependence
             # check can say plainly that every sample would be the same.
             try:
-                problem, inputs = prepare(model, variables, x, target, with_rng(dict(model_kwargs or {}), rng_collection, key))
+                problem, inputs = prepare(
+                    model, variables, x, target, with_rng(dict(model_kwargs or {}), rng_collection, key)
+                )
             except InputError:
                 pass
             else:
-                return problem, inputs, (
-                    f" The model does not take {dict(DEFAULT_STOCHASTIC_KWARGS)}, Flax's usual dropout switch; if it "
-                    "switches dropout with another keyword, pass it as stochastic_kwargs= (e.g. {'train': True})."
+                return (
+                    problem,
+                    inputs,
+                    (
+                        f" The model does not take {dict(DEFAULT_STOCHASTIC_KWARGS)}, Flax's usual dropout switch; if it "
+                        "switches dropout with another keyword, pass it as stochastic_kwargs= (e.g. {'train': True})."
+                    ),
                 )
         if rejected:
             shown = {k: v for k, v in kwargs.items() if k != "rngs"}
@@ -126,7 +139,10 @@ def _depends_on_first_input(jaxpr: Any) -> bool:
 # Dropout as a product with its mask, so relevance propagation (LRP, DeepLIFT) can pass through it
 # ---------------------------------------------------------------------------------------------------
 
-def _dropout_as_product(next_fun: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], context: Any) -> Any:
+
+def _dropout_as_product(
+    next_fun: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], context: Any
+) -> Any:
     """Flax's ``nn.Dropout.__call__`` with ``select(mask, x / keep, 0)`` written as ``(x * mask) / keep``.
 
     The mask is drawn exactly as Flax draws it (same rng stream, same ``bernoulli`` call), and
@@ -136,7 +152,11 @@ def _dropout_as_product(next_fun: Callable[..., Any], args: tuple[Any, ...], kwa
     kept units), instead of a ``select_n`` it rejects.
     """
     module = context.module
-    if context.method_name != "__call__" or not isinstance(module, nn.Dropout) or type(module).__call__ is not nn.Dropout.__call__:
+    if (
+        context.method_name != "__call__"
+        or not isinstance(module, nn.Dropout)
+        or type(module).__call__ is not nn.Dropout.__call__
+    ):
         return next_fun(*args, **kwargs)
     names = ("inputs", "deterministic", "rng")
     bound = dict(zip(names, args))
@@ -178,12 +198,22 @@ def product_dropout(model: Model) -> Model:
     sub = _PRODUCT_DROPOUT_CLASSES.get(cls)
     if sub is None:
 
-        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807 (the subclass's __call__)
             with nn.intercept_methods(_dropout_as_product):
                 return cls.__call__(self, *args, **kwargs)
 
-        sub = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-                                           "_xai_jax_product_dropout": True})
+        sub = type(
+            cls.__name__,
+            (cls,),
+            {
+                "__call__": __call__,
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "_xai_jax_product_dropout": True,
+            },
+        )
         _PRODUCT_DROPOUT_CLASSES[cls] = sub
-    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.init and f.name not in ("parent", "name")}
+    fields = {
+        f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.init and f.name not in ("parent", "name")
+    }
     return sub(**fields)

@@ -28,16 +28,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..core import compat
-from ..core import InputError, check_input, make_forward
-from ..core.model import adapt_model
-from ..core.model import Model
-from ..core.numerics import guarded_jit
+from ..core import InputError, check_input, compat, make_forward
 from ..core.checks import check_positive_int
+from ..core.model import Model, adapt_model
+from ..core.numerics import guarded_jit
 
 __all__ = [
-    "ReliabilityBins", "TemperatureFit", "expected_calibration_error", "fit_temperature", "maximum_calibration_error",
-    "negative_log_likelihood", "predict_logits", "reliability_bins", "temperature_scale",
+    "ReliabilityBins",
+    "TemperatureFit",
+    "expected_calibration_error",
+    "fit_temperature",
+    "maximum_calibration_error",
+    "negative_log_likelihood",
+    "predict_logits",
+    "reliability_bins",
+    "temperature_scale",
 ]
 
 
@@ -71,7 +76,9 @@ def _check_labels(labels: Any, n: int, num_classes: int) -> jax.Array:
         raise InputError(f"labels must have shape ({n},), one per sample; got {arr.shape}.")
     if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
         bad = arr[(arr < 0) | (arr >= num_classes)]
-        raise InputError(f"labels {bad.tolist()[:8]} out of range: there are {num_classes} classes (valid 0..{num_classes - 1}).")
+        raise InputError(
+            f"labels {bad.tolist()[:8]} out of range: there are {num_classes} classes (valid 0..{num_classes - 1})."
+        )
     return jnp.asarray(arr, jnp.int32)
 
 
@@ -80,7 +87,9 @@ def _check_scores(values: Any, name: str) -> jax.Array:
         return values
     arr = jnp.asarray(values)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] < 2:
-        raise InputError(f"{name} must have shape (N, classes) with N >= 1 and at least 2 classes; got {tuple(arr.shape)}.")
+        raise InputError(
+            f"{name} must have shape (N, classes) with N >= 1 and at least 2 classes; got {tuple(arr.shape)}."
+        )
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         raise InputError(f"{name} must be floating; got dtype {arr.dtype}.")
     if not bool(jnp.all(jnp.isfinite(arr))):
@@ -90,9 +99,12 @@ def _check_scores(values: Any, name: str) -> jax.Array:
 
 def _check_probabilities(probabilities: Any) -> jax.Array:
     p = _check_scores(probabilities, "probabilities")
-    if not compat.is_tracer(p):
-        if bool(jnp.any(p < 0)) or bool(jnp.any(p > 1)) or not bool(jnp.all(jnp.abs(jnp.sum(p, -1) - 1) < 1e-3)):
-            raise InputError("probabilities must lie in [0, 1] and sum to 1 over classes (pass softmax(logits), not logits).")
+    if not compat.is_tracer(p) and (
+        bool(jnp.any(p < 0)) or bool(jnp.any(p > 1)) or not bool(jnp.all(jnp.abs(jnp.sum(p, -1) - 1) < 1e-3))
+    ):
+        raise InputError(
+            "probabilities must lie in [0, 1] and sum to 1 over classes (pass softmax(logits), not logits)."
+        )
     return p
 
 
@@ -205,7 +217,13 @@ def _fit_log_t(logits: jax.Array, labels: jax.Array, learning_rate: jax.Array, *
 
 
 def fit_temperature(
-    logits: Any, labels: Any, *, method: str = "lbfgs", steps: int | None = None, learning_rate: float = 0.05, bins: int = 15
+    logits: Any,
+    labels: Any,
+    *,
+    method: str = "lbfgs",
+    steps: int | None = None,
+    learning_rate: float = 0.05,
+    bins: int = 15,
 ) -> TemperatureFit:
     """Fit the temperature ``T`` of Guo et al. (2017) by minimising the NLL of ``softmax(logits / T)``.
 
@@ -233,8 +251,13 @@ def fit_temperature(
     before = reliability_bins(jax.nn.softmax(z, axis=-1), y, bins=bins)
     after = reliability_bins(jax.nn.softmax(z / temperature, axis=-1), y, bins=bins)
     return TemperatureFit(
-        temperature, float(_nll(z, y)), float(_nll(z / temperature, y)), float(before.ece), float(after.ece),
-        float(before.mce), float(after.mce),
+        temperature,
+        float(_nll(z, y)),
+        float(_nll(z / temperature, y)),
+        float(before.ece),
+        float(after.ece),
+        float(before.mce),
+        float(after.mce),
     )
 
 

@@ -29,12 +29,23 @@ import jax.numpy as jnp
 from ..core import InputError, Inputs, Problem, compiled, prepare
 from ..core.model import Model
 from ..models.losses import (
-    annealing_weight, dirichlet_kl_to_uniform, evidential_digamma_loss, evidential_log_loss, evidential_mse_loss,
+    annealing_weight,
+    dirichlet_kl_to_uniform,
+    evidential_digamma_loss,
+    evidential_log_loss,
+    evidential_mse_loss,
 )
 
 __all__ = [
-    "EVIDENCE", "EvidentialOutput", "annealing_weight", "dirichlet_from_logits", "dirichlet_kl_to_uniform", "evidential",
-    "evidential_digamma_loss", "evidential_log_loss", "evidential_mse_loss",
+    "EVIDENCE",
+    "EvidentialOutput",
+    "annealing_weight",
+    "dirichlet_from_logits",
+    "dirichlet_kl_to_uniform",
+    "evidential",
+    "evidential_digamma_loss",
+    "evidential_log_loss",
+    "evidential_mse_loss",
 ]
 
 EVIDENCE = ("relu", "softplus", "exp")
@@ -81,7 +92,9 @@ def dirichlet_from_logits(logits: jax.Array, *, evidence: str = "relu") -> Evide
         raise InputError(f"evidence must be one of {EVIDENCE}; got {evidence!r}.")
     alpha = e + 1.0
     strength = jnp.sum(alpha, axis=-1)
-    return EvidentialOutput(alpha, e, alpha / strength[..., None], logits.shape[-1] / strength, strength, jnp.argmax(logits, axis=-1))
+    return EvidentialOutput(
+        alpha, e, alpha / strength[..., None], logits.shape[-1] / strength, strength, jnp.argmax(logits, axis=-1)
+    )
 
 
 @compiled(static=("evidence",))

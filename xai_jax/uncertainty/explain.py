@@ -27,8 +27,20 @@ import jax
 import jax.numpy as jnp
 
 from ..core import (
-    METHODS, InputError, Inputs, MethodCall, Problem, Target, TargetSpec, UnsupportedError, chunked_sum, chunked_vmap, fix_target,
-    method_call, prepare, resolve_method,
+    METHODS,
+    InputError,
+    Inputs,
+    MethodCall,
+    Problem,
+    Target,
+    TargetSpec,
+    UnsupportedError,
+    chunked_sum,
+    chunked_vmap,
+    fix_target,
+    method_call,
+    prepare,
+    resolve_method,
 )
 from ..core.batching import ChunkSize
 from ..core.checks import check_bool, check_choice, check_chunk_size, check_float, check_key, check_positive_int
@@ -37,7 +49,7 @@ from ..core.model import Model, adapt_model
 from ..core.numerics import guarded_jit
 from ._common import output_depends_on_rng, prepare_stochastic, product_dropout, with_rng
 
-__all__ = ["MCExplanation", "NOISES", "explain_mc", "explain_mc_methods", "explain_random_baselines", "noise_baseline"]
+__all__ = ["NOISES", "MCExplanation", "explain_mc", "explain_mc_methods", "explain_random_baselines", "noise_baseline"]
 
 NOISES = ("uniform", "gaussian")
 
@@ -56,7 +68,9 @@ class MCExplanation(NamedTuple):
     samples: jax.Array | None = None
 
 
-def _moments(one: Callable[[jax.Array], jax.Array], keys: jax.Array, batch_size: ChunkSize, return_samples: bool) -> MCExplanation:
+def _moments(
+    one: Callable[[jax.Array], jax.Array], keys: jax.Array, batch_size: ChunkSize, return_samples: bool
+) -> MCExplanation:
     """Mean/std of ``one(k)`` over ``keys``, shifted by the first sample (see module docstring)."""
     n = keys.shape[0]
     first = one(keys[0])
@@ -69,6 +83,7 @@ def _moments(one: Callable[[jax.Array], jax.Array], keys: jax.Array, batch_size:
         mean_d = jnp.mean(d, axis=0)
         var = jnp.mean(jnp.square(d - mean_d), axis=0)
     else:
+
         def shifted(k: jax.Array) -> tuple[jax.Array, jax.Array]:
             d = one(k) - first
             return d, d * d
@@ -87,12 +102,24 @@ def _with_indices(problem: Problem, inputs: Inputs, indices: jax.Array | None) -
     return dataclasses.replace(problem, target=TargetSpec("index")), inputs._replace(indices=indices)
 
 
-@functools.partial(guarded_jit, static_argnames=("problem", "samples", "batch_size", "rng_collection", "return_samples"))
-def _explain_mc(problem: Problem, inputs: Inputs, key: jax.Array, call: MethodCall, *, samples: int, batch_size: ChunkSize,
-                rng_collection: str, return_samples: bool) -> MCExplanation:
+@functools.partial(
+    guarded_jit, static_argnames=("problem", "samples", "batch_size", "rng_collection", "return_samples")
+)
+def _explain_mc(
+    problem: Problem,
+    inputs: Inputs,
+    key: jax.Array,
+    call: MethodCall,
+    *,
+    samples: int,
+    batch_size: ChunkSize,
+    rng_collection: str,
+    return_samples: bool,
+) -> MCExplanation:
     keys = jax.random.split(key, samples)
     predicted = None
     if problem.target.kind == "argmax":  # the MC prediction: argmax of the mean probability over the same passes
+
         def probabilities(k: jax.Array) -> jax.Array:
             logits = problem.forward(inputs.variables, inputs.x, with_rng(inputs.kwargs, rng_collection, k))
             return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
@@ -163,26 +190,54 @@ def explain_mc(
     key = check_key("key", key)
     model, variables = adapt_model(model, variables)  # an NNX/Equinox module in its traced form first
     problem, inputs, note = prepare_stochastic(
-        product_dropout(model), variables, x, target, key, model_kwargs=model_kwargs, stochastic_kwargs=stochastic_kwargs,
-        rng_collection=rng_collection, run_without_switch=bool(require_stochastic) or samples == 1,
+        product_dropout(model),
+        variables,
+        x,
+        target,
+        key,
+        model_kwargs=model_kwargs,
+        stochastic_kwargs=stochastic_kwargs,
+        rng_collection=rng_collection,
+        run_without_switch=bool(require_stochastic) or samples == 1,
     )
     call = method_call(_with_options(method, method_options), problem, inputs)
     if require_stochastic and samples > 1 and not output_depends_on_rng(problem, inputs, rng_collection):
         raise InputError(
             f"the model's output does not depend on the {rng_collection!r} rng with {dict(problem.forward.static_kwargs)}: "
             f"all {samples} samples of {call.method.name!r} would be the same map (no dropout, rate 0, or dropout off). "
-            "Use a model with dropout, stochastic_kwargs= that switch it on, samples=1, or require_stochastic=False." + note
+            "Use a model with dropout, stochastic_kwargs= that switch it on, samples=1, or require_stochastic=False."
+            + note
         )
-    return _explain_mc(problem, inputs, key, call, samples=samples, batch_size=batch_size, rng_collection=rng_collection,
-                       return_samples=check_bool("return_samples", return_samples))
+    return _explain_mc(
+        problem,
+        inputs,
+        key,
+        call,
+        samples=samples,
+        batch_size=batch_size,
+        rng_collection=rng_collection,
+        return_samples=check_bool("return_samples", return_samples),
+    )
 
 
 def _with_options(method: MethodLike, options: Mapping[str, Any] | None) -> MethodLike:
-    return functools.partial(method if not isinstance(method, str) else METHODS[method], **dict(options)) if options else method
+    return (
+        functools.partial(method if not isinstance(method, str) else METHODS[method], **dict(options))
+        if options
+        else method
+    )
 
 
-def noise_baseline(key: jax.Array, x: jax.Array, noise: str = "uniform", *, low: float = 0.0, high: float = 1.0,
-                   mean: float = 0.0, std: float = 1.0) -> jax.Array:
+def noise_baseline(
+    key: jax.Array,
+    x: jax.Array,
+    noise: str = "uniform",
+    *,
+    low: float = 0.0,
+    high: float = 1.0,
+    mean: float = 0.0,
+    std: float = 1.0,
+) -> jax.Array:
     """One random reference batch with ``x``'s shape: ``U[low, high)`` or ``N(mean, std²)`` noise."""
     if noise == "uniform":
         return jax.random.uniform(key, x.shape, x.dtype, low, high)
@@ -192,8 +247,18 @@ def noise_baseline(key: jax.Array, x: jax.Array, noise: str = "uniform", *, low:
 
 
 @functools.partial(guarded_jit, static_argnames=("problem", "samples", "batch_size", "noise", "return_samples"))
-def _explain_baselines(problem: Problem, inputs: Inputs, key: jax.Array, call: MethodCall, noise_params: jax.Array, *,
-                       samples: int, batch_size: ChunkSize, noise: str, return_samples: bool) -> MCExplanation:
+def _explain_baselines(
+    problem: Problem,
+    inputs: Inputs,
+    key: jax.Array,
+    call: MethodCall,
+    noise_params: jax.Array,
+    *,
+    samples: int,
+    batch_size: ChunkSize,
+    noise: str,
+    return_samples: bool,
+) -> MCExplanation:
     keys = jax.random.split(key, samples)
     problem, inputs = fix_target(problem, inputs)
     a, b = noise_params[0], noise_params[1]
@@ -250,13 +315,24 @@ def explain_random_baselines(
     problem, inputs = prepare(model, variables, x, target, model_kwargs)
     resolved, options = resolve_method(_with_options(method, method_options))
     if "baseline" not in getattr(resolved, "options", {}):
-        raise InputError(f"{resolved.name!r} takes no baseline; random-baseline statistics need a method such as 'deeplift' or "
-                         "'integrated_gradients'.")
+        raise InputError(
+            f"{resolved.name!r} takes no baseline; random-baseline statistics need a method such as 'deeplift' or "
+            "'integrated_gradients'."
+        )
     if "baseline" in options:
         raise InputError("the baselines are drawn here: do not pass baseline=.")
     call = method_call(_with_options(method, method_options), problem, inputs, baseline=0.0)
-    return _explain_baselines(problem, inputs, key, call, jnp.asarray(params, inputs.x.dtype), samples=samples,
-                              batch_size=batch_size, noise=noise, return_samples=check_bool("return_samples", return_samples))
+    return _explain_baselines(
+        problem,
+        inputs,
+        key,
+        call,
+        jnp.asarray(params, inputs.x.dtype),
+        samples=samples,
+        batch_size=batch_size,
+        noise=noise,
+        return_samples=check_bool("return_samples", return_samples),
+    )
 
 
 def explain_mc_methods(
@@ -286,18 +362,39 @@ def explain_mc_methods(
     samples = check_positive_int("samples", samples)
     key = check_key("key", key)
     if samples > 1:  # one clear error for the whole run, not one per method
-        *mc_check, note = prepare_stochastic(model, variables, x, None, key, model_kwargs=model_kwargs,
-                                             stochastic_kwargs=stochastic_kwargs, rng_collection="dropout")
+        *mc_check, note = prepare_stochastic(
+            model,
+            variables,
+            x,
+            None,
+            key,
+            model_kwargs=model_kwargs,
+            stochastic_kwargs=stochastic_kwargs,
+            rng_collection="dropout",
+        )
         if not output_depends_on_rng(*mc_check, "dropout"):
-            raise InputError("--mc-samples needs a model with dropout switched on (e.g. mc_dropout_cnn): this model's output "
-                             "does not depend on the dropout rng, so every sample would be the same map." + note)
+            raise InputError(
+                "--mc-samples needs a model with dropout switched on (e.g. mc_dropout_cnn): this model's output "
+                "does not depend on the dropout rng, so every sample would be the same map." + note
+            )
     results: dict[str, MCExplanation] = {}
     skipped: dict[str, str] = {}
     for name in names:
         try:
-            results[name] = explain_mc(name, model, variables, x, target, samples=samples, key=key, batch_size=batch_size,
-                                       model_kwargs=model_kwargs, stochastic_kwargs=stochastic_kwargs, require_stochastic=False,
-                                       method_options=options.get(name))
+            results[name] = explain_mc(
+                name,
+                model,
+                variables,
+                x,
+                target,
+                samples=samples,
+                key=key,
+                batch_size=batch_size,
+                model_kwargs=model_kwargs,
+                stochastic_kwargs=stochastic_kwargs,
+                require_stochastic=False,
+                method_options=options.get(name),
+            )
         except (InputError, UnsupportedError) as err:
             skipped[name] = str(err)
     return results, skipped

@@ -36,9 +36,9 @@ import jax
 import jax.numpy as jnp
 
 from ..core import InputError, Inputs, Problem, chunked_vmap, compiled
+from ..core.checks import check_chunk_size, check_key, check_positive_int
 from ..core.model import Model
 from ..core.numerics import guarded_jit
-from ..core.checks import check_chunk_size, check_key, check_positive_int
 from ._common import output_depends_on_rng, prepare_stochastic, with_rng
 
 __all__ = ["MCDropoutResult", "mc_dropout", "predictive_statistics"]
@@ -99,10 +99,20 @@ def _statistics(log_p: jax.Array, p: jax.Array) -> MCDropoutResult:
 
 
 @compiled(static=("samples", "batch_size", "rng_collection", "return_samples"))
-def _mc_dropout(problem: Problem, inputs: Inputs, key: jax.Array, *, samples: int, batch_size: int | None,
-                rng_collection: str, return_samples: bool) -> MCDropoutResult:
+def _mc_dropout(
+    problem: Problem,
+    inputs: Inputs,
+    key: jax.Array,
+    *,
+    samples: int,
+    batch_size: int | None,
+    rng_collection: str,
+    return_samples: bool,
+) -> MCDropoutResult:
     def one(k: jax.Array) -> jax.Array:
-        return problem.forward(inputs.variables, inputs.x, with_rng(inputs.kwargs, rng_collection, k)).astype(jnp.float32)
+        return problem.forward(inputs.variables, inputs.x, with_rng(inputs.kwargs, rng_collection, k)).astype(
+            jnp.float32
+        )
 
     logits = chunked_vmap(one, jax.random.split(key, samples), chunk_size=batch_size)
     stats = _statistics(jax.nn.log_softmax(logits, axis=-1), jax.nn.softmax(logits, axis=-1))
@@ -159,7 +169,14 @@ def mc_dropout(
     batch_size = check_chunk_size("batch_size", batch_size)
     key = check_key("key", key)
     problem, inputs, note = prepare_stochastic(
-        model, variables, x, None, key, model_kwargs=model_kwargs, stochastic_kwargs=stochastic_kwargs, rng_collection=rng_collection,
+        model,
+        variables,
+        x,
+        None,
+        key,
+        model_kwargs=model_kwargs,
+        stochastic_kwargs=stochastic_kwargs,
+        rng_collection=rng_collection,
         run_without_switch=bool(require_stochastic),
     )
     if require_stochastic and not output_depends_on_rng(problem, inputs, rng_collection):
@@ -170,5 +187,12 @@ def mc_dropout(
             "xj.models.load('mc_dropout_cnn')), pass stochastic_kwargs= that switch it on, or "
             "require_stochastic=False to run anyway." + note
         )
-    return _mc_dropout(problem, inputs, key, samples=samples, batch_size=batch_size, rng_collection=rng_collection,
-                       return_samples=bool(return_samples))
+    return _mc_dropout(
+        problem,
+        inputs,
+        key,
+        samples=samples,
+        batch_size=batch_size,
+        rng_collection=rng_collection,
+        return_samples=bool(return_samples),
+    )

@@ -19,7 +19,12 @@ __all__ = ["reliability_diagram", "uncertainty_histogram"]
 
 
 def reliability_diagram(
-    bins: ReliabilityBins, *, ax: Any = None, title: str | None = None, path: str | Path | None = None, show_counts: bool = True
+    bins: ReliabilityBins,
+    *,
+    ax: Any = None,
+    title: str | None = None,
+    path: str | Path | None = None,
+    show_counts: bool = True,
 ) -> Any:
     """Accuracy per confidence bin against the diagonal (Guo et al. 2017, Fig. 1, bottom row).
 
@@ -52,10 +57,30 @@ def reliability_diagram(
     left = edges[:-1]
     filled = ~np.ma.getmaskarray(accuracy)
     ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="perfect calibration")
-    ax.bar(left[filled], accuracy[filled], width=width[filled], align="edge", color="tab:blue", edgecolor="k", lw=0.5, label="accuracy")
+    ax.bar(
+        left[filled],
+        accuracy[filled],
+        width=width[filled],
+        align="edge",
+        color="tab:blue",
+        edgecolor="k",
+        lw=0.5,
+        label="accuracy",
+    )
     gap = (confidence - accuracy)[filled]
-    ax.bar(left[filled], gap, bottom=accuracy[filled], width=width[filled], align="edge",
-           color=np.where(gap > 0, "tab:red", "tab:cyan"), alpha=0.35, hatch="//", edgecolor="tab:red", lw=0.5, label="gap to confidence")
+    ax.bar(
+        left[filled],
+        gap,
+        bottom=accuracy[filled],
+        width=width[filled],
+        align="edge",
+        color=np.where(gap > 0, "tab:red", "tab:cyan"),
+        alpha=0.35,
+        hatch="//",
+        edgecolor="tab:red",
+        lw=0.5,
+        label="gap to confidence",
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.08)
     ax.set_box_aspect(1)
@@ -66,8 +91,12 @@ def reliability_diagram(
     handles = [*handles, plt.Line2D([], [], ls="none")]
     ax.legend(handles, labels, loc="upper left", fontsize=7)
     if show_counts:  # samples per bin, above each bar: where the ECE's weight sits
-        for x0, w, top, n in zip(left[filled], width[filled], np.maximum(accuracy[filled], confidence[filled]), counts[filled]):
-            ax.text(x0 + w / 2, min(float(top) + 0.01, 1.0), str(int(n)), ha="center", va="bottom", fontsize=5, rotation=90)
+        for x0, w, top, n in zip(
+            left[filled], width[filled], np.maximum(accuracy[filled], confidence[filled]), counts[filled]
+        ):
+            ax.text(
+                x0 + w / 2, min(float(top) + 0.01, 1.0), str(int(n)), ha="center", va="bottom", fontsize=5, rotation=90
+            )
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -77,7 +106,12 @@ def reliability_diagram(
 
 
 def uncertainty_histogram(
-    values: Mapping[str, Any], *, ax: Any = None, bins: int = 30, xlabel: str = "uncertainty", title: str | None = None,
+    values: Mapping[str, Any],
+    *,
+    ax: Any = None,
+    bins: int = 30,
+    xlabel: str = "uncertainty",
+    title: str | None = None,
     path: str | Path | None = None,
 ) -> Any:
     """Overlaid, density-normalised histograms of an uncertainty score per data set (e.g.
@@ -95,7 +129,9 @@ def uncertainty_histogram(
     else:
         fig = ax.figure
     for name, a in arrays.items():
-        ax.hist(a, bins=edges, density=True, histtype="stepfilled", alpha=0.35, label=f"{name} (median {np.median(a):.3g})")
+        ax.hist(
+            a, bins=edges, density=True, histtype="stepfilled", alpha=0.35, label=f"{name} (median {np.median(a):.3g})"
+        )
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.legend(fontsize=7)

@@ -29,8 +29,10 @@ def _rotate(images: jax.Array, radians: jax.Array) -> jax.Array:
         # rows pointing down: 90° equals np.rot90(images, 1, axes=(1, 2)))
         src_y = cy + c * (yy - cy) + s * (xx - cx)
         src_x = cx - s * (yy - cy) + c * (xx - cx)
-        channels = [jax.scipy.ndimage.map_coordinates(image[..., k], [src_y, src_x], order=1, mode="constant", cval=0.0)
-                    for k in range(image.shape[-1])]
+        channels = [
+            jax.scipy.ndimage.map_coordinates(image[..., k], [src_y, src_x], order=1, mode="constant", cval=0.0)
+            for k in range(image.shape[-1])
+        ]
         return jnp.stack(channels, axis=-1)
 
     return jax.vmap(one)(images, radians)

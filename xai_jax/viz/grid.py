@@ -72,7 +72,9 @@ def method_grid(
     arrays = {name: np.asarray(maps[name]) for name in names}
     for name, value in arrays.items():
         if value.ndim not in (3, 4) or len(value) != len(images):
-            raise InputError(f"map {name!r} has shape {value.shape}; expected ({len(images)}, H, W[, C]), one map per image.")
+            raise InputError(
+                f"map {name!r} has shape {value.shape}; expected ({len(images)}, H, W[, C]), one map per image."
+            )
     if row_titles is not None and len(row_titles) != len(images):
         raise InputError(f"{len(row_titles)} row titles for {len(images)} images.")
     signed = dict(signed or {})

@@ -44,8 +44,10 @@ def reduce_channels(attr: Any, *, signed: bool = True) -> np.ndarray:
     elif a.ndim == 2 and not signed:
         a = np.abs(a)
     if a.ndim != 2:
-        raise InputError(f"expected one map of shape (H, W) or (H, W, C); got shape {np.shape(attr)}. "
-                         "Index the batch first (maps[i]).")
+        raise InputError(
+            f"expected one map of shape (H, W) or (H, W, C); got shape {np.shape(attr)}. "
+            "Index the batch first (maps[i])."
+        )
     return a
 
 
@@ -144,10 +146,14 @@ def overlay(
     base = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
     heat = to_rgba(a, signed=signed, percentile=percentile, vmax=vmax, cmap=cmap)[..., :3]
     if fade:
-        strength = np.abs(_normalise(a, signed, percentile, vmax) * 2 - 1) if signed else _normalise(a, signed, percentile, vmax)
+        strength = (
+            np.abs(_normalise(a, signed, percentile, vmax) * 2 - 1)
+            if signed
+            else _normalise(a, signed, percentile, vmax)
+        )
         weight = alpha * np.nan_to_num(strength, nan=0.0)[..., None]
     else:
-        weight = np.full(a.shape + (1,), alpha)
+        weight = np.full((*a.shape, 1), alpha)
     return np.clip((1 - weight) * base + weight * heat, 0.0, 1.0)
 
 
@@ -161,8 +167,14 @@ def frame(ax: Any) -> None:
 
 
 def _draw(
-    attr: Any, ax: Any, signed: bool, percentile: float | None, vmax: float | None, cmap: str | None,
-    title: str | None, colorbar: bool,
+    attr: Any,
+    ax: Any,
+    signed: bool,
+    percentile: float | None,
+    vmax: float | None,
+    cmap: str | None,
+    title: str | None,
+    colorbar: bool,
 ) -> Any:
     if ax is None:
         import matplotlib.pyplot as plt
@@ -170,8 +182,9 @@ def _draw(
         ax = plt.gca()
     a = reduce_channels(attr, signed=signed)
     low, high = _limits(a, signed, percentile, vmax)
-    shown = ax.imshow(a, cmap=cmap or (SIGNED_CMAP if signed else MAGNITUDE_CMAP), vmin=low, vmax=high,
-                      interpolation="nearest")
+    shown = ax.imshow(
+        a, cmap=cmap or (SIGNED_CMAP if signed else MAGNITUDE_CMAP), vmin=low, vmax=high, interpolation="nearest"
+    )
     frame(ax)
     if title:
         ax.set_title(title, fontsize=8)

@@ -117,16 +117,20 @@ def plan(out: Path, layout: Layout, overwrite: bool) -> set[str] | None:
         _check_writable(ancestor, out, what)
         return None
     if not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder; give a folder (new, empty, or an earlier {what}) "
-                          f"for the {what}.")
+        raise OutputError(
+            f"{out} exists and is not a folder; give a folder (new, empty, or an earlier {what}) for the {what}."
+        )
     _check_writable(out, out, what)
     _check_writable(out.parent, out, what)  # the output is first written into a temporary folder beside it
     ours, foreign = _survey(out, layout)
     if not foreign:
         return ours
     if not overwrite:
-        held = (f"an earlier xai_jax {what} and files it did not write" if ours
-                else f"files that are not an xai_jax {what}'s")
+        held = (
+            f"an earlier xai_jax {what} and files it did not write"
+            if ours
+            else f"files that are not an xai_jax {what}'s"
+        )
         raise OutputError(
             f"{out} holds {held}: {_listing(foreign)}. Nothing was written. Choose a new or empty folder, or pass "
             f"overwrite=True (CLI: --overwrite) to write the {what} beside these files (they are kept"

@@ -98,14 +98,15 @@ def _legacy_files(manifest: Mapping[str, Any]) -> set[str] | None:
         file = method.get("file") if isinstance(method, Mapping) else None
         if not isinstance(file, str) or not re.fullmatch(r"arrays/[A-Za-z0-9_-]+\.npy", file):
             return None
-        stem = file[len("arrays/"):-len(".npy")]
+        stem = file[len("arrays/") : -len(".npy")]
         files.add(file)
         files.update(f"maps/{stem}_{i}.png" for i in range(samples))
     return files
 
 
-LAYOUT = Layout(format=REPORT_FORMAT, entries=REPORT_ENTRIES, folders=("maps", "arrays"), what="report",
-                legacy=_legacy_files)
+LAYOUT = Layout(
+    format=REPORT_FORMAT, entries=REPORT_ENTRIES, folders=("maps", "arrays"), what="report", legacy=_legacy_files
+)
 
 
 def check_report_dir(out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> None:
@@ -172,11 +173,26 @@ def write_report(
     stems = _file_stems(list(arrays))
 
     def write(folder: Path) -> dict[str, Any]:
-        _write_files(folder, images=images, labels=labels, predictions=predictions, probabilities=probabilities,
-                     shown_prob=shown_prob, arrays=arrays, signed=signed, stems=stems, title=title, extra=extra,
-                     grid_rows=grid_rows)
-        return {"title": title, "samples": batch, "extra": {str(k): str(v) for k, v in (extra or {}).items()},
-                "methods": [{"name": n, "file": f"arrays/{stems[n]}.npy", "signed": signed[n]} for n in arrays]}
+        _write_files(
+            folder,
+            images=images,
+            labels=labels,
+            predictions=predictions,
+            probabilities=probabilities,
+            shown_prob=shown_prob,
+            arrays=arrays,
+            signed=signed,
+            stems=stems,
+            title=title,
+            extra=extra,
+            grid_rows=grid_rows,
+        )
+        return {
+            "title": title,
+            "samples": batch,
+            "extra": {str(k): str(v) for k, v in (extra or {}).items()},
+            "methods": [{"name": n, "file": f"arrays/{stems[n]}.npy", "signed": signed[n]} for n in arrays],
+        }
 
     write_folder(out_dir, LAYOUT, write, overwrite=overwrite)
     return Path(out_dir) / "index.html"
@@ -205,8 +221,15 @@ def _write_files(
     (out / "index.html").write_text(_page(title, extra, arrays, signed, rows, shown, len(images)), encoding="utf-8")
 
 
-def _save_arrays(folder: Path, images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
-                 probabilities: np.ndarray, arrays: Mapping[str, np.ndarray], stems: Mapping[str, str]) -> None:
+def _save_arrays(
+    folder: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    probabilities: np.ndarray,
+    arrays: Mapping[str, np.ndarray],
+    stems: Mapping[str, str],
+) -> None:
     """The raw numbers: inputs, labels, predictions, probabilities and every map as given."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, value in zip(RESERVED, (images, labels, predictions, probabilities)):
@@ -215,20 +238,33 @@ def _save_arrays(folder: Path, images: np.ndarray, labels: np.ndarray, predictio
         np.save(folder / f"{stems[name]}.npy", value)
 
 
-def _save_grid(path: Path, images: np.ndarray, arrays: Mapping[str, np.ndarray], signed: Mapping[str, bool],
-               titles: list[str], grid_rows: int) -> int:
+def _save_grid(
+    path: Path,
+    images: np.ndarray,
+    arrays: Mapping[str, np.ndarray],
+    signed: Mapping[str, bool],
+    titles: list[str],
+    grid_rows: int,
+) -> int:
     """``method_grid`` of the first ``grid_rows`` samples; returns how many it shows."""
     import matplotlib.pyplot as plt
 
     shown = max(1, min(len(images), grid_rows))
-    fig = method_grid(images[:shown], {n: v[:shown] for n, v in arrays.items()}, signed=signed,
-                      row_titles=titles[:shown], path=path)
+    fig = method_grid(
+        images[:shown], {n: v[:shown] for n, v in arrays.items()}, signed=signed, row_titles=titles[:shown], path=path
+    )
     plt.close(fig)
     return shown
 
 
-def _save_maps_and_rows(out: Path, images: np.ndarray, arrays: Mapping[str, np.ndarray], signed: Mapping[str, bool],
-                        stems: Mapping[str, str], titles: list[str]) -> list[str]:
+def _save_maps_and_rows(
+    out: Path,
+    images: np.ndarray,
+    arrays: Mapping[str, np.ndarray],
+    signed: Mapping[str, bool],
+    stems: Mapping[str, str],
+    titles: list[str],
+) -> list[str]:
     """One PNG per input and per map, and the HTML table row of each sample."""
     (out / "maps").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -241,19 +277,28 @@ def _save_maps_and_rows(out: Path, images: np.ndarray, arrays: Mapping[str, np.n
             _save_png(out / png, to_rgba(a, signed=signed[name])[..., :3])
             top = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))  # the true max|a|, 0 for an empty map
             scale = f"±{top:.3g}" if signed[name] else f"0…{top:.3g}"
-            cells.append(f'<td><img src="{quote(png)}" alt="{html.escape(name)}, sample {i}">'
-                         f"<br><small>{html.escape(scale)}</small></td>")
+            cells.append(
+                f'<td><img src="{quote(png)}" alt="{html.escape(name)}, sample {i}">'
+                f"<br><small>{html.escape(scale)}</small></td>"
+            )
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return rows
 
 
-def _page(title: str, extra: Mapping[str, str] | None, arrays: Mapping[str, np.ndarray], signed: Mapping[str, bool],
-          rows: list[str], shown: int, batch: int) -> str:
+def _page(
+    title: str,
+    extra: Mapping[str, str] | None,
+    arrays: Mapping[str, np.ndarray],
+    signed: Mapping[str, bool],
+    rows: list[str],
+    shown: int,
+    batch: int,
+) -> str:
     """``index.html``: title, details, legend, the grid and the table of samples."""
-    header = "".join(f"<th>{html.escape(name)}<br><small>{'signed' if signed[name] else 'magnitude'}</small></th>"
-                     for name in arrays)
-    details = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>"
-                      for k, v in (extra or {}).items())
+    header = "".join(
+        f"<th>{html.escape(name)}<br><small>{'signed' if signed[name] else 'magnitude'}</small></th>" for name in arrays
+    )
+    details = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in (extra or {}).items())
     more = f" (first {shown} of {batch} samples)" if shown < batch else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
