@@ -500,8 +500,9 @@ class AttnLRP(MapComposite):
       epsilon: the ε of the linear layers, affine steps, sums and products (default ``1e-9``: LXT's
         plain gradient, only guarding against division by zero).
       gamma: γ for ``linear="gamma"``.
-      names, types: more rules by layer name / type (they win over the defaults), as in
-        :class:`MapComposite` (e.g. ``names={"*/in_proj": Epsilon(1e-9)}`` to keep LRP-ε on some layers).
+      names: more rules by layer name (they win over the defaults), as in :class:`MapComposite`
+        (e.g. ``names={"*/in_proj": Epsilon(1e-9)}`` to keep LRP-ε on some layers).
+      types: more rules by layer type or kind, as in :class:`MapComposite`.
 
     Example:
       >>> from xai_jax.models.transformers import ViT
