@@ -13,8 +13,6 @@ Captum / pytorch-grad-cam in `tests/attribution/test_vs_references.py`.
 Set `XAI_JAX_NOTEBOOK_QUICK=1` for the small settings the test suite uses."""),
     nbf.v4.new_code_cell("""import os
 import jax, jax.numpy as jnp, numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import xai_jax as xj
 

@@ -16,8 +16,6 @@ Nothing here changes the model: the engine finds its layers in the traced jaxpr 
 Set `XAI_JAX_NOTEBOOK_QUICK=1` for the small settings the test suite uses."""),
     nbf.v4.new_code_cell("""import os
 import jax.numpy as jnp, numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import xai_jax as xj
 import xai_jax.propagation as P
