@@ -1,5 +1,6 @@
-"""Every public method's ``Example:`` runs as a doctest with the lead's fixture: the shipped
-``mnist_cnn`` and 4 sample digits as ``model, variables, x``; ``xj``, ``jax``, ``jnp``, ``np`` in scope."""
+"""The perturbation family's public helpers' ``Example:`` run as doctests (the registered methods'
+examples run in tests/test_docs.py, with the same fixture: the shipped ``mnist_cnn`` and 4 sample
+digits as ``model, variables, x``; ``xj``, ``jax``, ``jnp``, ``np`` in scope)."""
 
 import doctest
 
@@ -52,12 +53,6 @@ def run_examples(obj, name, globs):
     for test in tests:
         runner.run(test)
     assert runner.failures == 0, f"{runner.failures} failing example(s) in {name}"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", METHODS)
-def test_method_examples_run(name, globs):
-    run_examples(xj.METHODS[name], name, globs)
 
 
 def test_helper_examples_run(globs):
