@@ -113,11 +113,16 @@ def calls(draw, name):
     return values.astype(dtype), target, options
 
 
-def _check_result(method, x, result):
+def _check_result(method, x, result, options):
     if isinstance(result, tuple):
         result = result[0]
     assert isinstance(result, jax.Array), type(result)
-    expected = tuple(x.shape) if method.resolution == "input" else (x.shape[0], SIDE, SIDE)
+    if method.resolution != "input":
+        expected = (x.shape[0], SIDE, SIDE)
+    elif options.get("layer") is not None:  # relevance at a layer (lrp, deeplift, ... with layer=): its output's shape
+        expected = tuple(xj.capture(MODEL, VARIABLES, x.astype(np.float32), options["layer"])[1].shape)
+    else:
+        expected = tuple(x.shape)
     assert tuple(result.shape) == expected, (method.name, result.shape, expected)
     assert bool(jnp.all(jnp.isfinite(result))), f"{method.name} returned non-finite values"
 
@@ -129,7 +134,7 @@ def _run(name, data):
         result = method(MODEL, VARIABLES, x, target, **options)
     except xj.XaiJaxError:
         return
-    _check_result(method, np.asarray(x), result)
+    _check_result(method, np.asarray(x), result, options)
 
 
 FAST = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
