@@ -268,7 +268,7 @@ def test_method_values(cnn):
         ),
         by_partial,
     )
-    with pytest.raises(xj.UnknownNameError, match="option of integrated_gradients"):
+    with pytest.raises(xj.UnknownNameError, match="option of 'integrated_gradients'"):
         xj.smoothgrad(model, variables, x, key=key, method=functools.partial(xj.integrated_gradients, stepz=3))
     with pytest.raises(xj.InputError, match="fix options only"):
         xj.smoothgrad(model, variables, x, key=key, method=functools.partial(xj.gradient, model))
