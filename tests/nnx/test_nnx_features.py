@@ -175,8 +175,16 @@ def test_upstream_cnn_with_batchnorm_and_dropout_needs_eval():
 # ---------------------------------------------------------------------------------------------------
 
 
+#: Shipped models without an NNX version in the zoo (yet): loading them with api="nnx" is refused.
+LINEN_ONLY = {"mnist_vit"}
+
+
 @pytest.mark.parametrize("name", xj.models.available())
 def test_zoo_as_nnx_computes_the_linen_model(name):
+    if name in LINEN_ONLY:
+        with pytest.raises(xj.UnsupportedError, match="no Flax NNX version"):
+            xj.models.load(name, api="nnx")
+        return
     linen, variables = xj.models.load(name)
     model, state = xj.models.load(name, api="nnx")
     assert state is None and isinstance(model, nnx.Module)

@@ -53,7 +53,8 @@ def _check(twin: str, method: str, *, must_apply: bool) -> None:
 
 @pytest.mark.parametrize("method", sorted(xj.METHODS))
 def test_every_method_matches_linen_on_res_bn_net(method):
-    _check("ResBNNet", method, must_apply=True)
+    # the attention family needs a transformer: on this CNN both APIs must refuse it the same way
+    _check("ResBNNet", method, must_apply=xj.METHODS[method].family != "attention")
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from ..core.errors import CheckpointError, InputError, UnknownNameError, unknown_name_message
+from ..core.errors import CheckpointError, InputError, UnknownNameError, UnsupportedError, unknown_name_message
 from . import mnist, nnx_mnist, transformers
 from .checkpoint import (
     CHECKPOINTS_ENV,
@@ -176,8 +176,15 @@ def load(name: str, path: str | os.PathLike | None = None, *, api: str = "linen"
 
 def _as_nnx(model: nn.Module, variables: Any) -> Any:
     """The NNX twin of a loaded Linen zoo model, with its weights, in inference mode."""
+    factory = nnx_mnist.NNX_CLASSES.get(type(model).__name__)
+    if factory is None:
+        with_nnx = ", ".join(n for n, e in ZOO.items() if e.cls.__name__ in nnx_mnist.NNX_CLASSES)
+        raise UnsupportedError(
+            f"{type(model).__name__} has no Flax NNX version in the zoo yet; load it with api='linen' "
+            f"(NNX versions exist for {with_nnx})."
+        )
     fields = {f: getattr(model, f) for f in _init_fields(model)}
-    nnx_model = nnx_mnist.from_linen(nnx_mnist.build(nnx_mnist.NNX_CLASSES[type(model).__name__], **fields), variables)
+    nnx_model = nnx_mnist.from_linen(nnx_mnist.build(factory, **fields), variables)
     nnx_model.eval()  # our own fresh object: BatchNorm on running averages, dropout off
     return nnx_model
 
