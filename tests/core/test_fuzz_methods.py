@@ -119,7 +119,7 @@ def _check_result(method, x, result, options):
     assert isinstance(result, jax.Array), type(result)
     if method.resolution != "input":
         expected = (x.shape[0], SIDE, SIDE)
-    elif options.get("layer") is not None:  # relevance at a layer (lrp, deeplift, ... with layer=): its output's shape
+    elif method.family == "propagation" and options.get("layer") is not None:  # relevance at that layer: its shape
         expected = tuple(xj.capture(MODEL, VARIABLES, x.astype(np.float32), options["layer"])[1].shape)
     else:
         expected = tuple(x.shape)
