@@ -141,7 +141,11 @@ def test_upstream_cnn_gradient_is_the_models_gradient(upstream_cnn):
 
 
 #: the upstream CNN has no global average pooling before its head: CAM (not Grad-CAM) does not apply
-UPSTREAM_NOT_APPLICABLE = {"cam": "no global-average-pooled layer feeds the dense head"}
+UPSTREAM_NOT_APPLICABLE = {
+    "cam": "no global-average-pooled layer feeds the dense head",
+    "attention_rollout": "a CNN has no attention",
+    "chefer_attention": "a CNN has no attention",
+}
 UPSTREAM_FAST = {"grad_cam", "lrp"}
 
 
