@@ -110,7 +110,7 @@ def test_too_many_features_for_exact_shapley():
             lambda: xj.prediction_difference(linear, PARAMS, IMAGES, 0, key=KEY, window=1, data=np.zeros((5, 3, 3, 1))),
             "data",
         ),
-        (lambda: xj.fullgrad(linear, PARAMS, IMAGES, 0), "Linen"),
+        (lambda: xj.fullgrad(linear, PARAMS, IMAGES, 0), "flax.linen.Module or an nnx.Module"),
         (lambda: xj.kernel_shap(linear, PARAMS, TABLE, 0, key=3, samples=20), "jax.random key"),
     ],
 )
