@@ -58,11 +58,20 @@ def _check(methods: list[str]) -> list[dict]:
     return rows
 
 
+LEAST_SQUARES = {"kernel_shap", "lime"}
+
+
 def _assert_row(row: dict) -> None:
     assert row["devices"] == 8
     assert row["kept_sharding"], row
     if "key" in xj.METHODS[row["method"]].needs.values():
-        assert row["vs_whole_batch"] <= 1e-6, row
+        # The perturbation family works on differences of perturbed scores (measured 6.4e-6 for PDA's
+        # log-odds) and surrogate fits (KernelSHAP, LIME) on a weighted least-squares problem over them,
+        # which amplify the sharded program's different rounding of the scores (measured 1.4e-4 for
+        # kernel_shap; 2.7e-6 from a different chunk size alone on one device).
+        family = xj.METHODS[row["method"]].family
+        tolerance = 1e-3 if row["method"] in LEAST_SQUARES else 1e-4 if family == "perturbation" else 1e-6
+        assert row["vs_whole_batch"] <= tolerance, row
     else:
         assert row["vs_per_device_slices"] <= 1e-6, row
         assert row["collectives"] == [], row
