@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import xai_jax as xj
+from tests.transformers.twins import vit_variables
 from xai_jax.attribution.cam import token_grid
 from xai_jax.models.transformers import EncoderBlock, ViT
 
@@ -24,39 +25,6 @@ torchvision = pytest.importorskip("torchvision")
 
 DEPTH, DIM, HEADS, MLP = 2, 16, 2, 32
 SOFTMAXES = [f"encoder_layer_{i}/self_attention/softmax" for i in range(DEPTH)]
-
-
-def _port(state: dict[str, np.ndarray]) -> dict:
-    """torchvision ``VisionTransformer`` state dict -> :class:`ViT` variables (OIHW -> HWIO, Linear transposed)."""
-    a = lambda k: jnp.asarray(state[k])
-    ln = lambda k: {"scale": a(f"{k}.weight"), "bias": a(f"{k}.bias")}
-    dense = lambda k: {"kernel": jnp.asarray(state[f"{k}.weight"].T), "bias": a(f"{k}.bias")}
-    params = {
-        "conv_proj": {
-            "kernel": jnp.asarray(state["conv_proj.weight"].transpose(2, 3, 1, 0)),
-            "bias": a("conv_proj.bias"),
-        },
-        "class_token": a("class_token"),
-        "pos_embedding": a("encoder.pos_embedding"),
-        "ln": ln("encoder.ln"),
-        "head": dense("heads.head"),
-    }
-    for i in range(DEPTH):
-        pre = f"encoder.layers.encoder_layer_{i}"
-        params[f"encoder_layer_{i}"] = {
-            "ln_1": ln(f"{pre}.ln_1"),
-            "ln_2": ln(f"{pre}.ln_2"),
-            "mlp_0": dense(f"{pre}.mlp.0"),
-            "mlp_3": dense(f"{pre}.mlp.3"),
-            "self_attention": {
-                "in_proj": {
-                    "kernel": jnp.asarray(state[f"{pre}.self_attention.in_proj_weight"].T),
-                    "bias": a(f"{pre}.self_attention.in_proj_bias"),
-                },
-                "out_proj": dense(f"{pre}.self_attention.out_proj"),
-            },
-        }
-    return {"params": params}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +41,7 @@ def twin():
     state = {k: v.detach().numpy().astype(np.float32) for k, v in tv.state_dict().items()}
     model = ViT(image_size=28, patch=7, dim=DIM, depth=DEPTH, heads=HEADS, mlp_dim=MLP, num_classes=10)
     x = np.asarray(jax.random.uniform(jax.random.key(3), (3, 28, 28, 3)), np.float32)
-    return tv, model, _port(state), x
+    return tv, model, vit_variables(state, DEPTH), x
 
 
 def test_twin_outputs_agree(twin):
