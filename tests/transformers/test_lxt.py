@@ -174,10 +174,78 @@ def test_lrp_on_token_ids_is_per_token(lxt_refs, name: str) -> None:
     assert_close(R, ref["attnlrp_tokens"], f"{name} attnlrp from token ids")
 
 
-def test_gradient_methods_refuse_token_ids(lxt_refs) -> None:
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("gradient", {}),
+        ("saliency", {}),
+        ("input_x_gradient", {}),
+        ("integrated_gradients", {"steps": 8}),
+        ("smoothgrad", {"key": jax.random.key(3), "samples": 4, "stdev": 0.05}),
+    ],
+)
+def test_gradient_methods_on_token_ids_explain_the_embedding(lxt_refs, name: str, options: dict) -> None:
+    """Token ids in: the same method on the embedding (the twin that takes it), summed per token."""
     ref = lxt_refs["llama"]
     model, variables, ids = twin("llama", ref, embedded=False)
-    with pytest.raises(xj.InputError, match="integrated_gradients differentiates its input"):
-        xj.integrated_gradients(model, variables, ids, 0)
-    with pytest.raises(xj.InputError, match="deeplift"):  # refused until its token path is verified
-        xj.deeplift(model, variables, ids, 0)
+    on_embedding, _, e = twin("llama", ref)
+    targets = jnp.asarray(ref["targets"])
+    method = xj.METHODS[name]
+    per_token = np.asarray(method(model, variables, ids, targets, **options))
+    expected = np.asarray(method(on_embedding, variables, e, targets, **options)).sum(-1)
+    assert per_token.shape == ids.shape
+    np.testing.assert_allclose(per_token, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+def test_integrated_gradients_on_token_ids_is_complete(lxt_refs) -> None:
+    """Σ over tokens = f(x) − f(baseline), the baseline given as token ids (a padding token)."""
+    ref = lxt_refs["llama"]
+    model, variables, ids = twin("llama", ref, embedded=False)
+    targets = jnp.asarray(ref["targets"])
+    pad = jnp.zeros_like(ids)
+    attr, error = xj.integrated_gradients(model, variables, ids, targets, baseline=pad, steps=64, return_error=True)
+    f = np.asarray(model.apply(variables, ids))[np.arange(2), ref["targets"]]
+    f0 = np.asarray(model.apply(variables, pad))[np.arange(2), ref["targets"]]
+    assert attr.shape == ids.shape
+    np.testing.assert_allclose(np.asarray(attr).sum(1) - (f - f0), np.asarray(error), atol=1e-5)
+    assert np.abs(np.asarray(error)).max() <= 1e-2 * np.abs(f - f0).max()
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_deeplift_on_token_ids_is_the_embeddings(lxt_refs, name: str) -> None:
+    """DeepLIFT from token ids equals DeepLIFT on the embedding twin (reference: the padding token's
+    embedding), summed per token, and sums to f(x) − f(reference)."""
+    ref = lxt_refs[name]
+    model, variables, ids = twin(name, ref, embedded=False)
+    on_embedding, _, e = twin(name, ref)
+    targets = jnp.asarray(ref["targets"])
+    pad = jnp.zeros_like(ids)
+    e_pad = twin(name, {**ref, "ids": np.zeros_like(ref["ids"])})[2]
+    per_token = np.asarray(xj.deeplift(model, variables, ids, targets, baseline=pad))
+    expected = np.asarray(xj.deeplift(on_embedding, variables, e, targets, baseline=e_pad)).sum(-1)
+    np.testing.assert_allclose(per_token, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    f = np.asarray(model.apply(variables, ids))[np.arange(2), ref["targets"]]
+    f0 = np.asarray(model.apply(variables, pad))[np.arange(2), ref["targets"]]
+    np.testing.assert_allclose(per_token.sum(1), f - f0, rtol=1e-4, atol=1e-5)
+
+
+def test_methods_that_need_a_float_input_refuse_token_ids(lxt_refs) -> None:
+    ref = lxt_refs["llama"]
+    model, variables, ids = twin("llama", ref, embedded=False)
+    with pytest.raises(xj.InputError, match="guided_backprop differentiates its input"):
+        xj.guided_backprop(model, variables, ids, 0)
+
+
+def test_layer_gradient_at_the_embedding_of_token_ids(lxt_refs) -> None:
+    """``layer_gradient(layer=<the embedding>)`` on token ids: the embedding and the gradient there,
+    equal to the gradient of the twin that takes the embedding as its input."""
+    ref = lxt_refs["llama"]
+    model, variables, ids = twin("llama", ref, embedded=False)
+    on_embedding, _, e = twin("llama", ref)
+    targets = jnp.asarray(ref["targets"])
+    activation, gradient = xj.layer_gradient(model, variables, ids, targets, layer="embed_tokens")
+    np.testing.assert_array_equal(np.asarray(activation), np.asarray(e))
+    expected = np.asarray(xj.gradient(on_embedding, variables, e, targets))
+    np.testing.assert_allclose(np.asarray(gradient), expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    _, captured = xj.capture(model, variables, ids, "embed_tokens")
+    np.testing.assert_array_equal(np.asarray(captured), np.asarray(e))

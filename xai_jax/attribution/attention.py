@@ -18,8 +18,8 @@ class token), on the patch grid ``(B, h, w)`` for image inputs (the split of
 :func:`xai_jax.attribution.cam.token_grid`: ``prefix_tokens`` and ``grid`` inferred or given), or
 one value per input position ``(B, N_input)`` for sequence inputs ``(B, N_input, ...)`` such as
 given embeddings (``prefix_tokens`` defaults to the number of tokens the model adds before the
-input's).  Integer token ids are not accepted by the calling convention here yet (``x`` must be
-floating).  A model without such a token
+input's), token ids ``(B, N)`` included (the attention does not need the input's gradient).  A model
+without such a token
 (``prefix_tokens=0``, e.g. average-pooled tokens) has no row to read; pass ``query=`` to choose one.
 """
 
@@ -152,7 +152,7 @@ def chefer_matrix(attentions: Sequence[jax.Array], gradients: Sequence[jax.Array
     return r
 
 
-@method("attention_rollout", family="attention", signed=False, resolution="layer", validate=_resolve)
+@method("attention_rollout", family="attention", signed=False, resolution="layer", validate=_resolve, tokens=True)
 def attention_rollout(
     problem: Problem,
     inputs: Inputs,
@@ -188,7 +188,7 @@ def attention_rollout(
     return _read(rollout_matrix(attentions), query, prefix_tokens, grid)
 
 
-@method("chefer_attention", family="attention", signed=False, resolution="layer", validate=_resolve)
+@method("chefer_attention", family="attention", signed=False, resolution="layer", validate=_resolve, tokens=True)
 def chefer_attention(
     problem: Problem,
     inputs: Inputs,

@@ -11,9 +11,10 @@ import jax.numpy as jnp
 
 from ..core import Inputs, Problem, method
 from ..trace.gradients import target_gradient
+from ..trace.tokens import on_embedding
 
 
-@method("gradient", family="gradient", signed=True)
+@method("gradient", family="gradient", signed=True, tokens=on_embedding)
 def gradient(problem: Problem, inputs: Inputs) -> jax.Array:
     """Gradient of the target output with respect to the input, ``∂f_c(x)/∂x`` (Captum
     ``Saliency(abs=False)``).
@@ -29,7 +30,7 @@ def gradient(problem: Problem, inputs: Inputs) -> jax.Array:
     return target_gradient(problem, inputs, inputs.x, inputs.indices)
 
 
-@method("saliency", family="gradient", signed=False)
+@method("saliency", family="gradient", signed=False, tokens=on_embedding)
 def saliency(problem: Problem, inputs: Inputs) -> jax.Array:
     """Saliency map ``|∂f_c(x)/∂x|`` ([simonyan2014]_; Captum ``Saliency(abs=True)``).
 
@@ -40,7 +41,7 @@ def saliency(problem: Problem, inputs: Inputs) -> jax.Array:
     return jnp.abs(target_gradient(problem, inputs, inputs.x, inputs.indices))
 
 
-@method("input_x_gradient", family="gradient", signed=True)
+@method("input_x_gradient", family="gradient", signed=True, tokens=on_embedding)
 def input_x_gradient(problem: Problem, inputs: Inputs) -> jax.Array:
     """Input × gradient, ``x ⊙ ∂f_c(x)/∂x`` ([shrikumar2016]_; Captum ``InputXGradient``).
 

@@ -37,6 +37,7 @@ from ..core import (
 from ..core.batching import ChunkSize as ChunkSizeValue
 from ..core.batching import resolve_chunk_size
 from ..trace.gradients import target_gradient
+from ..trace.tokens import on_embedding
 from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 
 QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
@@ -112,6 +113,7 @@ def _check_quadrature(ctx: OptionContext) -> None:
     signed=True,
     report_options={"steps": 32, "return_error": True},
     validate=_check_quadrature,
+    tokens=on_embedding,
 )
 def integrated_gradients(
     problem: Problem,

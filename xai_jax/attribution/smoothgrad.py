@@ -27,11 +27,12 @@ from ..core import (
     fix_target,
     method,
 )
+from ..trace.tokens import on_embedding
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
 
 
-@method("smoothgrad", family="noise", signed=True, report_options={"samples": 16})
+@method("smoothgrad", family="noise", signed=True, report_options={"samples": 16}, tokens=on_embedding)
 def smoothgrad(
     problem: Problem,
     inputs: Inputs,

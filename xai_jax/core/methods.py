@@ -203,6 +203,14 @@ def split_static(
 
 Validate = Callable[[OptionContext], Mapping[str, Any] | None]
 
+#: How a method that differentiates its input runs on integer inputs (token ids):
+#: ``adapter(problem, inputs, options) -> (problem, inputs, options, finish)`` rewrites the call into
+#: one on a floating input (the embedding the tokens are looked up in) and ``finish(result)`` turns
+#: that call's result back into one value per token.  See :func:`xai_jax.trace.tokens.on_embedding`.
+TokenAdapter = Callable[
+    [Problem, Inputs, Mapping[str, Any]], tuple[Problem, Inputs, Mapping[str, Any], Callable[[Any], Any]]
+]
+
 
 class Method:
     """An attribution method as a value: callable with the calling convention, registered by name.
@@ -228,7 +236,7 @@ class Method:
         resolution: str = "input",
         report_options: Mapping[str, Any] | None = None,
         validate: Validate | None = None,
-        tokens: bool = False,
+        tokens: bool | TokenAdapter = False,
     ) -> None:
         self.impl = impl
         self.tokens = tokens
@@ -288,11 +296,27 @@ class Method:
         model_kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Any:
+        problem, inputs, given, finish = self._prepare(model, variables, x, target, model_kwargs, options)
+        call = self.prepare_call(problem, inputs, given)
+        return finish(call.run(problem, inputs))
+
+    def _prepare(
+        self,
+        model: Model,
+        variables: Any,
+        x: Any,
+        target: Target,
+        model_kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+    ) -> tuple[Problem, Inputs, Mapping[str, Any], Callable[[Any], Any]]:
+        """``prepare`` for this method; integer inputs go through its token adapter, if it has one."""
         problem, inputs = prepare(
             model, variables, x, target, model_kwargs, tokens=self.name if not self.tokens else True
         )
-        call = self.prepare_call(problem, inputs, options)
-        return call.run(problem, inputs)
+        if callable(self.tokens) and jnp.issubdtype(inputs.x.dtype, jnp.integer):
+            self.check_names(options)  # before the adapter reads them
+            return self.tokens(problem, inputs, options)
+        return problem, inputs, options, _unchanged
 
     def lower(
         self,
@@ -304,11 +328,10 @@ class Method:
         model_kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Any:
-        """The lowered computation of this call (``.compile().as_text()`` shows the HLO)."""
-        problem, inputs = prepare(
-            model, variables, x, target, model_kwargs, tokens=self.name if not self.tokens else True
-        )
-        call = self.prepare_call(problem, inputs, options)
+        """The lowered computation of this call (``.compile().as_text()`` shows the HLO; for token ids,
+        the computation on their embedding, before the sum per token)."""
+        problem, inputs, given, _ = self._prepare(model, variables, x, target, model_kwargs, options)
+        call = self.prepare_call(problem, inputs, given)
         return _run_compiled.lower(
             call.traced, problem, inputs, prepared=call.prepared, sharding=batching.batch_sharding(inputs.x)
         )
@@ -349,6 +372,10 @@ class Method:
 
     def __reduce__(self) -> Any:  # pickles by name (methods are module-level singletons)
         return (_lookup, (self.name,))
+
+
+def _unchanged(result: Any) -> Any:
+    return result
 
 
 def _lookup(name: str) -> Method:
@@ -666,7 +693,7 @@ def method(
     report_options: Mapping[str, Any] | None = None,
     validate: Validate | None = None,
     register: bool = True,
-    tokens: bool = False,
+    tokens: bool | TokenAdapter = False,
 ) -> Callable[[Callable[..., Any]], Method]:
     """Declare an attribution method from its pure implementation (see the module docstring).
 
@@ -679,8 +706,10 @@ def method(
       validate: ``validate(ctx) -> extra options``: eager checks across options (``ctx.options`` are
         the options checked one by one); may return normalised options.
       register: add to :data:`METHODS` (default).
-      tokens: the method takes integer inputs (token ids): it explains the embedding lookup's output
-        and returns one value per token (LRP, DeepLIFT).
+      tokens: how the method takes integer inputs (token ids). ``True``: it handles them itself,
+        explaining the embedding lookup's output (LRP, DeepLIFT); a :data:`TokenAdapter` (e.g.
+        :func:`xai_jax.trace.tokens.on_embedding`): the call runs on the embedding and the adapter
+        sums the result per token (gradient methods); ``False``: integer inputs are refused.
     """
 
     def declare(impl: Callable[..., Any]) -> Method:
@@ -731,6 +760,7 @@ __all__ = [
     "PositiveFloat",
     "PositiveInt",
     "Prepared",
+    "TokenAdapter",
     "fix_target",
     "method",
     "method_call",

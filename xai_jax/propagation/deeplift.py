@@ -332,7 +332,7 @@ def deeplift_multipliers(
     return _collapse(g, x - ref) if both else g[0]
 
 
-@method("deeplift", family="propagation", signed=True)
+@method("deeplift", family="propagation", signed=True, tokens=True)
 def deeplift(
     problem: Problem,
     inputs: Inputs,

@@ -415,7 +415,7 @@ def capture(
     """``(outputs, activation)``: the model's outputs and the output of ``layer`` for batch ``x``."""
     model, variables = adapt_model(model, variables)
     forward, dynamic = make_forward(model, model_kwargs)
-    x = check_input(x)
+    x = check_input(x, tokens=True)  # token ids: any layer after the lookup is floating
     info = layer_info(forward, variables, x, dynamic, layer)
     probe = jnp.zeros(info.shape, info.dtype)
     return probed_forward(forward, layer)(variables, x, dynamic, probe)
@@ -449,6 +449,7 @@ def layer_gradient(
     The building block of Grad-CAM and every layer attribution.  ``target`` follows the usual
     convention (``None`` = each sample's predicted class).
     """
-    problem, inputs = prepare(model, variables, x, target, model_kwargs)
+    # Token ids are fine: the layer's output is differentiated, not x.
+    problem, inputs = prepare(model, variables, x, target, model_kwargs, tokens=True)
     layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, layer)  # clear error now
     return _layer_gradient(problem, inputs, layer=layer)

@@ -15,12 +15,16 @@ no change to its code, into a function of the embedding: the lookup's output bec
 * :func:`split_at_embedding`: the rewrite on a flat graph (the propagation plan uses it);
 * :class:`EmbeddingForward`: a model as ``(variables, e, kwargs) -> outputs`` with the tokens in
   ``kwargs[TOKENS]``, for gradient methods (integrated gradients, input × gradient);
-* :func:`embedded`: a prepared call on tokens turned into the same call on their embedding.
+* :func:`embedded`: a prepared call on tokens turned into the same call on their embedding;
+* :func:`on_embedding`: the token adapter of the gradient methods (``@method(..., tokens=on_embedding)``):
+  the call on the embedding, its result summed per token (what Captum's ``LayerIntegratedGradients``
+  on the embedding layer, summed over the embedding axis, gives).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -91,6 +95,11 @@ def find_lookup(graph: Graph, x_index: int, name_of: Callable[[Eqn], str]) -> Eq
         and not (isinstance(e.inputs[0], Var) and e.inputs[0].id in depends)
     ]
     chosen = lookups if lookups else boundary
+    if not lookups and any(_is_plain_cast(e, x) for e in chosen):
+        raise InputError(
+            f"x has dtype {x.aval.dtype} and the model casts it to floating point as it is (no embedding lookup): "
+            "attributions need floating inputs in the model's input range (e.g. uint8 images / 255 as float32)."
+        )
     if len(chosen) != 1:
         found = ", ".join(f"{e.primitive} in {name_of(e) or 'the model'!r}" for e in chosen) or "none"
         raise UnsupportedError(
@@ -99,6 +108,12 @@ def find_lookup(graph: Graph, x_index: int, name_of: Callable[[Eqn], str]) -> Eq
             "as a float input instead (a model taking inputs_embeds)."
         )
     return chosen[0]
+
+
+def _is_plain_cast(eqn: Eqn, x: Var) -> bool:
+    """``eqn`` casts the integer input's values (``x`` itself or a reshaped copy, no one-hot axis) to
+    floating point: an image given as integers, not tokens."""
+    return eqn.primitive == "convert_element_type" and math.prod(eqn.outputs[0].aval.shape) == math.prod(x.aval.shape)
 
 
 def split_at_embedding(
@@ -185,6 +200,36 @@ def embedded(problem: Problem, inputs: Inputs) -> tuple[Problem, Inputs]:
     return Problem(forward, problem.target), inputs._replace(x=e, kwargs=kwargs)  # type: ignore[arg-type]
 
 
+#: Options that hold a point in input space: token ids given there are looked up like the input.
+_INPUT_SPACE_OPTIONS = ("baseline",)
+
+
+def on_embedding(
+    problem: Problem, inputs: Inputs, options: Mapping[str, Any]
+) -> tuple[Problem, Inputs, Mapping[str, Any], Callable[[Any], Any]]:
+    """A call on token ids ``(B, N)`` as the same call on their embedding ``(B, N, D)``; ``finish``
+    sums each embedding-shaped result over the embedding axes, one value per token.
+
+    A ``baseline`` given as token ids of the input's shape (a padding or mask token) is looked up like
+    the input; a number is a constant embedding (0: the zero vector, the default).
+    """
+    tokens = inputs.x
+    on_tokens, (problem, inputs) = (problem, inputs), embedded(problem, inputs)
+    options = dict(options)
+    for name in _INPUT_SPACE_OPTIONS:
+        value = options.get(name)
+        if value is not None and not callable(value) and is_tokens(value) and jnp.ndim(value) > 0:
+            options[name] = baseline_embedding(*on_tokens, value, inputs.x)
+    shape = inputs.x.shape
+
+    def finish(result: Any) -> Any:
+        return jax.tree_util.tree_map(
+            lambda leaf: per_token(leaf, tokens) if getattr(leaf, "shape", None) == shape else leaf, result
+        )
+
+    return problem, inputs, options, finish
+
+
 def baseline_embedding(problem: Problem, inputs: Inputs, baseline: Any, e: jax.Array) -> jax.Array:
     """A baseline for an embedding ``e``: a number is a constant embedding (0: the zero vector);
     token ids of the input's shape are looked up (a padding or mask token)."""
@@ -209,6 +254,7 @@ __all__ = [
     "embedded",
     "find_lookup",
     "is_tokens",
+    "on_embedding",
     "per_token",
     "split_at_embedding",
 ]
