@@ -6,9 +6,11 @@
   losses (Sensoy et al. 2018); :mod:`xai_jax.models.train`: how the checkpoints were trained.
 * :func:`save_checkpoint` / :func:`load_checkpoint`: verified msgpack checkpoints.
 * ``VGG16``, ``VGG19``, ``ResNet18`` and :func:`from_torchvision` (torchvision state dicts).
+* :mod:`xai_jax.models.transformers` (ViT, token classifier) and :mod:`xai_jax.models.synthetic` (the
+  marker task, a ground truth for token explanations, and its shipped model).
 """
 
-from . import checkpoint, imagenet, losses, mnist, nnx_mnist, torch_port, zoo
+from . import checkpoint, imagenet, losses, mnist, nnx_mnist, synthetic, torch_port, zoo
 from .checkpoint import load_checkpoint, save_checkpoint
 from .imagenet import VGG16, VGG19, ResNet18
 from .mnist import (
@@ -48,6 +50,7 @@ __all__ = [
     "mnist",
     "nnx_mnist",
     "save_checkpoint",
+    "synthetic",
     "torch_port",
     "zoo",
 ]

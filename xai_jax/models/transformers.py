@@ -10,8 +10,9 @@ finds the softmax, the normalisations, the GELU and the attention products by it
   class token), so a torchvision model's weights port one to one (the tests compare with LXT on
   such a twin).  ``mnist_vit`` in the zoo is one trained on MNIST.
 * :class:`TokenClassifier`: the same encoder over token embeddings (``nn.Embed``) with a class
-  token; ``marker_transformer`` in the zoo is one trained on the synthetic marker task of
-  :mod:`xai_jax.models.synthetic`.
+  token; ``marker_transformer`` (shipped in ``checkpoints/``, loaded by
+  :func:`xai_jax.models.synthetic.load_marker_transformer`) is one trained on the synthetic marker
+  task of :mod:`xai_jax.models.synthetic`.
 
 Attention probabilities are the ``softmax`` of each attention module: ``xj.layers`` lists them as
 ``"<block>/self_attention/softmax"`` (capture them with ``xj.capture``, or differentiate with
