@@ -105,6 +105,15 @@ def test_bad_inputs(mlp, bad_x, message):
         xj.gradient(model, variables, bad_x)
 
 
+@pytest.mark.parametrize("name", ["integrated_gradients", "input_x_gradient", "deeplift", "lrp"])
+def test_integer_images_are_refused_by_methods_that_take_token_ids(mlp, name):
+    """Methods that explain token ids from their embedding lookup must not take an image given as
+    integers (cast by the model as it is) for tokens: that is the missing ``/ 255``, refused."""
+    model, variables, _ = mlp
+    with pytest.raises(xj.InputError, match="dtype uint8 .* uint8 images / 255"):
+        xj.METHODS[name](model, variables, np.zeros((6, 3, 4), np.uint8))
+
+
 def test_one_image_without_batch_axis_on_a_zoo_model():
     """A zoo model declares its input shape, so one image is recognised as such."""
     model = xj.models.build("mnist_cnn")
