@@ -182,6 +182,7 @@ def attention_rollout(
       >>> xj.attention_rollout(vit, vit_variables, x).shape
       (4, 4, 4)
     """
+    layers, query, prefix_tokens = _resolved(layers, query, prefix_tokens)
     _, attentions = probed_softmaxes(problem.forward, layers)(
         inputs.variables, inputs.x, inputs.kwargs, _probes(problem, inputs, layers)
     )
@@ -219,6 +220,7 @@ def chefer_attention(
       >>> xj.chefer_attention(vit, vit_variables, x).shape
       (4, 4, 4)
     """
+    layers, query, prefix_tokens = _resolved(layers, query, prefix_tokens)
     run = probed_softmaxes(problem.forward, layers)
 
     def total(probes: list[jax.Array]) -> tuple[jax.Array, list[jax.Array]]:
@@ -227,6 +229,15 @@ def chefer_attention(
 
     gradients, attentions = jax.grad(total, has_aux=True)(_probes(problem, inputs, layers))
     return _read(chefer_matrix(attentions, gradients), query, prefix_tokens, grid)
+
+
+def _resolved(
+    layers: tuple[str, ...] | None, query: int | None, prefix: int | None
+) -> tuple[tuple[str, ...], int, int]:
+    """The options ``_resolve`` filled in (a method's options are validated before it runs)."""
+    if layers is None or query is None or prefix is None:
+        raise AssertionError("attention options are resolved by validation before the method runs")
+    return layers, query, prefix
 
 
 def _probes(problem: Problem, inputs: Inputs, layers: Sequence[str]) -> list[jax.Array]:

@@ -95,6 +95,14 @@ class LayerInfo:
         return f"{self.name:<32} {self.type:<20} {self.shape}"
 
 
+@dataclasses.dataclass(frozen=True)
+class ArrayLayer(LayerInfo):
+    """A layer whose output is one array (what :func:`layer_info` returns): shape and dtype known."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
 class LayerList(list[LayerInfo]):
     """A list of :class:`LayerInfo` that prints as a table."""
 
@@ -332,7 +340,7 @@ def split_activation(layer: str) -> tuple[str, str | None]:
     return (base, act) if join and base and act in ACTIVATION_NAMES else (layer, None)
 
 
-def layer_info(forward: Forward, variables: Any, x: jax.Array, kwargs: Mapping[str, Any], layer: str) -> LayerInfo:
+def layer_info(forward: Forward, variables: Any, x: jax.Array, kwargs: Mapping[str, Any], layer: str) -> ArrayLayer:
     """The :class:`LayerInfo` of ``layer`` for this input, or :class:`LayerNotFoundError`."""
     if not isinstance(layer, str):
         raise InputError(
@@ -344,7 +352,7 @@ def layer_info(forward: Forward, variables: Any, x: jax.Array, kwargs: Mapping[s
         if info.name == layer:
             if info.shape is None:
                 raise InputError(f"layer {layer!r} ({info.type}) does not return a single array.")
-            return info
+            return ArrayLayer(info.name, info.type, info.shape, str(info.dtype), info.after)
     raise LayerNotFoundError(unknown_name_message("layer", layer, available.names()))
 
 

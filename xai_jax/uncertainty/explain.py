@@ -233,10 +233,10 @@ def noise_baseline(
     x: jax.Array,
     noise: str = "uniform",
     *,
-    low: float = 0.0,
-    high: float = 1.0,
-    mean: float = 0.0,
-    std: float = 1.0,
+    low: float | jax.Array = 0.0,
+    high: float | jax.Array = 1.0,
+    mean: float | jax.Array = 0.0,
+    std: float | jax.Array = 1.0,
 ) -> jax.Array:
     """One random reference batch with ``x``'s shape: ``U[low, high)`` or ``N(mean, std²)`` noise."""
     if noise == "uniform":
@@ -362,7 +362,7 @@ def explain_mc_methods(
     samples = check_positive_int("samples", samples)
     key = check_key("key", key)
     if samples > 1:  # one clear error for the whole run, not one per method
-        *mc_check, note = prepare_stochastic(
+        mc_problem, mc_inputs, note = prepare_stochastic(
             model,
             variables,
             x,
@@ -372,7 +372,7 @@ def explain_mc_methods(
             stochastic_kwargs=stochastic_kwargs,
             rng_collection="dropout",
         )
-        if not output_depends_on_rng(*mc_check, "dropout"):
+        if not output_depends_on_rng(mc_problem, mc_inputs, "dropout"):
             raise InputError(
                 "--mc-samples needs a model with dropout switched on (e.g. mc_dropout_cnn): this model's output "
                 "does not depend on the dropout rng, so every sample would be the same map." + note

@@ -105,7 +105,7 @@ def _mc_dropout(
     key: jax.Array,
     *,
     samples: int,
-    batch_size: int | None,
+    batch_size: int | str | None,
     rng_collection: str,
     return_samples: bool,
 ) -> MCDropoutResult:
@@ -126,7 +126,7 @@ def mc_dropout(
     *,
     samples: int,
     key: jax.Array,
-    batch_size: int | None = None,
+    batch_size: int | str | None = None,
     return_samples: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
     stochastic_kwargs: Mapping[str, Any] | None = None,
@@ -147,7 +147,8 @@ def mc_dropout(
       x: a batch ``(B, ...)``.
       samples: number of stochastic passes ``T`` (≥ 1).
       key: ``jax.random`` key (required).
-      batch_size: passes evaluated at once (``None``: all ``T`` in one vmapped batch).
+      batch_size: passes evaluated at once (``None``: all ``T`` in one vmapped batch; ``"auto"``: from
+        the memory budget).
       return_samples: also return the sampled probabilities ``(T, B, K)``.
       model_kwargs: other keyword arguments for the model.
       stochastic_kwargs: the keyword arguments that switch dropout on; default
