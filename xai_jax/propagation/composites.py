@@ -93,7 +93,9 @@ def _matches_type(selector: Any, ctx: LayerContext) -> bool:
     return False
 
 
-def _pairs(mapping: Mapping[Any, Rule] | Iterable[tuple[Any, Rule]] | None, what: str) -> tuple[tuple[Any, Rule], ...]:
+def _pairs(
+    mapping: Mapping[Any, Rule | None] | Iterable[tuple[Any, Rule | None]] | None, what: str
+) -> tuple[tuple[Any, Rule | None], ...]:
     if mapping is None:
         return ()
     items = tuple(mapping.items()) if isinstance(mapping, Mapping) else tuple(mapping)
@@ -182,8 +184,8 @@ class MapComposite(Composite):
 
     def __init__(
         self,
-        names: Mapping[Any, Rule] | Iterable[tuple[Any, Rule]] | None = None,
-        types: Mapping[Any, Rule] | Iterable[tuple[Any, Rule]] | None = None,
+        names: Mapping[Any, Rule | None] | Iterable[tuple[Any, Rule | None]] | None = None,
+        types: Mapping[Any, Rule | None] | Iterable[tuple[Any, Rule | None]] | None = None,
         *,
         first: Rule | None = None,
         first_kinds: tuple[str, ...] = ("conv", "dense"),
@@ -246,9 +248,9 @@ class MapComposite(Composite):
                 return rule
         if self.first is not None and ctx.is_first(self.first_kinds):
             return self.first
-        for selector, rule in (*self.types, *self._base):
+        for selector, typed in (*self.types, *self._base):
             if any(_matches_type(s, ctx) for s in (selector if isinstance(selector, tuple) else (selector,))):
-                return rule
+                return typed
         return None
 
     def _key(self) -> tuple[Any, ...]:

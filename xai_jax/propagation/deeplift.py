@@ -144,7 +144,7 @@ class DeepLiftPropagator:
         """Softmax ``y = u / Σu`` with ``u = exp(x − c)`` (one shift ``c`` for input and reference):
         Rescale on ``exp``, the Linear rule on the sum and the quotient rule on ``u / s``
         (:func:`_quotient_multipliers`); summation-to-delta holds exactly."""
-        axes, reveal, eps = step.unit.axes, self.reveal, self.eps
+        axes, reveal, eps = step.softmax_axes, self.reveal, self.eps
 
         def backward(args: Sequence[Any], y: Array, g: Array) -> list[Array]:
             x, x0 = args[0][0], args[0][1]

@@ -257,7 +257,7 @@ def fast_max_pool(step: Step, invals: list[Any]) -> list[Any]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def contexts(plan: Plan) -> Callable[[Step, str | None], LayerContext]:
+def contexts(plan: Plan) -> Callable[..., LayerContext]:
     """``(step, kind) -> LayerContext`` for the plan's steps."""
     layers = plan.layers()
     first_conv = next((s.index for s in layers if s.kind == "conv"), None)
@@ -285,10 +285,11 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
             rule = composite.resolve(context(step, "avgpool"))
             if rule is None:
                 return fast_max_pool(step, invals)
+            linear = rule.linear
             return [
                 with_backward(
                     lambda x: step.forward([x])[0],
-                    lambda args, out, R: [rule.linear(pooling_as_average(step, args[0]), R)],
+                    lambda args, out, R: [linear(pooling_as_average(step, args[0]), R)],
                     invals,
                     [True],
                 )
@@ -310,7 +311,7 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
         if rule is None:
             return step.forward(invals)
         if kind == "softmax":
-            axes = step.unit.axes
+            axes = step.softmax_axes
             return [
                 with_backward(
                     lambda x: step.forward([x])[0],

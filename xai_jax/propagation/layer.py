@@ -18,6 +18,7 @@ dilated, grouped, transposed) or contraction works.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -69,7 +70,7 @@ class LinearLayer:
         return {"all": b, "pos": jnp.maximum(b, 0), "neg": jnp.minimum(b, 0)}[part]
 
     @cached_property
-    def _weights(self) -> dict[str, Array | None]:
+    def _weights(self) -> dict[str, Array | str | None]:
         w = self.weight
         if w is None:  # pooling: implicit positive unit weights
             return {"all": None, "pos": None, "neg": "zero"}
@@ -103,7 +104,7 @@ class LinearLayer:
         b = self._raw(v, other)
         if b is not None:
             terms.append(jnp.minimum(c, 0) * b)
-        return sum(terms) if terms else jnp.zeros_like(self.z)
+        return functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(self.z)
 
     def backward(self, s: Array, part: str = "all") -> Array:
         """``A_{ρ(cW)}ᵀ(s)``: the transpose of :meth:`forward` applied to ``s`` (output-shaped)."""
@@ -117,7 +118,7 @@ class LinearLayer:
             for t in (self._raw_t(jnp.maximum(c, 0) * s, same), self._raw_t(jnp.minimum(c, 0) * s, other))
             if t is not None
         ]
-        return sum(terms) if terms else jnp.zeros_like(self.x)
+        return functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(self.x)
 
     def forward_with(self, v: Array, weight: Array | None, scale: Array | None = None) -> Array:
         """``scale ⊙ A_weight(v)`` for an explicitly modified weight (``weight=None``: pooling)."""

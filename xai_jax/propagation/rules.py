@@ -59,7 +59,7 @@ def stabilize(z: Array, epsilon: float = 1e-6, *, clip: bool = False, norm_scale
     first); ``clip=True`` returns ``sign(z)·max(|z|, ε)`` instead of shifting.
     """
     sign = jnp.where(z >= 0, jnp.ones_like(z), -jnp.ones_like(z))
-    eps = epsilon
+    eps: float | Array = epsilon
     if norm_scale:
         axes = tuple(range(1, z.ndim))
         eps = epsilon * jnp.sqrt(jnp.mean(z**2, axis=axes, keepdims=True))
@@ -154,8 +154,7 @@ def freeze_bound(value: Any) -> float | _FrozenArray:
 def broadcast_bound(bound: float | _FrozenArray, x: Array) -> Array:
     """A bound broadcast to ``x``'s shape: a scalar, an array of ``x``'s shape, of one sample's
     shape, or anything broadcastable (per-channel bounds ``(C,)`` for NHWC images)."""
-    value = bound.value if isinstance(bound, _FrozenArray) else bound
-    value = jnp.asarray(value, x.dtype)
+    value = jnp.asarray(bound.value if isinstance(bound, _FrozenArray) else bound, x.dtype)
     if value.ndim == x.ndim - 1 and value.shape != x.shape[-value.ndim :] and value.shape == x.shape[1:]:
         value = value[None]
     try:

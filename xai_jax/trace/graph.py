@@ -187,6 +187,13 @@ class Step:
     def anchor(self) -> Eqn:
         return self.eqns[0]
 
+    @property
+    def softmax_axes(self) -> tuple[int, ...]:
+        """The normalised axes of a softmax step (its unit holds them)."""
+        if self.unit is None:
+            raise AssertionError(f"step {self.name!r} of kind {self.kind!r} has no unit, so no softmax axes")
+        return self.unit.axes
+
     def forward(self, invals: Sequence[Any]) -> list[Any]:
         """The step's original computation on ``invals`` (a list of output values)."""
         if self.unit is not None:
