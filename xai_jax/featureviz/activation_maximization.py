@@ -66,7 +66,7 @@ class Visualization(NamedTuple):
 class TargetPlan(NamedTuple):
     kind: str
     indices: jax.Array | None
-    count: int
+    num_targets: int
     probe: tuple[tuple[int, ...], str] | None
     target_fn: Callable[[Any], jax.Array] | None
 
@@ -122,8 +122,10 @@ def plan_targets(
                 "Pass a callable target, or layer= with channel indices."
             )
         size, what, kind = int(out.shape[1]), "classes", "class"
-    else:
+    elif probe is not None:  # a layer was given, so it was probed
         size, what, kind = int(probe[0][-1]), f"channels in layer {layer!r} (output shape {probe[0][1:]})", "channel"
+    else:
+        raise AssertionError(f"layer {layer!r} was not probed")
     bad = indices[(indices < 0) | (indices >= size)]
     if bad.size:
         raise TargetError(f"target {bad.tolist()[:8]} out of range: there are {size} {what} (valid 0..{size - 1}).")
@@ -133,10 +135,11 @@ def plan_targets(
 def _image_shape(model: Model, shape: Sequence[int] | None, init: Any, count: int) -> tuple[int, ...]:
     """One input's shape: ``shape``, else the model's declared ``input_shape``, else ``init``'s shape
     (``(T, *shape)`` when its leading axis is the number of targets, else ``shape`` itself)."""
+    declared = getattr(model, "input_shape", None)  # a Linen class's ClassVar, an NNX model's attribute
     if shape is not None:
         shape = tuple(int(s) for s in shape)
-    elif getattr(model, "input_shape", None) is not None:  # a Linen class's ClassVar, an NNX model's
-        shape = tuple(model.input_shape)
+    elif declared is not None:
+        shape = tuple(declared)
     elif not isinstance(init, str):
         init_shape = tuple(np.shape(init))
         shape = init_shape[1:] if len(init_shape) >= 2 and init_shape[0] == count else init_shape
@@ -278,7 +281,7 @@ def _pixel_problem(
         key, random_init or any(r.has_transform for r in run.regularizers), "init='noise' or a transform regularizer"
     )
     init_key, step_key = jax.random.split(key)
-    params = engine.initial_params(run.init, image_shape, plan.count, init_key, run.init_scale, "pixel-space AM")
+    params = engine.initial_params(run.init, image_shape, plan.num_targets, init_key, run.init_scale, "pixel-space AM")
     spec = problem_spec(run, plan, forward=forward, layer=layer)
     data = engine.Data(
         variables=variables,

@@ -57,10 +57,10 @@ def _latent_shape(generator: Model, latent_shape: Sequence[int] | int | None, in
         )
     elif not isinstance(init, str):
         shape = tuple(np.shape(init))[-1:]
-    elif getattr(generator, "input_shape", None) is not None:  # a Linen class's ClassVar, an NNX model's
-        shape = tuple(generator.input_shape)
-    elif getattr(generator, "latent_dim", None) is not None:
-        shape = (int(generator.latent_dim),)
+    elif (declared := getattr(generator, "input_shape", None)) is not None:  # a Linen ClassVar, an NNX attribute
+        shape = tuple(declared)
+    elif (latent_dim := getattr(generator, "latent_dim", None)) is not None:
+        shape = (int(latent_dim),)
     else:
         raise InputError(
             "pass latent_shape=(d,): the generator does not declare its latent size (input_shape or latent_dim)."
@@ -324,7 +324,7 @@ def _codespace_problem(
         "init='noise' or a transform regularizer",
     )
     init_key, step_key = jax.random.split(key)
-    params = engine.initial_params(run.init, code_shape, plan.count, init_key, run.init_scale, "code-space AM")
+    params = engine.initial_params(run.init, code_shape, plan.num_targets, init_key, run.init_scale, "code-space AM")
     spec = problem_spec(run, plan, forward=forward, layer=layer, generator=gen_forward, range_map=mapping)
     data = engine.Data(
         variables=variables,

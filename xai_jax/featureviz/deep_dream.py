@@ -43,7 +43,7 @@ __all__ = ["deep_dream", "octave_sizes"]
 OBJECTIVES = ("l2", "mean")
 
 
-def octave_sizes(size: Sequence[int], octaves: int | Sequence[int], octave_scale: float) -> list[tuple[int, int]]:
+def octave_sizes(size: Sequence[int], octaves: int | Sequence[int], octave_scale: float) -> list[tuple[int, ...]]:
     """Spatial sizes of the octaves: ``round(size · octave_scale ** e)`` for each exponent ``e``
     (``octaves=n``: exponents ``−(n−1) .. 0``, ending at the image's own size)."""
     exponents = _exponents(octaves)
@@ -56,7 +56,7 @@ def _exponents(octaves: int | Sequence[int]) -> list[int]:
             raise InputError(f"octaves must be at least 1; got {octaves}.")
         return list(range(-(int(octaves) - 1), 1))
     try:
-        exponents = [int(e) for e in octaves]
+        exponents = [int(e) for e in octaves]  # type: ignore[union-attr]  # a bool raises TypeError: refused
     except TypeError:
         raise InputError(
             f"octaves must be an int (number of octaves) or a sequence of exponents; got {octaves!r}."

@@ -32,7 +32,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,8 @@ from ..trace import rewrite
 from ..trace.layers import PARAMETER_FREE_ACTIVATIONS, intercept_outputs, probed_forward, split_activation
 from ..trace.xla_cpu import LOOP_GRADIENT_RULES
 from .regularizers import Regularizer
+
+_T = TypeVar("_T")
 
 KINDS = ("class", "channel", "callable", "features")
 CLASS_SCORES = ("log_softmax", "logit")
@@ -203,30 +205,40 @@ def target_scores(
         outputs = None
         activation = _model(spec, truncated_forward(spec.forward, spec.layer))(data.variables, images, data.kwargs)
     else:
-        shape, dtype = spec.probe
+        shape, dtype = _present(spec.probe, "the layer probe")
         outputs, activation = _model(spec, probed_forward(spec.forward, spec.layer))(
             data.variables, images, data.kwargs, jnp.zeros((count, *shape[1:]), dtype)
         )
     nan = jnp.full((count,), jnp.nan, jnp.float32)
     if spec.kind == "class":
-        logits = outputs.astype(jnp.float32)
-        log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), indices[:, None], axis=-1)[:, 0]
+        logits, chosen = _present(outputs, "the outputs").astype(jnp.float32), _present(indices, "class indices")
+        log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), chosen[:, None], axis=-1)[:, 0]
         score = (
-            log_p if spec.class_score == "log_softmax" else jnp.take_along_axis(logits, indices[:, None], axis=-1)[:, 0]
+            log_p if spec.class_score == "log_softmax" else jnp.take_along_axis(logits, chosen[:, None], axis=-1)[:, 0]
         )
         return score, jnp.exp(log_p)
     if spec.kind == "channel":
-        a = activation.astype(jnp.float32).reshape(count, -1, activation.shape[-1])
-        return jnp.mean(jnp.take_along_axis(a, indices[:, None, None], axis=-1), axis=(1, 2)), nan
+        layer = _present(activation, "the layer's output")
+        a = layer.astype(jnp.float32).reshape(count, -1, layer.shape[-1])
+        channels = _present(indices, "channel indices")
+        return jnp.mean(jnp.take_along_axis(a, channels[:, None, None], axis=-1), axis=(1, 2)), nan
     if spec.kind == "callable":
-        value = spec.target_fn(activation if spec.layer is not None else outputs)
+        value = _present(spec.target_fn, "the target function")(activation if spec.layer is not None else outputs)
         return jnp.reshape(value, (count,)).astype(jnp.float32), nan
     if spec.kind == "features":
-        d = (activation.astype(jnp.float32) - reference).reshape(count, -1)
-        ref = reference.reshape(count, -1)
+        reference_features = _present(reference, "the reference features")
+        d = (_present(activation, "the layer's output").astype(jnp.float32) - reference_features).reshape(count, -1)
+        ref = reference_features.reshape(count, -1)
         error = jnp.sum(d * d, axis=1) / jnp.maximum(jnp.sum(ref * ref, axis=1), 1e-12)
         return -error, nan
     raise AssertionError(spec.kind)
+
+
+def _present(value: _T | None, what: str) -> _T:
+    """``value``, which the target's kind guarantees (checked when the spec was built)."""
+    if value is None:
+        raise AssertionError(f"{what} is missing for this target kind")
+    return value
 
 
 def _transform(data: Data, image: jax.Array, key: jax.Array) -> jax.Array:

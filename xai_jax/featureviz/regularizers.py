@@ -222,7 +222,7 @@ class Jitter(Regularizer):
 
     def transform(self, x: jax.Array, key: jax.Array) -> jax.Array:
         shift = jax.random.randint(key, (2,), -self.pixels, self.pixels + 1)
-        return jnp.roll(x, (shift[0], shift[1]), axis=(0, 1))
+        return jnp.roll(x, shift, axis=(0, 1))
 
 
 # ----------------------------------------------------------------------------------------------------

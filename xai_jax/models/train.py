@@ -306,7 +306,7 @@ def make_classifier_step(
         raise ValueError(f"unknown loss {loss!r}; use 'cross_entropy' or 'evidential_mse'")
 
     def loss_fn(params: Any, x: jax.Array, y: jax.Array, key: jax.Array, kl_weight: jax.Array) -> jax.Array:
-        logits = model.apply({"params": params}, x, rngs={"dropout": key}, **kwargs)
+        logits: jax.Array = model.apply({"params": params}, x, rngs={"dropout": key}, **kwargs)  # type: ignore[assignment]
         if loss == "cross_entropy":
             value = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         else:
@@ -316,7 +316,9 @@ def make_classifier_step(
     grad_fn = jax.value_and_grad(_fast(loss_fn) if fast else loss_fn)
 
     @jax.jit
-    def step(params: Any, opt_state: Any, x: jax.Array, y: jax.Array, key: jax.Array, kl_weight: Any = 0.0):
+    def step(
+        params: Any, opt_state: Any, x: jax.Array, y: jax.Array, key: jax.Array, kl_weight: Any = 0.0
+    ) -> tuple[Any, Any, jax.Array]:
         value, grads = grad_fn(params, x, y, key, jnp.asarray(kl_weight, jnp.float32))
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
@@ -325,7 +327,11 @@ def make_classifier_step(
 
 
 def _predict_fn(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
-    return jax.jit(lambda variables, x: jnp.argmax(model.apply(variables, x), axis=-1))
+    def predict(variables: Any, x: jax.Array) -> jax.Array:
+        logits: jax.Array = model.apply(variables, x)  # type: ignore[assignment]  # no mutable collections: one output
+        return jnp.argmax(logits, axis=-1)
+
+    return jax.jit(predict)
 
 
 def evaluate_accuracy(
@@ -500,7 +506,7 @@ def make_gan_step(
         real: jax.Array,
         key: jax.Array,
         labels: jax.Array | None = None,
-    ):
+    ) -> tuple[Any, Any, Any, Any, jax.Array, jax.Array]:
         if use_classes and labels is None:
             raise ValueError("class_weight > 0 needs the real images' labels")
         stats = g_vars.get("batch_stats")
