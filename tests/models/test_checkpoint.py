@@ -212,7 +212,8 @@ def test_shipped_manifest_matches_files():
         assert path.stat().st_size == entry["size_bytes"] < 5 * 2**20, name
         for key in ("class", "kwargs", "data", "num_params", "training"):
             assert key in entry, (name, key)
-        assert {"seed", "epochs", "optimizer"} <= set(entry["training"]), name
+        assert {"seed", "optimizer"} <= set(entry["training"]), name
+        assert {"epochs", "steps"} & set(entry["training"]), name  # steps: a task that draws fresh data per step
         if entry["kind"] == "classifier" and name not in BELOW_THE_BAR:
             assert entry["test_accuracy"] >= 0.985, name
 
