@@ -18,7 +18,6 @@ import statistics
 import sys
 import time
 import warnings
-from pathlib import Path
 
 from common import REPO, table
 
@@ -146,7 +145,116 @@ def main() -> None:
         )
     )
     print(f"\njax {jax.__version__}, torch {torch.__version__}, CPU; median of {repeats} interleaved runs")
-    Path(REPO / "benchmarks").exists()
+    print()
+    print(vit_table(args.quick, repeats))
+
+
+def vit_table(quick: bool, repeats: int) -> str:
+    """The ViT: torchvision's ``VisionTransformer`` with random weights and its Flax twin
+    (``xai_jax.models.transformers.ViT``).  LXT offers only CP-LRP for torchvision's ViT, so LXT is
+    timed in that mode (its patches stay for the rest of the process: this runs last)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+    from lxt.efficient import monkey_patch, monkey_patch_zennit
+    from lxt.efficient.models import vit_torch
+    from torchvision.models import vision_transformer
+    from lxt_reference import perturb
+    from twins import vit_variables
+
+    import xai_jax as xj
+    from xai_jax.models.transformers import ViT
+
+    sizes = [(2, 32, 2, 8)] if quick else [(4, 64, 4, 32), (4, 64, 4, 128)]  # layers, dim, heads, batch
+    cases = []
+    for layers, dim, heads, batch in sizes:
+        torch.manual_seed(0)
+        tmodel = vision_transformer.VisionTransformer(
+            image_size=28,
+            patch_size=7,
+            num_layers=layers,
+            num_heads=heads,
+            hidden_dim=dim,
+            mlp_dim=2 * dim,
+            num_classes=10,
+            dropout=0.0,
+            attention_dropout=0.0,
+        )
+        tmodel.conv_proj = torch.nn.Conv2d(1, dim, kernel_size=7, stride=7)
+        tmodel.eval()
+        perturb(tmodel, 0.05)  # torchvision starts the head at zero: every relevance would be 0
+        x = torch.rand(batch, 1, 28, 28)
+        with torch.no_grad():
+            targets = tmodel(x).argmax(-1)
+        state = {k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
+        model = ViT(image_size=28, patch=7, dim=dim, depth=layers, heads=heads, mlp_dim=2 * dim, num_classes=10)
+        cases.append(
+            (f"{layers} layers, d={dim}, B={batch}, 17 tokens", tmodel, x, targets, model, vit_variables(state, layers))
+        )
+
+    def torch_relevance(tmodel, x, targets):
+        inp = x.clone().requires_grad_(True)
+        tmodel(inp).gather(1, targets[:, None]).sum().backward()
+        return (inp * inp.grad).detach().numpy()
+
+    attn, cp = xj.composites.AttnLRP(), xj.composites.CPLRP()
+    timings = []
+    for _, tmodel, x, targets, model, variables in cases:  # everything unpatched first
+        xj_x, t, batch = jnp.asarray(x.numpy().transpose(0, 2, 3, 1)), jnp.asarray(targets.numpy()), x.shape[0]
+        grad = jax.jit(
+            jax.grad(
+                lambda v, z, model=model, t=t, batch=batch: model.apply(v, z)[jnp.arange(batch), t].sum(), argnums=1
+            )
+        )
+        timings.append(
+            interleaved(
+                {
+                    "grad": lambda grad=grad, v=variables, z=xj_x: grad(v, z),
+                    "attn": lambda m=model, v=variables, z=xj_x, t=t: xj.lrp(m, v, z, t, composite=attn),
+                    "cp": lambda m=model, v=variables, z=xj_x, t=t: xj.lrp(m, v, z, t, composite=cp),
+                    "torch": lambda a=(tmodel, x, targets): torch_relevance(*a),
+                },
+                repeats,
+            )
+        )
+    monkey_patch(vision_transformer, vit_torch.cp_LRP)  # LXT's patches stay: the torch side is done
+    monkey_patch_zennit()
+    rows = []
+    for (shape, tmodel, x, targets, model, variables), ms in zip(cases, timings):
+        ms["lxt"] = interleaved({"lxt": lambda a=(tmodel, x, targets): torch_relevance(*a)}, repeats)["lxt"]
+        lxt_r = torch_relevance(tmodel, x, targets).transpose(0, 2, 3, 1)
+        xj_x, t = jnp.asarray(x.numpy().transpose(0, 2, 3, 1)), jnp.asarray(targets.numpy())
+        ours = np.asarray(xj.lrp(model, variables, xj_x, t, composite=cp))
+        rows.append(
+            (
+                shape,
+                f"{ms['grad']:.2f}",
+                f"{ms['attn']:.2f}",
+                f"{ms['attn'] / ms['grad']:.2f}",
+                f"{ms['cp']:.2f}",
+                f"{ms['cp'] / ms['grad']:.2f}",
+                f"{ms['lxt']:.2f}",
+                f"{ms['torch']:.2f}",
+                f"{ms['lxt'] / ms['cp']:.2f}",
+                f"{np.abs(ours - lxt_r).max() / np.abs(lxt_r).max():.1e}",
+            )
+        )
+    return table(
+        rows,
+        (
+            "ViT twin",
+            "jax.grad ms",
+            "AttnLRP ms",
+            "AttnLRP / grad",
+            "CP-LRP ms",
+            "CP-LRP / grad",
+            "LXT CP-LRP ms",
+            "torch grad ms",
+            "LXT / our CP-LRP",
+            "CP-LRP max|diff|/max|LXT|",
+        ),
+    )
 
 
 if __name__ == "__main__":
