@@ -159,8 +159,8 @@ def vit_table(quick: bool, repeats: int) -> str:
     import torch
     from lxt.efficient import monkey_patch, monkey_patch_zennit
     from lxt.efficient.models import vit_torch
-    from torchvision.models import vision_transformer
     from lxt_reference import perturb
+    from torchvision.models import vision_transformer
     from twins import vit_variables
 
     import xai_jax as xj
