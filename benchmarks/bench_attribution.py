@@ -103,7 +103,8 @@ def main() -> None:
         lambda: plain_grad(x, jnp.asarray(targets)),
     )
     print(
-        f"# Attribution benchmark ({origin}), batch {batch}, {jax.devices()[0].platform}, {os.cpu_count()} cores; median of {repeats}\n"
+        f"# Attribution benchmark ({origin}), batch {batch}, {jax.devices()[0].platform}, {os.cpu_count()} cores; "
+        f"median of {repeats}\n"
     )
     print(table(rows, ("method", "xai_jax ms", "Captum ms", "floor ms", "speed-up vs Captum", "xai_jax / floor")))
 

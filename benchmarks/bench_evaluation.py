@@ -148,7 +148,8 @@ def main() -> None:
     batches = [slice(s, s + args.batch) for s in range(0, n, args.batch)]
     key = jax.random.key(0)
     print(
-        f"{n} images ({origin}; Quantus on the first {nq}, its times scaled to {n}), model {args.model}, methods {', '.join(methods)}, jax {jax.__version__}, "
+        f"{n} images ({origin}; Quantus on the first {nq}, its times scaled to {n}), model {args.model}, methods "
+        f"{', '.join(methods)}, jax {jax.__version__}, "
         f"torch {torch.__version__} ({args.torch_threads} thread(s)), quantus {quantus.__version__}, "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
         flush=True,

@@ -163,7 +163,8 @@ def main() -> None:
             rows.append(("RISE", "", "TorchRay rise", f"{torchray_time:.1f}", "", f"{torchray_time / ours:.2f}x"))
 
     print(
-        f"model: {origin}; {images} images; CPU threads: {os.cpu_count()}; jax {jax.__version__}, torch {torch.__version__}"
+        f"model: {origin}; {images} images; CPU threads: {os.cpu_count()}; jax {jax.__version__}, torch "
+        f"{torch.__version__}"
     )
     print(table(rows, ("method", "work", "implementation", "seconds", "first call (s)", "time / xai_jax")))
     for note in notes:

@@ -126,7 +126,8 @@ def main() -> None:
         )
 
     print(
-        f"# Propagation benchmark, batch {batch}, {jax.devices()[0].platform}, {os.cpu_count()} cores; median of {repeats} (ms)\n"
+        f"# Propagation benchmark, batch {batch}, {jax.devices()[0].platform}, {os.cpu_count()} cores; median of "
+        f"{repeats} (ms)\n"
     )
     print(
         table(

@@ -47,7 +47,8 @@ f(x) − f(baseline). The error shrinks with the number of steps; Gauss–Legend
         _, err = xj.integrated_gradients(model, variables, x, y, steps=steps, method=method, return_error=True)
         print(f"{method:18s} {steps:4d} steps: max |completeness error| = {float(jnp.abs(err).max()):.2e}")"""),
     nbf.v4.new_markdown_cell(
-        "## CAM family\nOn the global-average-pooling classifier (`cam_cnn`) the CAM is the dense weights over the pooled maps. "
+        "## CAM family\nOn the global-average-pooling classifier (`cam_cnn`) the CAM is the dense weights over the "
+        "pooled maps. "
         'Those are the *rectified* `conv5` maps: `"conv5+relu"` names the inline ReLU after `conv5` (see `xj.layers`).'
     ),
     nbf.v4.new_code_cell("""cam_model, cam_variables = xj.models.load("cam_cnn")

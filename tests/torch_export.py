@@ -27,8 +27,9 @@ def dense_kernel_to_torch(k: ArrayLike) -> np.ndarray:
 
 
 def dense_kernel_to_torch_after_flatten(k: ArrayLike, chw_shape: Sequence[int]) -> np.ndarray:
-    """Inverse of :func:`xai_jax.models.torch_port.dense_kernel_from_torch_after_flatten`: Flax kernel ``(H*W*C, out)`` used after
-    an NHWC flatten -> torch Linear weight ``(out, C*H*W)`` used after an NCHW flatten."""
+    """Inverse of :func:`xai_jax.models.torch_port.dense_kernel_from_torch_after_flatten`: Flax kernel
+    ``(H*W*C, out)`` used after an NHWC flatten -> torch Linear weight ``(out, C*H*W)`` used after an NCHW
+    flatten."""
     c, h, w_ = (int(s) for s in chw_shape)
     k = tp.to_numpy(k)
     if k.ndim != 2 or k.shape[0] != c * h * w_:

@@ -550,7 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--layer",
         default=None,
-        help="layer for layer-resolution methods, e.g. conv4 or conv4+relu (default: the last spatial layer, after its activation)",
+        help="layer for layer-resolution methods, e.g. conv4 or conv4+relu "
+        "(default: the last spatial layer, after its activation)",
     )
     p.add_argument("--seed", type=_seed, default=0, help="seed for stochastic methods")
     p.add_argument(

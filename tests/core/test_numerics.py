@@ -172,7 +172,8 @@ def test_canary_upstream_bug_on_default_flags(probe_cache: pathlib.Path, monkeyp
     assert numerics.probe().default_correct == default_correct, (numerics.probe(), result)
     if not default_correct:
         pytest.xfail(
-            f"canary: XLA:CPU default flags still wrong with jaxlib {numerics._version('jaxlib')} ({result}); the guard stays"
+            f"canary: XLA:CPU default flags still wrong with jaxlib {numerics._version('jaxlib')} ({result}); the "
+            "guard stays"
         )
     warnings.warn(
         f"canary: XLA:CPU default flags give right answers with jaxlib {numerics._version('jaxlib')}; "

@@ -7,8 +7,8 @@ backpropagation): the ReLU passes ``g · [x > 0] · [g > 0]``.
 Both equal Captum's ``Deconvolution`` and ``GuidedBackprop``.  Every ReLU the trace engine
 recognises gets the rule (``nn.relu``, ``jax.nn.relu``, ``jnp.maximum(x, 0)``, shared or inline;
 :mod:`xai_jax.trace.activations`); everything else (max pooling, linear layers, the variance clamp
-``max(0, var)`` inside LayerNorm, GroupNorm and batch-statistics BatchNorm) keeps its gradient.  A model with no recognisable
-ReLU raises :class:`UnsupportedError`: the result would silently be the plain gradient.
+``max(0, var)`` inside LayerNorm, GroupNorm and batch-statistics BatchNorm) keeps its gradient.  A model
+with no recognisable ReLU raises :class:`UnsupportedError`: the result would silently be the plain gradient.
 """
 
 from __future__ import annotations

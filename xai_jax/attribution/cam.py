@@ -349,7 +349,8 @@ def _check_head(ctx: OptionContext) -> None:
     info = layer_info(problem.forward, inputs.variables, inputs.x, inputs.kwargs, ctx.options["layer"])
     if kernel.shape[0] != info.shape[-1]:
         raise InputError(
-            f"the head's kernel takes {kernel.shape[0]} features but layer {ctx.options['layer']!r} has {info.shape[-1]} channels."
+            f"the head's kernel takes {kernel.shape[0]} features but layer {ctx.options['layer']!r} has "
+            f"{info.shape[-1]} channels."
         )
 
 

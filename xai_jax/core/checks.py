@@ -175,7 +175,8 @@ def check_key(name: str, value: Any) -> jax.Array:
     if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
         if shape != ():
             raise InputError(
-                f"{name} is a batch of {shape} keys; pass one key (e.g. jax.random.key(0)): methods split it themselves."
+                f"{name} is a batch of {shape} keys; pass one key (e.g. jax.random.key(0)): methods split it "
+                "themselves."
             )
         return value
     if jnp.dtype(value.dtype) == jnp.uint32:
@@ -186,11 +187,14 @@ def check_key(name: str, value: Any) -> jax.Array:
             raise InputError(f"{name} is a batch of {shape[0]} raw keys; pass one key (e.g. jax.random.key(0)).")
         if shape in ((2,), (4,)):
             raise InputError(
-                f"{name} is a raw uint32{list(shape)} key, but the default PRNG implementation uses uint32{list(raw_shape)} keys; "
-                "pass a typed key (jax.random.key(seed, impl=...)) or wrap it with jax.random.wrap_key_data(key, impl=...)."
+                f"{name} is a raw uint32{list(shape)} key, but the default PRNG implementation uses "
+                f"uint32{list(raw_shape)} keys; "
+                "pass a typed key (jax.random.key(seed, impl=...)) or wrap it with jax.random.wrap_key_data(key, "
+                "impl=...)."
             )
     raise InputError(
-        f"{name} must be a single jax.random key, e.g. jax.random.key(0); got an array of dtype {value.dtype} and shape {shape}."
+        f"{name} must be a single jax.random key, e.g. jax.random.key(0); got an array of dtype {value.dtype} and "
+        f"shape {shape}."
     )
 
 

@@ -124,7 +124,8 @@ def resolve_baseline(baseline: Any, x: jax.Array, name: str = "baseline") -> jax
         value = jnp.broadcast_to(value, x.shape)
     except ValueError:
         raise InputError(
-            f"{name} of shape {tuple(value.shape)} does not broadcast to x's shape {tuple(x.shape)}: pass a scalar, one "
+            f"{name} of shape {tuple(value.shape)} does not broadcast to x's shape {tuple(x.shape)}: pass a scalar, "
+            "one "
             f"sample's shape {tuple(x.shape[1:])} or one reference per sample {tuple(x.shape)}."
         ) from None
     checks.check_finite_array(name, value)

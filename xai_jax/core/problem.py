@@ -92,7 +92,8 @@ def check_input(x: Any, name: str = "x", *, tokens: bool | str = False) -> jax.A
         )
     if all_finite(x) is False:
         raise InputError(
-            f"{name} contains {count_nonfinite(x)} NaN or infinite value(s); attributions of such inputs are meaningless."
+            f"{name} contains {count_nonfinite(x)} NaN or infinite value(s); attributions of such inputs are "
+            "meaningless."
         )
     return jnp.asarray(x)
 

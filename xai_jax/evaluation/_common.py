@@ -61,7 +61,8 @@ def check_attributions(attributions: Any, x: Array, name: str = "attributions") 
         )
     if callable(attributions) and not hasattr(attributions, "shape"):
         raise InputError(
-            f"{name} must be an array of attributions, got a callable ({getattr(attributions, '__name__', type(attributions).__name__)}). "
+            f"{name} must be an array of attributions, got a callable "
+            f"({getattr(attributions, '__name__', type(attributions).__name__)}). "
             "This metric scores a given explanation: compute it first, a = method(model, variables, x, target)."
         )
     if not hasattr(attributions, "shape"):

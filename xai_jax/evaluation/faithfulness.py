@@ -91,8 +91,8 @@ def _ordered_group_curve(
     """Scores ``(K, B)`` after perturbing the ``counts[k]`` highest-ranked groups of every sample.
 
     ``group_of_feature (B, F)`` assigns each feature to a group (``None``: every feature is its own
-    group), ``group_scores (B, G)`` ranks the groups (stable order, see ``_common.order``).  Deletion replaces the chosen features by ``fill``;
-    insertion starts from ``fill`` and restores them."""
+    group), ``group_scores (B, G)`` ranks the groups (stable order, see ``_common.order``).  Deletion
+    replaces the chosen features by ``fill``; insertion starts from ``fill`` and restores them."""
     x = inputs.x
     indices = problem.class_indices(inputs)
     scores = c.scorer(problem, inputs, indices, score)

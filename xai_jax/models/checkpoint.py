@@ -398,7 +398,8 @@ def load_checkpoint(
         restored = serialization.msgpack_restore(data)
     except Exception as e:  # msgpack raises several unrelated types on bad bytes
         raise CheckpointError(
-            f"checkpoint {path} cannot be parsed as a Flax msgpack file (truncated or not a checkpoint): {type(e).__name__}: {e}"
+            f"checkpoint {path} cannot be parsed as a Flax msgpack file (truncated or not a checkpoint): "
+            f"{type(e).__name__}: {e}"
         ) from e
     if not isinstance(restored, Mapping) or not restored:
         raise CheckpointError(f"checkpoint {path} does not hold a variables dict (got {type(restored).__name__})")

@@ -148,7 +148,8 @@ def load(name: str, path: str | os.PathLike | None = None, *, api: str = "linen"
             )
         if listed.get("class", entry.cls.__name__) != entry.cls.__name__:
             raise CheckpointError(
-                f"manifest entry {name!r} names class {listed.get('class')!r}, but the zoo's {name!r} is {entry.cls.__name__}"
+                f"manifest entry {name!r} names class {listed.get('class')!r}, but the zoo's {name!r} is "
+                f"{entry.cls.__name__}"
             )
         stored = listed.get("kwargs") or {}
         if not isinstance(stored, Mapping):

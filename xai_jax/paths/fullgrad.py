@@ -78,7 +78,8 @@ def effective_bias(module: Any) -> jax.Array | None:
     if isinstance(module, nn.BatchNorm):
         if module.use_running_average is not True:
             raise UnsupportedError(
-                f"FullGrad needs BatchNorm in inference mode (use_running_average=True); layer {'/'.join(module.path)!r} "
+                "FullGrad needs BatchNorm in inference mode (use_running_average=True); layer "
+                f"{'/'.join(module.path)!r} "
                 "is not: its bias depends on the batch."
             )
         stats = variables["batch_stats"]

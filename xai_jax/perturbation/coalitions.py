@@ -95,7 +95,8 @@ def shapley_kernel_weights(sizes: np.ndarray, num_features: int) -> np.ndarray:
 
 
 def check_coalitions(name: str, value: Any, batch: int, num_features: int) -> jax.Array:
-    """Explicit coalitions: ``(n, M)`` shared by every sample or ``(B, n, M)``, values 0/1; returned as ``(n, B, M)``."""
+    """Explicit coalitions: ``(n, M)`` shared by every sample or ``(B, n, M)``, values 0/1; returned as
+    ``(n, B, M)``."""
     array = jnp.asarray(value)
     if array.ndim == 2:
         array = jnp.broadcast_to(array[:, None, :], (array.shape[0], batch, array.shape[1]))

@@ -249,7 +249,8 @@ def from_labels(labels: Any, x_shape: tuple[int, ...]) -> FeatureMask:
             raise InputError(
                 f"the feature mask has gaps{'' if shared else f' (sample {b})'}: labels {missing[:10]}"
                 f"{' ...' if len(missing) > 10 else ''} are never used, so their features would get an attribution for "
-                "nothing. Use labels 0..M-1, each at least once: np.unique(mask, return_inverse=True)[1].reshape(mask.shape)."
+                "nothing. Use labels 0..M-1, each at least once: np.unique(mask, "
+                "return_inverse=True)[1].reshape(mask.shape)."
             )
     return FeatureMask(jnp.asarray(full, jnp.int32), int(per_sample.max()) + 1)
 
@@ -270,7 +271,8 @@ def _broadcast_labels(array: np.ndarray, x_shape: tuple[int, ...]) -> tuple[np.n
     else:
         hint = f", {pixels} for NHWC images (all channels of a pixel together)" if image else ""
         raise InputError(
-            f"feature mask of shape {tuple(array.shape)} does not fit x of shape {tuple(x_shape)}: pass one sample's shape "
+            f"feature mask of shape {tuple(array.shape)} does not fit x of shape {tuple(x_shape)}: pass one sample's "
+            "shape "
             f"{sample}{hint}, or one mask per sample ({batch}, ...)."
         )
     return np.broadcast_to(shared, x_shape).astype(np.int32), True

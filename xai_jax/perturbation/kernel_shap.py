@@ -70,7 +70,8 @@ def _validate(ctx: OptionContext) -> None:
     n = ctx.options["samples"] if coalitions is None else coalitions.shape[0]
     if n < m:
         raise InputError(
-            f"KernelSHAP fits {m} feature coefficients from {n} sampled coalitions: more features than samples leaves the "
+            f"KernelSHAP fits {m} feature coefficients from {n} sampled coalitions: more features than samples "
+            "leaves the "
             f"regression underdetermined. Pass samples >= {m} (a few times {m} for a stable estimate), or group the "
             "input into fewer features (features=xj.perturbation.Grid(cells=4), superpixels, your own mask)."
         )
@@ -80,7 +81,8 @@ def _validate(ctx: OptionContext) -> None:
         batch = ctx.inputs.x.shape[0]
         if tuple(weights.shape) not in ((n,), (batch, n)):
             raise InputError(
-                f"coalition_weights must have shape (n,) = ({n},) or (B, n) = ({batch}, {n}); got {tuple(weights.shape)}."
+                f"coalition_weights must have shape (n,) = ({n},) or (B, n) = ({batch}, {n}); got "
+                f"{tuple(weights.shape)}."
             )
 
 

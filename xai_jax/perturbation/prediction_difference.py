@@ -117,12 +117,14 @@ def _validate(ctx: OptionContext) -> None:
     if data is not None:
         if data.ndim != 4 or tuple(data.shape[1:]) != tuple(x.shape[1:]):
             raise InputError(
-                f"data must be images of x's sample shape, (N, {', '.join(map(str, x.shape[1:]))}); got {tuple(data.shape)}."
+                f"data must be images of x's sample shape, (N, {', '.join(map(str, x.shape[1:]))}); got "
+                f"{tuple(data.shape)}."
             )
         check_finite_array("data", data)
     if ctx.options["score"] == "softmax" and ctx.problem.target.kind == "callable":
         raise InputError(
-            "score='softmax' needs class outputs; with a callable target returning probabilities pass score='probability'."
+            "score='softmax' needs class outputs; with a callable target returning probabilities pass "
+            "score='probability'."
         )
     del context
 

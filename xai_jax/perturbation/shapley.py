@@ -48,7 +48,8 @@ def _check_exact(ctx: OptionContext) -> None:
     m = ctx.options["features"].num_features
     if m > MAX_EXACT_FEATURES:
         raise InputError(
-            f"exact Shapley values enumerate 2^M coalitions; M = {m} features is too many (at most {MAX_EXACT_FEATURES}). "
+            f"exact Shapley values enumerate 2^M coalitions; M = {m} features is too many (at most "
+            f"{MAX_EXACT_FEATURES}). "
             "Group the input into fewer features (features=xj.perturbation.Grid(cells=3), superpixels, your own mask), "
             "or estimate them: xj.shapley_value_sampling or xj.kernel_shap."
         )

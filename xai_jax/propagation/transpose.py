@@ -93,7 +93,8 @@ def transpose_relevance(
         if step.kind in ("softmax", "product", "quotient", "detach"):
             raise UnsupportedError(
                 f"lrp_transpose has no rule for the {step.kind} in {step.name or 'the model'!r} "
-                f"({'+'.join(e.primitive for e in step.eqns)}): use xj.lrp with xj.composites.AttnLRP() or CPLRP() for transformers."
+                f"({'+'.join(e.primitive for e in step.eqns)}): use xj.lrp with xj.composites.AttnLRP() or CPLRP() "
+                "for transformers."
             )
         out = step.outputs[0]
         if plan.tap is not None and out is plan.tap:

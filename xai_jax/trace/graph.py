@@ -709,7 +709,8 @@ def _classify(e: Eqn, dep: Callable[[Atom], bool], live: set[int], name_of: Call
     what = {
         "mul": "a product of two input-dependent values",
         "div": "a division by an input-dependent value that is not a normaliser's statistic",
-        "select_n": "a selection on an input-dependent condition (jnp.where on the input; write activations as nn.relu/jax.nn calls)",
+        "select_n": "a selection on an input-dependent condition "
+        "(jnp.where on the input; write activations as nn.relu/jax.nn calls)",
     }.get(prim, f"the primitive {prim!r}")
     raise UnsupportedError(
         f"relevance propagation cannot pass {what} in {where!r}. "

@@ -187,7 +187,8 @@ class EmbeddingForward:
 
     def module(self, what: str = "this method") -> Any:
         raise InputError(
-            f"{what} on integer inputs: pass layer names to the methods that take them (lrp, deeplift, xj.layer_gradient)."
+            f"{what} on integer inputs: pass layer names to the methods that take them (lrp, deeplift, "
+            "xj.layer_gradient)."
         )
 
 

@@ -203,8 +203,10 @@ def explain_mc(
     call = method_call(_with_options(method, method_options), problem, inputs)
     if require_stochastic and samples > 1 and not output_depends_on_rng(problem, inputs, rng_collection):
         raise InputError(
-            f"the model's output does not depend on the {rng_collection!r} rng with {dict(problem.forward.static_kwargs)}: "
-            f"all {samples} samples of {call.method.name!r} would be the same map (no dropout, rate 0, or dropout off). "
+            f"the model's output does not depend on the {rng_collection!r} rng with "
+            f"{dict(problem.forward.static_kwargs)}: "
+            f"all {samples} samples of {call.method.name!r} would be the same map (no dropout, rate 0, or dropout "
+            "off). "
             "Use a model with dropout, stochastic_kwargs= that switch it on, samples=1, or require_stochastic=False."
             + note
         )
