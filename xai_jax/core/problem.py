@@ -8,8 +8,8 @@ compilation serves every batch of the same shape and every class index.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -107,29 +107,25 @@ def as_struct(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf)), tree)
 
 
-class _Unhashed:
-    """Carries a value through ``lru_cache`` without taking part in the key."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __hash__(self) -> int:
-        return 0
-
-    def __eq__(self, other: object) -> bool:
-        return True
-
-
-@functools.lru_cache(maxsize=256)
-def _cached_call(key: Any, thunk: _Unhashed) -> Any:
-    return thunk.value()
+#: Results of shape-only computations, most recently used last (see :func:`cached_trace`).
+_TRACES: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+_TRACES_KEPT = 256
 
 
 def cached_trace(tag: str, forward: Forward, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` for a shape-only computation (``eval_shape``, layer listing), cached per
-    ``(tag, forward, shapes of args)`` so repeated calls on same-shaped batches do not re-trace."""
+    """``fn(*args)`` for a shape-only computation (``eval_shape``, layer listing, a model's layer
+    structure), cached per ``(tag, forward, shapes of args)`` so repeated calls on same-shaped batches
+    do not re-trace.  Only the result is kept (never ``args``: they may be the caller's arrays); the
+    256 most recently used results."""
     key = (tag, forward, _shape_key(args))
-    return _cached_call(key, _Unhashed(lambda: fn(*args)))
+    if key in _TRACES:
+        _TRACES.move_to_end(key)
+        return _TRACES[key]
+    value = fn(*args)
+    _TRACES[key] = value
+    while len(_TRACES) > _TRACES_KEPT:
+        _TRACES.popitem(last=False)
+    return value
 
 
 def output_struct(forward: Forward, variables: Any, x: jax.Array, kwargs: Mapping[str, Any]) -> Any:

@@ -15,6 +15,7 @@ import jax
 
 from ..core import Choice, InputError, Inputs, Option, OptionContext, Problem, method, prepare
 from ..core.model import Model
+from ..core.problem import cached_trace
 from ..trace.gradients import LayerName
 from .composites import Composite, EpsilonPlusFlat
 from .engine import MAX_POOL_MODES, contexts, describe, lrp_relevance, trace_model
@@ -31,9 +32,14 @@ def _check_composite(ctx: OptionContext, name: str, value: Any) -> Composite:
 def check_composite_matches(problem: Problem, inputs: Inputs, composite: Composite) -> None:
     """Refuse a composite whose name/type selectors match no layer of this model: the rule meant for
     that layer would silently not apply and another method's map would come back."""
-    plan = trace_model(problem, inputs, inputs.x, merge_affine=composite.merge_batch_norm).plan
-    context = contexts(plan)
-    found = [context(step) for step in plan.steps if step.kind not in ("constant", "structural")]
+
+    def layer_contexts(*_: Any) -> list[Any]:  # the model's layer structure: shapes decide it, not values
+        plan = trace_model(problem, inputs, inputs.x, merge_affine=composite.merge_batch_norm).plan
+        context = contexts(plan)
+        return [context(step) for step in plan.steps if step.kind not in ("constant", "structural")]
+
+    tag = f"lrp-layer-contexts:merge={composite.merge_batch_norm}"
+    found = cached_trace(tag, problem.forward, layer_contexts, inputs.variables, inputs.x, inputs.kwargs)
     problems = composite.unmatched(found)
     if problems:
         raise InputError(f"{composite!r} does not fit this model: " + " ".join(problems))
