@@ -22,17 +22,31 @@ LAYER = {"cam": "block"}
 COLLECTIVE = re.compile(r"= \S+ (all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)\(")
 
 
+def small_vit(batch: int) -> tuple[object, object, np.ndarray]:
+    """A small ViT with random weights (the attention family needs attention) and a random batch."""
+    from xai_jax.models.transformers import ViT
+
+    model = ViT(image_size=28, patch=7, dim=32, depth=2, heads=2, mlp_dim=64, num_classes=10)
+    x = np.asarray(jax.random.uniform(jax.random.key(3), (batch, 28, 28, 1)))
+    return model, model.init(jax.random.key(4), jnp.asarray(x[:1])), x
+
+
 def main(names: list[str]) -> None:
     pair = nnx_twins.make("ResBNNet")
     devices = jax.devices()
     batch = len(devices)
-    x = twins.random_input(pair.linen, batch=batch, seed=3)
     target = np.arange(batch) % 10
     sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
-    xs = jax.device_put(jnp.asarray(x), sharding)
+    vit, vit_variables, vit_x = small_vit(batch)
     for name in names:
-        model, variables = (pair.nnx_model, None) if name.endswith("@nnx") else (pair.linen, pair.variables)
-        name = name.removesuffix("@nnx")
+        if name.endswith("@vit"):
+            model, variables, x = vit, vit_variables, vit_x
+        elif name.endswith("@nnx"):
+            model, variables, x = pair.nnx_model, None, twins.random_input(pair.linen, batch=batch, seed=3)
+        else:
+            model, variables, x = pair.linen, pair.variables, twins.random_input(pair.linen, batch=batch, seed=3)
+        xs = jax.device_put(jnp.asarray(x), sharding)
+        name = name.removesuffix("@nnx").removesuffix("@vit")
         layer = LAYER.get(name, "block/bn1+relu")
         sharded = run(name, model, variables, xs, target, layer)
         whole = run(name, model, variables, x, target, layer)
@@ -46,6 +60,7 @@ def main(names: list[str]) -> None:
                 {
                     "method": name,
                     "nnx": model is pair.nnx_model,
+                    "vit": model is vit,
                     "devices": batch,
                     "vs_whole_batch": max_relative_difference(whole, sharded),
                     "vs_per_device_slices": max_relative_difference(per_device, sharded),

@@ -54,7 +54,7 @@ def _check(methods: list[str]) -> list[dict]:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert [r["method"] + ("@nnx" if r["nnx"] else "") for r in rows] == methods
+    assert [r["method"] + ("@nnx" if r["nnx"] else "@vit" if r.get("vit") else "") for r in rows] == methods
     return rows
 
 
@@ -83,9 +83,17 @@ def test_a_chunked_expansion_on_an_nnx_model_on_a_sharded_batch():
         _assert_row(row)
 
 
-#: The twin is a CNN: the attention family (attention rollout, Chefer) does not apply to it, so its
-#: sharding is not checked here.
+#: The twin is a CNN: the attention family (attention rollout, Chefer) does not apply to it and is
+#: checked on a small ViT instead (``@vit``).
 NOT_ON_A_CNN = {"attention"}
+ATTENTION = ["attention_rollout@vit", "chefer_attention@vit"]
+
+
+def test_the_attention_family_on_a_sharded_batch():
+    rows = _check(ATTENTION)
+    assert {xj.METHODS[r["method"]].family for r in rows} == NOT_ON_A_CNN
+    for row in rows:
+        _assert_row(row)
 
 
 @pytest.mark.slow
