@@ -188,9 +188,8 @@ def check_key(name: str, value: Any) -> jax.Array:
         if shape in ((2,), (4,)):
             raise InputError(
                 f"{name} is a raw uint32{list(shape)} key, but the default PRNG implementation uses "
-                f"uint32{list(raw_shape)} keys; "
-                "pass a typed key (jax.random.key(seed, impl=...)) or wrap it with jax.random.wrap_key_data(key, "
-                "impl=...)."
+                f"uint32{list(raw_shape)} keys; pass a typed key (jax.random.key(seed, impl=...)) or wrap it with "
+                "jax.random.wrap_key_data(key, impl=...)."
             )
     raise InputError(
         f"{name} must be a single jax.random key, e.g. jax.random.key(0); got an array of dtype {value.dtype} and "

@@ -125,8 +125,7 @@ def resolve_baseline(baseline: Any, x: jax.Array, name: str = "baseline") -> jax
     except ValueError:
         raise InputError(
             f"{name} of shape {tuple(value.shape)} does not broadcast to x's shape {tuple(x.shape)}: pass a scalar, "
-            "one "
-            f"sample's shape {tuple(x.shape[1:])} or one reference per sample {tuple(x.shape)}."
+            f"one sample's shape {tuple(x.shape[1:])} or one reference per sample {tuple(x.shape)}."
         ) from None
     checks.check_finite_array(name, value)
     return value

@@ -272,8 +272,7 @@ def _broadcast_labels(array: np.ndarray, x_shape: tuple[int, ...]) -> tuple[np.n
         hint = f", {pixels} for NHWC images (all channels of a pixel together)" if image else ""
         raise InputError(
             f"feature mask of shape {tuple(array.shape)} does not fit x of shape {tuple(x_shape)}: pass one sample's "
-            "shape "
-            f"{sample}{hint}, or one mask per sample ({batch}, ...)."
+            f"shape {sample}{hint}, or one mask per sample ({batch}, ...)."
         )
     return np.broadcast_to(shared, x_shape).astype(np.int32), True
 

@@ -71,9 +71,9 @@ def _validate(ctx: OptionContext) -> None:
     if n < m:
         raise InputError(
             f"KernelSHAP fits {m} feature coefficients from {n} sampled coalitions: more features than samples "
-            "leaves the "
-            f"regression underdetermined. Pass samples >= {m} (a few times {m} for a stable estimate), or group the "
-            "input into fewer features (features=xj.perturbation.Grid(cells=4), superpixels, your own mask)."
+            f"leaves the regression underdetermined. Pass samples >= {m} (a few times {m} for a stable estimate), "
+            "or group the input into fewer features (features=xj.perturbation.Grid(cells=4), superpixels, your "
+            "own mask)."
         )
     if weights is not None:
         if coalitions is None:

@@ -298,17 +298,16 @@ def lrp_handle(plan: Plan, composite: Composite, max_pool: str) -> Callable[[Ste
         if kind == "quotient":
             raise UnsupportedError(
                 "relevance propagation cannot pass a division by an input-dependent value in "
-                f"{step.name or 'the model'!r} "
-                "that is not a normaliser's statistic (LayerNorm/RMSNorm/GroupNorm scales are held constant; other "
-                "divisions have no LRP rule). DeepLIFT handles it (its quotient rule keeps summation-to-delta)."
+                f"{step.name or 'the model'!r} that is not a normaliser's statistic (LayerNorm/RMSNorm/GroupNorm "
+                "scales are held constant; other divisions have no LRP rule). DeepLIFT handles it (its quotient rule "
+                "keeps summation-to-delta)."
             )
         if rule is None and kind in ("softmax", "product"):
             raise UnsupportedError(
                 f"{composite!r} has no rule for the {kind} in {step.name or 'the model'!r} "
                 f"({'+'.join(e.primitive for e in step.eqns)}): a transformer needs rules for softmax and for "
-                "products of "
-                "input-dependent values. Use xj.composites.AttnLRP() or xj.composites.CPLRP(), or give the composite "
-                "rules for the kinds 'softmax' and 'product'."
+                "products of input-dependent values. Use xj.composites.AttnLRP() or xj.composites.CPLRP(), or give "
+                "the composite rules for the kinds 'softmax' and 'product'."
             )
         if rule is None:
             return step.forward(invals)
@@ -400,8 +399,7 @@ def lrp_relevance(
         if others:
             raise InputError(
                 f"{composite!r}: its rules are derived for networks with {sorted(composite.activations)} "
-                "activations; this "
-                f"model also has {others}. Use a composite without that restriction."
+                f"activations; this model also has {others}. Use a composite without that restriction."
             )
     handle = lrp_handle(traced.plan, composite, max_pool)
     start = traced.start()

@@ -62,9 +62,8 @@ def prepare_stochastic(
             ""
             if stochastic_kwargs is not None
             else (
-                " (An NNX model's dropout is switched on by setting deterministic=False on the submodules that have "
-                "it, "
-                "nnx.Dropout; this model has none that draws from the rng.)"
+                " (An NNX model's dropout is switched on by setting deterministic=False on the submodules "
+                "that have it, nnx.Dropout; this model has none that draws from the rng.)"
             )
         )
         return problem, inputs, note
@@ -92,9 +91,9 @@ def prepare_stochastic(
                     problem,
                     inputs,
                     (
-                        f" The model does not take {dict(DEFAULT_STOCHASTIC_KWARGS)}, Flax's usual dropout switch; "
-                        "if it "
-                        "switches dropout with another keyword, pass it as stochastic_kwargs= (e.g. {'train': True})."
+                        f" The model does not take {dict(DEFAULT_STOCHASTIC_KWARGS)}, Flax's usual dropout switch;"
+                        " if it switches dropout with another keyword, pass it as stochastic_kwargs= "
+                        "(e.g. {'train': True})."
                     ),
                 )
         if rejected:
