@@ -43,6 +43,28 @@ def test_deciding_token_share_known_answers() -> None:
     np.testing.assert_array_equal(synthetic.deciding_token_share(np.zeros((2, 5)), position)["share"], [0.0, 0.0])
     with pytest.raises(xj.InputError, match=r"\(B, length\)"):
         synthetic.deciding_token_share(np.ones((2, 5, 1)), position)
+    with_nan = np.ones((2, 5))
+    with_nan[1, 3] = np.nan
+    with pytest.raises(xj.InputError, match="1 NaN or infinite"):
+        synthetic.deciding_token_share(with_nan, position)
+    with pytest.raises(xj.InputError, match=r"token indices in 0\.\.4"):
+        synthetic.deciding_token_share(np.ones((2, 5)), np.array([2, 5]))
+
+
+def test_retraining_never_writes_over_the_shipped_checkpoint(tmp_path, monkeypatch) -> None:
+    """The marker model's writer follows ``xai-jax train``'s folder rules, checked before training."""
+    monkeypatch.setattr(synthetic, "train_marker_transformer", _must_not_train)
+    shipped = xj.models.checkpoint.checkpoints_dir()
+    with pytest.raises(xj.OutputError, match="checkpoints folder"):
+        synthetic.write_marker_checkpoint(shipped)
+    (tmp_path / "manifest.json").write_text("not json")
+    with pytest.raises(xj.OutputError, match="not a readable xai_jax checkpoint manifest"):
+        synthetic.write_marker_checkpoint(tmp_path)
+    assert synthetic.main(["--out", str(shipped)]) == 2
+
+
+def _must_not_train(*args, **kwargs):
+    raise AssertionError("the output folder must be refused before training")
 
 
 @pytest.fixture(scope="module")

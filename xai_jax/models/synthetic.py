@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,8 +30,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..core.errors import InputError
-from .checkpoint import checkpoints_dir, load_checkpoint, save_checkpoint, update_manifest
+from ..core.errors import InputError, XaiJaxError
+from .checkpoint import (
+    backup_entry,
+    check_checkpoint_dir,
+    checkpoints_dir,
+    load_checkpoint,
+    save_checkpoint,
+    update_manifest,
+)
 from .transformers import TokenClassifier
 
 __all__ = [
@@ -47,7 +55,8 @@ __all__ = [
 
 PAD, MARKER = 0, 1  # PAD never occurs in the task; it is the "no information" token for baselines
 LENGTH, VOCAB = 12, 10  # 8 values -> 8 classes
-CHECKPOINT = "marker_transformer.msgpack"
+NAME = "marker_transformer"
+CHECKPOINT = f"{NAME}.msgpack"
 
 
 class MarkerBatch(NamedTuple):
@@ -135,20 +144,33 @@ def deciding_token_share(relevance: Any, position: Any) -> Mapping[str, np.ndarr
     p = np.asarray(position)
     if r.ndim != 2 or p.shape != (r.shape[0],):
         raise InputError(f"relevance must be (B, length) and position (B,); got {r.shape} and {p.shape}.")
+    if not np.isfinite(r).all():
+        raise InputError(f"relevance has {int((~np.isfinite(r)).sum())} NaN or infinite value(s); it cannot be scored.")
+    if not np.issubdtype(p.dtype, np.integer) or p.min() < 0 or p.max() >= r.shape[1]:
+        raise InputError(f"position must be token indices in 0..{r.shape[1] - 1}; got {p.min()}..{p.max()}.")
     on = r[np.arange(len(p)), p]
     total = r.sum(axis=1)
     share = np.divide(on, total, out=np.zeros_like(on), where=total > 0)
     return {"share": share, "top": r.argmax(axis=1) == p}
 
 
-def write_marker_checkpoint(out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
-    """Train the marker transformer from ``jax.random.key(seed)`` and write it, with its manifest
-    entry (settings, held-out accuracy, sha256), into ``out_dir``.  The shipped one:
-    ``python -m xai_jax.models.synthetic --out checkpoints``."""
-    from .train import _num_params, _versions
+def write_marker_checkpoint(
+    out_dir: str | os.PathLike | None = None, *, seed: int = 0, replace_shipped: bool = False
+) -> Path:
+    """Train the marker transformer from ``jax.random.key(seed)`` and write it, with its manifest entry
+    (settings, held-out accuracy, sha256), into ``out_dir`` (default ``./xai_jax_checkpoints``).
 
+    The output folder follows :func:`xai_jax.models.train.train`'s rules: it is checked before
+    training; the shipped ``checkpoints/`` folder only with ``replace_shipped=True``; a checkpoint and
+    manifest entry it replaces are first copied to ``backups/<UTC time>/`` beside them.
+    """
+    from .train import _num_params, _versions, output_dir
+
+    out = output_dir(out_dir, replace_shipped=replace_shipped)
+    check_checkpoint_dir(out, [CHECKPOINT])
     variables, record = train_marker_transformer(jax.random.key(seed))
-    out = Path(out_dir)
+    if out.is_dir():
+        backup_entry(out, NAME)
     out.mkdir(parents=True, exist_ok=True)
     path = out / CHECKPOINT
     digest = save_checkpoint(path, variables)
@@ -181,21 +203,29 @@ def write_marker_checkpoint(out_dir: str | os.PathLike, *, seed: int = 0) -> Pat
             **record,
             "seed": seed,
             "versions": _versions(),
-            "command": "python -m xai_jax.models.synthetic --out checkpoints",
+            "command": "python -m xai_jax.models.synthetic --replace-shipped",
         },
     }
-    update_manifest(out, "marker_transformer", entry)
+    update_manifest(out, NAME, entry)
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the marker transformer and write its checkpoint.")
-    parser.add_argument("--out", required=True, help="folder for the checkpoint and its manifest entry")
+    parser.add_argument("--out", default=None, help="output folder (default ./xai_jax_checkpoints)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--replace-shipped", action="store_true", help="write into the shipped checkpoints/ (the old one is backed up)"
+    )
     args = parser.parse_args(argv)
-    path = write_marker_checkpoint(args.out, seed=args.seed)
+    try:
+        path = write_marker_checkpoint(args.out, seed=args.seed, replace_shipped=args.replace_shipped)
+    except XaiJaxError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
