@@ -104,3 +104,15 @@ def test_relevance_propagation_finds_the_deciding_token(shipped) -> None:
         assert share[name][0] >= 0.5 and share[name][1] >= 0.9, (name, share[name])
         others = [v[0] for k, v in share.items() if k not in ("attnlrp", "cplrp")]
         assert share[name][0] >= max(others) + 0.2, (name, share)
+
+
+def test_token_ids_under_a_callers_jit(shipped) -> None:
+    """Token ids traced by a caller's ``jax.jit`` take the same path as concrete ones (the lookup is
+    found in the trace, not read from the per-shape cache that concrete calls use)."""
+    model, variables, batch = shipped
+    tokens = batch.tokens[:8]
+    for method in (xj.input_x_gradient, xj.integrated_gradients):
+        eager = np.asarray(method(model, variables, tokens))
+        jitted = np.asarray(jax.jit(lambda ids, method=method: method(model, variables, ids))(tokens))
+        assert jitted.shape == tokens.shape
+        assert np.abs(jitted - eager).max() <= 1e-5 * np.abs(eager).max()

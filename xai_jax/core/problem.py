@@ -118,9 +118,12 @@ def cached_trace(tag: str, forward: Forward, fn: Callable[..., Any], *args: Any)
     do not re-trace.  Only the result is kept (never ``args``: they may be the caller's arrays); the
     256 most recently used results."""
     key = (tag, forward, _shape_key(args))
-    if key in _TRACES:
+    try:
+        value = _TRACES[key]
         _TRACES.move_to_end(key)
-        return _TRACES[key]
+        return value
+    except KeyError:  # not cached (or evicted by another thread meanwhile)
+        pass
     value = fn(*args)
     _TRACES[key] = value
     while len(_TRACES) > _TRACES_KEPT:

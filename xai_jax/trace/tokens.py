@@ -32,8 +32,9 @@ import jax
 import jax.numpy as jnp
 
 from ..core import compat
+from ..core.checks import is_traced
 from ..core.errors import InputError, UnsupportedError
-from ..core.problem import Inputs, Problem
+from ..core.problem import Inputs, Problem, cached_trace
 from .activations import traced_graph
 from .walker import Eqn, Graph, Var, evaluate_graph, is_literal
 
@@ -176,9 +177,15 @@ class EmbeddingForward:
         return kwargs[TOKENS], rest
 
     def embed(self, variables: Any, tokens: jax.Array, kwargs: Mapping[str, Any]) -> jax.Array:
-        """The embedding of ``tokens``."""
-        _, embedding, flat, _ = _traced(self.base, (variables, tokens, dict(kwargs)), 1)
-        return embedding.value(flat)
+        """The embedding of ``tokens``.  Called eagerly on every method call, so where the model is
+        traced with concrete arguments the lookup's equations are found once per model and shapes."""
+        args = (variables, tokens, dict(kwargs))
+
+        def lookup(*traced: Any) -> Embedding:
+            return _traced(self.base, traced, 1)[1]
+
+        embedding = lookup(*args) if is_traced(args) else cached_trace("token-embedding", self.base, lookup, *args)
+        return embedding.value(jax.tree_util.tree_leaves(args))
 
     def __call__(self, variables: Any, e: jax.Array, kwargs: Mapping[str, Any] | None = None) -> Any:
         tokens, rest = self._split(kwargs or {})
@@ -215,20 +222,20 @@ def on_embedding(
     the input; a number is a constant embedding (0: the zero vector, the default).
     """
     tokens = inputs.x
-    on_tokens, (problem, inputs) = (problem, inputs), embedded(problem, inputs)
+    on_e, e_inputs = embedded(problem, inputs)
+    e = e_inputs.x
     options = dict(options)
     for name in _INPUT_SPACE_OPTIONS:
         value = options.get(name)
         if value is not None and not callable(value) and is_tokens(value) and jnp.ndim(value) > 0:
-            options[name] = baseline_embedding(*on_tokens, value, inputs.x)
-    shape = inputs.x.shape
+            options[name] = baseline_embedding(problem, inputs, value, e)
 
     def finish(result: Any) -> Any:
         return jax.tree_util.tree_map(
-            lambda leaf: per_token(leaf, tokens) if getattr(leaf, "shape", None) == shape else leaf, result
+            lambda leaf: per_token(leaf, tokens) if getattr(leaf, "shape", None) == e.shape else leaf, result
         )
 
-    return problem, inputs, options, finish
+    return on_e, e_inputs, options, finish
 
 
 def baseline_embedding(problem: Problem, inputs: Inputs, baseline: Any, e: jax.Array) -> jax.Array:
