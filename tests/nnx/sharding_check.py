@@ -38,13 +38,14 @@ def main(names: list[str]) -> None:
     target = np.arange(batch) % 10
     sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
     vit, vit_variables, vit_x = small_vit(batch)
+    cnn_x = twins.random_input(pair.linen, batch=batch, seed=3)
     for name in names:
         if name.endswith("@vit"):
             model, variables, x = vit, vit_variables, vit_x
         elif name.endswith("@nnx"):
-            model, variables, x = pair.nnx_model, None, twins.random_input(pair.linen, batch=batch, seed=3)
+            model, variables, x = pair.nnx_model, None, cnn_x
         else:
-            model, variables, x = pair.linen, pair.variables, twins.random_input(pair.linen, batch=batch, seed=3)
+            model, variables, x = pair.linen, pair.variables, cnn_x
         xs = jax.device_put(jnp.asarray(x), sharding)
         name = name.removesuffix("@nnx").removesuffix("@vit")
         layer = LAYER.get(name, "block/bn1+relu")

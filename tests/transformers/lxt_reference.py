@@ -71,6 +71,24 @@ def restore(saved: dict) -> None:
         setattr(owner, attr, value)
 
 
+def captum_token_references(model, ids, targets, out: dict) -> None:
+    """Captum's layer methods at the embedding layer of the unpatched model, from token ids, summed
+    over the embedding: integrated gradients (8 Gauss-Legendre steps, the padding token 0 as baseline)
+    and input x gradient (``LayerGradientXActivation``)."""
+    from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
+
+    def last_logits(i):
+        return model(i, use_cache=False).logits[:, -1]
+
+    layer = model.get_input_embeddings()
+    ig = LayerIntegratedGradients(last_logits, layer).attribute(
+        ids, baselines=torch.zeros_like(ids), target=targets, n_steps=8, method="gausslegendre"
+    )
+    out["captum_ig_tokens"] = ig.sum(-1).detach().numpy()
+    ixg = LayerGradientXActivation(last_logits, layer).attribute(ids, target=targets)
+    out["captum_ixg_tokens"] = ixg.sum(-1).detach().numpy()
+
+
 def llama(out: dict) -> None:
     from lxt.efficient.models import llama as lxt_llama
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -99,6 +117,7 @@ def llama(out: dict) -> None:
     out.update(
         ids=ids.numpy(), targets=targets.numpy(), state={k: v.detach().numpy() for k, v in model.state_dict().items()}
     )
+    captum_token_references(model, ids, targets, out)  # before LXT patches anything
     saved = {
         (c, "forward"): c.forward for c in (modeling_llama.LlamaMLP, modeling_llama.LlamaRMSNorm, torch.nn.Dropout)
     }

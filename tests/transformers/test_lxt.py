@@ -205,6 +205,24 @@ def test_gradient_methods_on_token_ids_explain_the_embedding(lxt_refs, name: str
     assert_same_map(per_token, expected)
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "key"),
+    [
+        ("integrated_gradients", {"steps": 8, "method": "gausslegendre", "baseline": "pad"}, "captum_ig_tokens"),
+        ("input_x_gradient", {}, "captum_ixg_tokens"),
+    ],
+)
+def test_token_ids_match_captums_layer_methods_at_the_embedding(lxt_refs, name, options, key) -> None:
+    """Against Captum on the Hugging Face LLaMA with the same weights: ``LayerIntegratedGradients`` and
+    ``LayerGradientXActivation`` on its embedding layer, from token ids, summed over the embedding."""
+    ref = lxt_refs["llama"]
+    model, variables, ids = twin("llama", ref, embedded=False)
+    if options.get("baseline") == "pad":
+        options = {**options, "baseline": jnp.zeros_like(ids)}
+    ours = xj.METHODS[name](model, variables, ids, jnp.asarray(ref["targets"]), **options)
+    assert_close(ours, ref[key], f"llama {name} from token ids vs Captum")
+
+
 def test_integrated_gradients_on_token_ids_is_complete(lxt_refs) -> None:
     """Σ over tokens = f(x) − f(baseline), the baseline given as token ids (a padding token)."""
     ref = lxt_refs["llama"]
