@@ -362,3 +362,25 @@ def test_evidential_log_and_digamma_losses():
     kl = float(_reference_kl(jnp.asarray(np.array([3.0, 1.0, 1.0]))))
     np.testing.assert_allclose(losses.evidential_log_loss(logits, y, 1.0), np.log(5.0) + kl, rtol=1e-6)
     assert alpha.sum() == 5.0
+
+
+def _shifted(image: np.ndarray, dr: int, dc: int) -> np.ndarray:
+    """``image`` (H, W, C) moved down by ``dr`` and right by ``dc`` pixels, zeros moved in."""
+    h, w = image.shape[:2]
+    out = np.zeros_like(image)
+    out[max(dr, 0) : h + min(dr, 0), max(dc, 0) : w + min(dc, 0)] = image[
+        max(-dr, 0) : h + min(-dr, 0), max(-dc, 0) : w + min(-dc, 0)
+    ]
+    return out
+
+
+def test_random_translation_moves_each_image_by_its_own_offset():
+    images = np.asarray(jax.random.uniform(jax.random.key(0), (64, 9, 8, 2)))
+    moved = np.asarray(T.random_translation(jax.random.key(1), jnp.asarray(images), 2))
+    offsets = []
+    for image, result in zip(images, moved):
+        shifts = [(dr, dc) for dr in range(-2, 3) for dc in range(-2, 3)]
+        matches = [s for s in shifts if np.array_equal(result, _shifted(image, *s))]
+        assert len(matches) == 1  # exactly one whole-pixel shift within 2 px, zero fill
+        offsets += matches
+    assert len(set(offsets)) > 15  # each image draws its own offset (25 possible)

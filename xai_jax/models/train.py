@@ -15,6 +15,10 @@ Protocol (the same for every classifier):
 * optimiser: Adam (optax) with a cosine-decayed learning rate, mini-batches drawn by a seeded
   permutation each epoch; every random number comes from ``jax.random`` keys split from ``seed``,
   so a run is reproducible on the same machine and library versions.
+* augmentation: none, except ``mnist_vit``, whose training images are each translated by a random
+  whole-pixel offset of up to 2 pixels per axis (zero fill; :func:`random_translation`): without
+  it the ViT overfits the 55,000 images (97.96 % test accuracy after 4 epochs, training loss
+  0.03; with it 98.95 % after 10 epochs).
 * losses: softmax cross-entropy; ``evidential_cnn`` uses the evidential MSE loss of Sensoy et al.
   2018 (Eq. 5) with the KL weight ``min(1, epoch / 10)``
   (:func:`xai_jax.models.losses.evidential_mse_loss`); ``mc_dropout_cnn`` trains with dropout on.
@@ -82,6 +86,7 @@ __all__ = [
     "make_classifier_step",
     "make_gan_step",
     "output_dir",
+    "random_translation",
     "train",
 ]
 
@@ -103,6 +108,7 @@ class TrainSettings:
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to model.apply while training
     pair: tuple[str, str] | None = None  # GANs: (generator name, discriminator name)
     gan: GanRecipe | None = None  # GANs: the recipe beyond the optimiser (default GanRecipe())
+    max_shift: int = 0  # classifiers: each training image translated by up to this many pixels (zero fill)
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ SETTINGS: dict[str, TrainSettings] = {
         "classifier", epochs=2, batch_size=128, learning_rate=2e-3, model_kwargs={"deterministic": False}
     ),
     "evidential_cnn": TrainSettings("evidential", epochs=3, batch_size=128, learning_rate=1e-3),
-    "mnist_vit": TrainSettings("classifier", epochs=4, batch_size=128, learning_rate=1e-3),
+    "mnist_vit": TrainSettings("classifier", epochs=10, batch_size=128, learning_rate=1e-3, max_shift=2),
     "mnist_gan_generator": TrainSettings(
         "gan", epochs=60, batch_size=64, learning_rate=2e-4, b1=0.5, schedule="constant", pair=_GAN, gan=_GAN_RECIPE
     ),
@@ -293,13 +299,15 @@ def make_classifier_step(
     loss: str = "cross_entropy",
     model_kwargs: Mapping[str, Any] | None = None,
     fast: bool = True,
+    max_shift: int = 0,
 ) -> Callable[..., tuple[Any, Any, jax.Array]]:
     """Jitted ``step(params, opt_state, x, y, key, kl_weight) -> (params, opt_state, loss)``.
 
     ``loss`` is ``"cross_entropy"`` or ``"evidential_mse"`` (Sensoy et al. 2018, Eq. 5, with KL
-    weight ``kl_weight``).  ``key`` feeds the ``"dropout"`` rng stream.  Pure: the same arguments
-    give the same result.  ``fast`` differentiates through the gradient-only substitutions described
-    in the module docstring (same values and gradients).
+    weight ``kl_weight``).  ``key`` feeds the ``"dropout"`` rng stream and, with ``max_shift > 0``,
+    the :func:`random_translation` of the batch.  Pure: the same arguments give the same result.
+    ``fast`` differentiates through the gradient-only substitutions described in the module
+    docstring (same values and gradients).
     """
     kwargs = dict(model_kwargs or {})
     if loss not in ("cross_entropy", "evidential_mse"):
@@ -319,11 +327,28 @@ def make_classifier_step(
     def step(
         params: Any, opt_state: Any, x: jax.Array, y: jax.Array, key: jax.Array, kl_weight: Any = 0.0
     ) -> tuple[Any, Any, jax.Array]:
+        if max_shift:
+            key, shift_key = jax.random.split(key)
+            x = random_translation(shift_key, x, max_shift)
         value, grads = grad_fn(params, x, y, key, jnp.asarray(kl_weight, jnp.float32))
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 
     return step
+
+
+def random_translation(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
+    """Each image of ``images`` (B, H, W, C) moved by its own whole-pixel offset, drawn uniformly
+    from ``[-max_shift, max_shift]`` per axis; pixels moved in from outside are 0 (the MNIST
+    background)."""
+    b, h, w, _ = images.shape
+    padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
+    corners = jax.random.randint(key, (b, 2), 0, 2 * max_shift + 1)
+
+    def crop(image: jax.Array, corner: jax.Array) -> jax.Array:
+        return jax.lax.dynamic_slice(image, (corner[0], corner[1], 0), (h, w, image.shape[-1]))
+
+    return jax.vmap(crop)(padded, corners)
 
 
 def _predict_fn(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
@@ -387,7 +412,7 @@ def _train_classifier(
     optimizer = _optimizer(s, steps_per_epoch * epochs)
     opt_state = optimizer.init(params)
     loss_name = "evidential_mse" if s.kind == "evidential" else "cross_entropy"
-    step = make_classifier_step(model, optimizer, loss=loss_name, model_kwargs=s.model_kwargs)
+    step = make_classifier_step(model, optimizer, loss=loss_name, model_kwargs=s.model_kwargs, max_shift=s.max_shift)
     best = (-1.0, -1, params)
     history = []
     global_step = 0
@@ -421,6 +446,11 @@ def _train_classifier(
             "evidential MSE (Sensoy et al. 2018, Eq. 5), KL weight min(1, epoch/10)"
             if s.kind == "evidential"
             else "softmax cross-entropy"
+        ),
+        "augmentation": (
+            f"random translation of each training image by up to {s.max_shift} px per axis, zero fill"
+            if s.max_shift
+            else "none"
         ),
         "validation_accuracy": val_acc,
         "best_epoch": best_epoch,
