@@ -197,6 +197,31 @@ def test_zoo_as_nnx_computes_the_linen_model(name):
     assert max_relative_difference(linen.apply(variables, x), model(x)) <= 1e-6
 
 
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        ("GanGenerator", {"hidden": 16, "depth": 2, "classes": 10}),
+        ("GanDiscriminator", {"hidden": 16, "depth": 2, "classes": 10}),
+        ("DCGANGenerator", {"features": 4, "classes": 10, "temperature": 4.0}),
+        ("DCGANDiscriminator", {"features": 4, "classes": 10}),
+    ],
+)
+def test_class_coded_gans_as_nnx_compute_the_linen_model(cls, kwargs):
+    """The AC-GAN variants (class code, deeper MLPs, class heads) convert like the shipped ones."""
+    from xai_jax.models import mnist, nnx_mnist
+
+    linen = getattr(mnist, cls)(**kwargs)
+    x = jnp.asarray(np.random.default_rng(1).uniform(size=(3, *linen.input_shape)), jnp.float32)
+    variables = linen.init(jax.random.key(0), x)
+    model = nnx_mnist.from_linen(nnx_mnist.build(nnx_mnist.NNX_CLASSES[cls], **kwargs), variables)
+    model.eval()
+    assert max_relative_difference(linen.apply(variables, x), model(x)) <= 1e-6
+    if "Discriminator" in cls:
+        _, expected = linen.apply(variables, x, with_classes=True)
+        _, got = model(x, with_classes=True)
+        assert got.shape == (3, 10) and max_relative_difference(expected, got) <= 1e-6
+
+
 def test_zoo_as_nnx_explains_like_linen():
     if "cam_cnn" not in xj.models.available():
         pytest.skip("the cam_cnn checkpoint is not shipped in this checkout")

@@ -180,6 +180,14 @@ class EvidentialCNN(nn.Module):
         return nn.Dense(self.num_classes, bias_init=nn.initializers.constant(self.initial_bias), name="fc2")(x)
 
 
+#: The class code's softmax temperature.  The gap between the two largest of 10 standard normal
+#: entries is often below 0.3, so at temperature 4 many codes were mixtures of two digits: the
+#: AC-GAN DCGAN drew the code's digit for 86.9 % of samples (81.9 % scored >= 0.9) after 5 epochs;
+#: at 20 the code is near one-hot for almost every ``z``, and the same recipe drew the code's digit
+#: for 96.1 % after 6 epochs (after 5: 91 % of 1,000 samples scored >= 0.9, against 81 % at 4).
+CODE_TEMPERATURE = 20.0
+
+
 def class_code(z: jax.Array, classes: int, temperature: float) -> jax.Array:
     """The class code a generator reads from its latent ``z``: ``softmax(temperature · z[:, :classes])``.
 
@@ -187,7 +195,7 @@ def class_code(z: jax.Array, classes: int, temperature: float) -> jax.Array:
     classes (i.i.d. entries), so sampling ``z`` samples every class equally often; the generator is
     trained to draw the digit ``argmax(z[:, :classes])`` (AC-GAN [odena2017]_) and the
     code is a soft one-hot, so it stays differentiable: code-space activation maximisation can move
-    from one class to another by gradient steps on ``z``.
+    from one class to another by gradient steps on ``z`` (the generator also reads ``z`` itself).
     """
     return jax.nn.softmax(temperature * z[:, :classes], axis=-1)
 
@@ -211,7 +219,7 @@ class GanGenerator(nn.Module):
     hidden: int = 128
     depth: int = 1
     classes: int = 0
-    temperature: float = 4.0
+    temperature: float = CODE_TEMPERATURE
     input_shape: ClassVar[tuple[int, ...]] = (LATENT_DIM,)
 
     @nn.compact
@@ -269,7 +277,7 @@ class DCGANGenerator(nn.Module):
     ``deconv2`` (ConvTranspose 1, 4x4, stride 2) -> tanh ``t`` -> ``(t + 1) / 2``: images
     ``(B, 28, 28, 1)`` in ``[0, 1]``, the classifiers' input range (``f = features``).  With
     ``classes=10`` the class code is concatenated first and the digit drawn is ``argmax(z[:, :10])``
-    (AC-GAN training); the default ``classes=0`` (the shipped checkpoint) is unconditional.
+    (AC-GAN training; the shipped checkpoint); ``classes=0`` (the default) is unconditional.
 
     ``train=False`` (the default) runs BatchNorm on its stored statistics, so an image depends on
     its own code only -- the right mode for activation maximisation in code space even with a batch
@@ -279,7 +287,7 @@ class DCGANGenerator(nn.Module):
     latent_dim: int = LATENT_DIM
     features: int = 64
     classes: int = 0
-    temperature: float = 4.0
+    temperature: float = CODE_TEMPERATURE
     input_shape: ClassVar[tuple[int, ...]] = (LATENT_DIM,)
 
     @nn.compact
@@ -303,7 +311,7 @@ class DCGANDiscriminator(nn.Module):
     ``(B, 28, 28, 1)`` in ``[0, 1]`` -> ``conv1`` (f, 4x4, stride 2) -> leaky ReLU (0.2) -> ``conv2``
     (2f, 4x4, stride 2) -> leaky ReLU -> flatten -> ``fc`` -> one logit ``(B, 1)`` (``f = features``).
     With ``classes > 0``, ``with_classes=True`` also returns the auxiliary class logits (``fc_classes``,
-    AC-GAN); the shipped checkpoint has ``classes=0``.  No
+    AC-GAN); the shipped checkpoint has ``classes=10``.  No
     BatchNorm, so it has only ``params`` and its output for a sample does not depend on the rest of
     the batch.
     """

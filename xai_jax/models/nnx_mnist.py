@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..core.errors import CheckpointError
-from .mnist import IMAGE_SHAPE, LATENT_DIM, NUM_CLASSES
+from .mnist import CODE_TEMPERATURE, IMAGE_SHAPE, LATENT_DIM, NUM_CLASSES, class_code
 
 __all__ = [
     "CamCNN",
@@ -129,32 +129,80 @@ class MCDropoutCNN(nnx.Module):
         return self.fc2(x)
 
 
+class _Discriminator(nnx.Module):
+    """The heads of both discriminators: the real/fake logit (``fc`` or ``fc<depth + 1>``, as in
+    Linen) and, with ``classes > 0``, the AC-GAN class head ``fc_classes`` (Linen's ``_heads``)."""
+
+    fc_classes: nnx.Linear | None
+
+    def _add_heads(self, features: int, classes: int, logit_name: str, rngs: nnx.Rngs) -> None:
+        self.logit_name = logit_name
+        setattr(self, logit_name, nnx.Linear(features, 1, rngs=rngs))
+        self.fc_classes = nnx.Linear(features, classes, rngs=rngs) if classes else None
+
+    def _heads(self, h: jax.Array, with_classes: bool) -> jax.Array | tuple[jax.Array, jax.Array]:
+        logit = getattr(self, self.logit_name)(h)
+        if with_classes:
+            if self.fc_classes is None:
+                raise ValueError("this discriminator has no class head (classes=0)")
+            return logit, self.fc_classes(h)
+        return logit
+
+
+def _with_code(z: jax.Array, classes: int, temperature: float) -> jax.Array:
+    return jnp.concatenate([z, class_code(z, classes, temperature)], axis=-1) if classes else z
+
+
 class GanGenerator(nnx.Module):
-    """NNX twin of :class:`xai_jax.models.mnist.GanGenerator`: ``fc1`` (128), leaky ReLU, ``fc2`` (784), sigmoid."""
+    """NNX twin of :class:`xai_jax.models.mnist.GanGenerator`: the class code (if ``classes``), ``depth``
+    hidden layers ``fc1``... (``hidden · 2^i``, leaky ReLU), ``fc<depth + 1>`` (784), sigmoid."""
 
     input_shape: ClassVar[tuple[int, ...]] = (LATENT_DIM,)
 
-    def __init__(self, latent_dim: int = LATENT_DIM, hidden: int = 128, *, rngs: nnx.Rngs) -> None:
-        self.fc1 = nnx.Linear(latent_dim, hidden, rngs=rngs)
-        self.fc2 = nnx.Linear(hidden, 28 * 28, rngs=rngs)
+    def __init__(
+        self,
+        latent_dim: int = LATENT_DIM,
+        hidden: int = 128,
+        depth: int = 1,
+        classes: int = 0,
+        temperature: float = CODE_TEMPERATURE,
+        *,
+        rngs: nnx.Rngs,
+    ) -> None:
+        self.depth, self.classes, self.temperature = depth, classes, temperature
+        width = latent_dim + classes
+        for i in range(depth):
+            setattr(self, f"fc{i + 1}", nnx.Linear(width, hidden * 2**i, rngs=rngs))
+            width = hidden * 2**i
+        setattr(self, f"fc{depth + 1}", nnx.Linear(width, 28 * 28, rngs=rngs))
 
     def __call__(self, z: jax.Array) -> jax.Array:
-        h = nnx.leaky_relu(self.fc1(z), negative_slope=0.2)
-        return nnx.sigmoid(self.fc2(h)).reshape((z.shape[0], *IMAGE_SHAPE))
+        h = _with_code(z, self.classes, self.temperature)
+        for i in range(self.depth):
+            h = nnx.leaky_relu(getattr(self, f"fc{i + 1}")(h), negative_slope=0.2)
+        return nnx.sigmoid(getattr(self, f"fc{self.depth + 1}")(h)).reshape((z.shape[0], *IMAGE_SHAPE))
 
 
-class GanDiscriminator(nnx.Module):
-    """NNX twin of :class:`xai_jax.models.mnist.GanDiscriminator`: ``fc1`` (128), leaky ReLU, ``fc2`` (1 logit)."""
+class GanDiscriminator(_Discriminator):
+    """NNX twin of :class:`xai_jax.models.mnist.GanDiscriminator`: ``depth`` hidden layers ``fc1``...
+    (``hidden · 2^(depth-1-i)``, leaky ReLU), the logit ``fc<depth + 1>`` and, with ``classes``, the
+    class head ``fc_classes``."""
 
     input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
 
-    def __init__(self, hidden: int = 128, *, rngs: nnx.Rngs) -> None:
-        self.fc1 = nnx.Linear(28 * 28, hidden, rngs=rngs)
-        self.fc2 = nnx.Linear(hidden, 1, rngs=rngs)
+    def __init__(self, hidden: int = 128, depth: int = 1, classes: int = 0, *, rngs: nnx.Rngs) -> None:
+        self.depth = depth
+        width = 28 * 28
+        for i in range(depth):
+            setattr(self, f"fc{i + 1}", nnx.Linear(width, hidden * 2 ** (depth - 1 - i), rngs=rngs))
+            width = hidden * 2 ** (depth - 1 - i)
+        self._add_heads(width, classes, f"fc{depth + 1}", rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = nnx.leaky_relu(self.fc1(x.reshape((x.shape[0], -1))), negative_slope=0.2)
-        return self.fc2(h)
+    def __call__(self, x: jax.Array, *, with_classes: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
+        h = x.reshape((x.shape[0], -1))
+        for i in range(self.depth):
+            h = nnx.leaky_relu(getattr(self, f"fc{i + 1}")(h), negative_slope=0.2)
+        return self._heads(h, with_classes)
 
 
 class DCGANGenerator(nnx.Module):
@@ -163,34 +211,45 @@ class DCGANGenerator(nnx.Module):
 
     input_shape: ClassVar[tuple[int, ...]] = (LATENT_DIM,)
 
-    def __init__(self, latent_dim: int = LATENT_DIM, *, rngs: nnx.Rngs) -> None:
-        self.fc = nnx.Linear(latent_dim, 7 * 7 * 128, rngs=rngs)
-        self.bn0 = nnx.BatchNorm(7 * 7 * 128, momentum=0.9, rngs=rngs)
-        self.deconv1 = nnx.ConvTranspose(128, 64, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
-        self.bn1 = nnx.BatchNorm(64, momentum=0.9, rngs=rngs)
-        self.deconv2 = nnx.ConvTranspose(64, 1, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
+    def __init__(
+        self,
+        latent_dim: int = LATENT_DIM,
+        features: int = 64,
+        classes: int = 0,
+        temperature: float = CODE_TEMPERATURE,
+        *,
+        rngs: nnx.Rngs,
+    ) -> None:
+        f = self.features = features
+        self.classes, self.temperature = classes, temperature
+        self.fc = nnx.Linear(latent_dim + classes, 7 * 7 * 2 * f, rngs=rngs)
+        self.bn0 = nnx.BatchNorm(7 * 7 * 2 * f, momentum=0.9, rngs=rngs)
+        self.deconv1 = nnx.ConvTranspose(2 * f, f, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
+        self.bn1 = nnx.BatchNorm(f, momentum=0.9, rngs=rngs)
+        self.deconv2 = nnx.ConvTranspose(f, 1, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
-        x = nnx.relu(self.bn0(self.fc(z)))
-        x = x.reshape((z.shape[0], 7, 7, 128))
+        x = nnx.relu(self.bn0(self.fc(_with_code(z, self.classes, self.temperature))))
+        x = x.reshape((z.shape[0], 7, 7, 2 * self.features))
         x = nnx.relu(self.bn1(self.deconv1(x)))
         return (jnp.tanh(self.deconv2(x)) + 1.0) / 2.0
 
 
-class DCGANDiscriminator(nnx.Module):
+class DCGANDiscriminator(_Discriminator):
     """NNX twin of :class:`xai_jax.models.mnist.DCGANDiscriminator`."""
 
     input_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
 
-    def __init__(self, *, rngs: nnx.Rngs) -> None:
-        self.conv1 = nnx.Conv(1, 64, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
-        self.conv2 = nnx.Conv(64, 128, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
-        self.fc = nnx.Linear(7 * 7 * 128, 1, rngs=rngs)
+    def __init__(self, features: int = 64, classes: int = 0, *, rngs: nnx.Rngs) -> None:
+        f = features
+        self.conv1 = nnx.Conv(1, f, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
+        self.conv2 = nnx.Conv(f, 2 * f, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
+        self._add_heads(7 * 7 * 2 * f, classes, "fc", rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, with_classes: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
         x = nnx.leaky_relu(self.conv1(x), negative_slope=0.2)
         x = nnx.leaky_relu(self.conv2(x), negative_slope=0.2)
-        return self.fc(x.reshape((x.shape[0], -1)))
+        return self._heads(x.reshape((x.shape[0], -1)), with_classes)
 
 
 #: Linen class name -> its NNX twin here.

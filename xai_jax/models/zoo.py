@@ -58,8 +58,18 @@ ZOO: dict[str, ZooEntry] = {
     "evidential_cnn": ZooEntry(mnist.EvidentialCNN, {}, "classifier", "CNN trained with the evidential MSE loss"),
     "mnist_gan_generator": ZooEntry(mnist.GanGenerator, {}, "generator", "MLP GAN generator, z (100) -> image"),
     "mnist_gan_discriminator": ZooEntry(mnist.GanDiscriminator, {}, "discriminator", "MLP GAN discriminator"),
-    "dcgan_generator": ZooEntry(mnist.DCGANGenerator, {}, "generator", "DCGAN generator, z (100) -> image"),
-    "dcgan_discriminator": ZooEntry(mnist.DCGANDiscriminator, {}, "discriminator", "DCGAN discriminator"),
+    "dcgan_generator": ZooEntry(
+        mnist.DCGANGenerator,
+        {"classes": 10},
+        "generator",
+        "DCGAN (AC-GAN) generator, z (100) -> image; the digit drawn is argmax(z[:, :10])",
+    ),
+    "dcgan_discriminator": ZooEntry(
+        mnist.DCGANDiscriminator,
+        {"classes": 10},
+        "discriminator",
+        "DCGAN (AC-GAN) discriminator (real/fake logit; class head with with_classes=True)",
+    ),
     "mnist_vit": ZooEntry(
         transformers.ViT,
         {"stem": 16},
