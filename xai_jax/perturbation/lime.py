@@ -33,6 +33,7 @@ from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..core import (
     Choice,
@@ -50,6 +51,7 @@ from ..core import (
     method,
     resolve_baseline,
 )
+from ..core.checks import is_traced
 from .coalitions import bernoulli_coalition, check_coalitions, draw
 from .features import FeatureMask, Features, compose
 from .surrogate import lasso, ridge
@@ -67,8 +69,15 @@ def _check_fill(ctx: OptionContext, name: str, value: Any) -> Any:
         if value != SEGMENT_MEAN:
             raise InputError(f"{name} must be {SEGMENT_MEAN!r}, a number, an array or a callable; got {value!r}.")
         labels = ctx.options["features"].labels
-        x = ctx.inputs.x
-        if x.ndim != 4 or not bool(jnp.all(labels == labels[..., :1])):
+        if is_traced(labels):
+            raise InputError(
+                f"{name}={SEGMENT_MEAN!r} needs a concrete feature mask to check that it groups the channels of "
+                "each pixel; the mask is traced here. Build it outside jax.jit (fm = "
+                "xj.perturbation.feature_mask(x, features)) and close over it instead of passing it as an "
+                "argument of the jitted function, or give a numeric baseline."
+            )
+        labels = np.asarray(labels)  # numpy: under a caller's jit a jnp comparison would be staged, not evaluated
+        if ctx.inputs.x.ndim != 4 or not np.all(labels == labels[..., :1]):
             raise InputError(
                 f"{name}={SEGMENT_MEAN!r} fills a superpixel with its mean colour: it needs NHWC images and a "
                 "feature mask that groups all channels of a pixel together."
