@@ -200,6 +200,12 @@ def class_code(z: jax.Array, classes: int, temperature: float) -> jax.Array:
     return jax.nn.softmax(temperature * z[:, :classes], axis=-1)
 
 
+def with_class_code(z: jax.Array, classes: int, temperature: float) -> jax.Array:
+    """What a generator's first layer reads: ``z`` followed by its :func:`class_code` (``z`` alone
+    when ``classes=0``).  Shared by the Linen and NNX generators."""
+    return jnp.concatenate([z, class_code(z, classes, temperature)], axis=-1) if classes else z
+
+
 def code_classes(z: jax.Array, classes: int = NUM_CLASSES) -> jax.Array:
     """The class a class-coded generator draws for each code: ``argmax(z[:, :classes])`` ``(B,)``."""
     return jnp.argmax(z[:, :classes], axis=-1)
@@ -224,7 +230,7 @@ class GanGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
-        h = jnp.concatenate([z, class_code(z, self.classes, self.temperature)], axis=-1) if self.classes else z
+        h = with_class_code(z, self.classes, self.temperature)
         for i in range(self.depth):
             h = nn.leaky_relu(nn.Dense(self.hidden * 2**i, name=f"fc{i + 1}")(h), negative_slope=0.2)
         x = nn.sigmoid(nn.Dense(28 * 28, name=f"fc{self.depth + 1}")(h))
@@ -293,7 +299,7 @@ class DCGANGenerator(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, *, train: bool = False) -> jax.Array:
         f = self.features
-        h = jnp.concatenate([z, class_code(z, self.classes, self.temperature)], axis=-1) if self.classes else z
+        h = with_class_code(z, self.classes, self.temperature)
         x = nn.Dense(7 * 7 * 2 * f, name="fc")(h)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn0")(x)
         x = nn.relu(x)

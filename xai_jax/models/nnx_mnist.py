@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..core.errors import CheckpointError
-from .mnist import CODE_TEMPERATURE, IMAGE_SHAPE, LATENT_DIM, NUM_CLASSES, class_code
+from .mnist import CODE_TEMPERATURE, IMAGE_SHAPE, LATENT_DIM, NUM_CLASSES, with_class_code
 
 __all__ = [
     "CamCNN",
@@ -149,10 +149,6 @@ class _Discriminator(nnx.Module):
         return logit
 
 
-def _with_code(z: jax.Array, classes: int, temperature: float) -> jax.Array:
-    return jnp.concatenate([z, class_code(z, classes, temperature)], axis=-1) if classes else z
-
-
 class GanGenerator(nnx.Module):
     """NNX twin of :class:`xai_jax.models.mnist.GanGenerator`: the class code (if ``classes``), ``depth``
     hidden layers ``fc1``... (``hidden · 2^i``, leaky ReLU), ``fc<depth + 1>`` (784), sigmoid."""
@@ -177,7 +173,7 @@ class GanGenerator(nnx.Module):
         setattr(self, f"fc{depth + 1}", nnx.Linear(width, 28 * 28, rngs=rngs))
 
     def __call__(self, z: jax.Array) -> jax.Array:
-        h = _with_code(z, self.classes, self.temperature)
+        h = with_class_code(z, self.classes, self.temperature)
         for i in range(self.depth):
             h = nnx.leaky_relu(getattr(self, f"fc{i + 1}")(h), negative_slope=0.2)
         return nnx.sigmoid(getattr(self, f"fc{self.depth + 1}")(h)).reshape((z.shape[0], *IMAGE_SHAPE))
@@ -229,7 +225,7 @@ class DCGANGenerator(nnx.Module):
         self.deconv2 = nnx.ConvTranspose(f, 1, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
-        x = nnx.relu(self.bn0(self.fc(_with_code(z, self.classes, self.temperature))))
+        x = nnx.relu(self.bn0(self.fc(with_class_code(z, self.classes, self.temperature))))
         x = x.reshape((z.shape[0], 7, 7, 2 * self.features))
         x = nnx.relu(self.bn1(self.deconv1(x)))
         return (jnp.tanh(self.deconv2(x)) + 1.0) / 2.0
