@@ -2,7 +2,8 @@
 (PyTorch, the same weights, same batch, same run).
 
 Run:  XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python benchmarks/bench_transformers.py
-(``--quick`` for a smoke run.)  Prints a markdown table; docs/transformers.md records it.
+(``--quick`` for a smoke run; ``--tune-malloc`` calls ``xj.tune_cpu_malloc()`` first, which
+changes the allocator for both sides.)  Prints a markdown table; docs/transformers.md records it.
 
 Model: the LLaMA twin of ``tests/transformers/twins.py`` (RMSNorm, rotary embeddings, SiLU-gated MLP,
 causal attention) built from a Hugging Face ``LlamaForCausalLM`` with random weights, explained at
@@ -42,6 +43,11 @@ def interleaved(fns, repeats):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--tune-malloc",
+        action="store_true",
+        help="call xj.tune_cpu_malloc() first (glibc keeps scratch memory above 32 MiB in the heap; both sides)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -56,6 +62,8 @@ def main() -> None:
 
     import xai_jax as xj
 
+    if args.tune_malloc:
+        print(f"xj.tune_cpu_malloc(): {xj.tune_cpu_malloc()}")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     sizes = (
         [(2, 32, 2, 8, 8)] if args.quick else [(2, 32, 2, 8, 8), (4, 128, 4, 64, 8)]
@@ -94,9 +102,11 @@ def main() -> None:
             logits.gather(1, targets[:, None]).sum().backward()
             return (embeds * embeds.grad).detach().numpy()
 
+        in_jit = jax.jit(lambda v, x, t=t, model=model: xj.lrp(model, v, x, t, composite=composite))
         fns = {
             "jax.grad": lambda: grad(variables, e),
             "xai_jax AttnLRP": lambda: xj.lrp(model, variables, e, t, composite=composite),
+            "AttnLRP in jit": lambda: in_jit(variables, e),
             "torch plain grad": torch_relevance,
         }
         ms = interleaved(fns, repeats)
@@ -123,6 +133,8 @@ def main() -> None:
                 f"{ms['jax.grad']:.2f}",
                 f"{ms['xai_jax AttnLRP']:.2f}",
                 f"{ms['xai_jax AttnLRP'] / ms['jax.grad']:.2f}",
+                f"{ms['AttnLRP in jit']:.2f}",
+                f"{ms['AttnLRP in jit'] / ms['jax.grad']:.2f}",
                 f"{ms['LXT AttnLRP']:.2f}",
                 f"{ms['torch plain grad']:.2f}",
                 f"{ms['LXT AttnLRP'] / ms['xai_jax AttnLRP']:.2f}",
@@ -137,6 +149,8 @@ def main() -> None:
                 "jax.grad ms",
                 "AttnLRP ms",
                 "AttnLRP / grad",
+                "in caller's jit ms",
+                "in jit / grad",
                 "LXT ms",
                 "torch grad ms",
                 "LXT / ours",

@@ -64,6 +64,6 @@ def test_method_example_runs(name, doctest_globals):
     _run_examples(xj.METHODS[name], name, doctest_globals)
 
 
-@pytest.mark.parametrize("name", ["gradient_cam"])
+@pytest.mark.parametrize("name", ["gradient_cam", "tune_cpu_malloc"])
 def test_other_public_examples_run(name, doctest_globals):
     _run_examples(getattr(xj, name), name, doctest_globals)

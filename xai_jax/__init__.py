@@ -46,7 +46,7 @@ from .attribution import (  # noqa: E402
     upsample,
     xgrad_cam,
 )
-from .core import METHODS, Method, method  # noqa: E402
+from .core import METHODS, Method, method, tune_cpu_malloc  # noqa: E402
 from .core.errors import (  # noqa: E402
     CheckpointError,
     DataError,
@@ -158,6 +158,7 @@ __all__ = [
     "simple_taylor",
     "smoothgrad",
     "trace",
+    "tune_cpu_malloc",
     "uncertainty",
     "upsample",
     "viz",

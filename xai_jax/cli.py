@@ -647,8 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import xai_jax  # noqa: F401  - installs the XLA:CPU guard before any array exists
+    import xai_jax  # installs the XLA:CPU guard before any array exists
 
+    xai_jax.tune_cpu_malloc()  # our own process: reuse XLA:CPU's scratch memory between calls
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse has printed the usage error (or --help): return its code, as below

@@ -1,6 +1,7 @@
 """The calling convention shared by every method (imports nothing else of xai_jax)."""
 
 from . import checks, numerics
+from .allocator import tune_cpu_malloc
 from .batching import chunked_sum, chunked_vmap
 from .errors import (
     CheckpointError,
@@ -93,4 +94,5 @@ __all__ = [
     "resolve_baseline",
     "resolve_method",
     "resolve_target",
+    "tune_cpu_malloc",
 ]
