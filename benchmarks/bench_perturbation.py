@@ -14,6 +14,11 @@ class.
 * RISE, 4,000 masks of 7 x 7 cells: ``xj.rise`` (masks drawn on the device, chunked) vs TorchRay's
   ``rise`` (its own masks, batches of 250), with TorchRay's normalisation and sigmoid score on our side.
 
+* The floor, in the same run: one jitted ``lax.map`` of plain forward passes over the same number of
+  masked images (images x coalitions or masks, in chunks of the same size as ours, masks built
+  beforehand): what any implementation must spend on the model alone.  ``time / floor`` says how
+  much of ours is anything else (sampling, mask upsampling, the regression).
+
 Every number is one timed run after a warm-up call (ours: on the same shapes, so compilation is
 excluded and reported separately as the first call; the references: a small call that builds
 torch's kernels); torch uses every core.  ``batch_size="auto"`` sizes our chunks
@@ -67,12 +72,41 @@ def main() -> None:
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
 
-    def chunk_note(name: str, element: Any, count: int) -> None:
+    def chunk_note(name: str, element: Any, count: int) -> int:
         per_element = estimate_bytes(element, *[np.zeros((), np.float32)])
         chunk = max(1, min(count, memory_budget() // max(per_element, 1)))
         notes.append(
             f"{name}: {count} elements, ~{per_element / 2**20:.1f} MiB each -> chunks of {chunk} "
             f"(~{chunk * per_element / 2**20:.0f} MiB) under the {memory_budget() / 2**20:.0f} MiB budget"
+        )
+        return chunk
+
+    def floor(count: int, chunk: int) -> float:
+        """Seconds for ``count`` masked copies of every image through the plain jitted forward pass."""
+        chunks = -(-count // chunk)
+        keep = jax.random.bernoulli(jax.random.key(1), 0.5, (chunks, chunk, *x.shape[1:])).astype(x.dtype)
+
+        @jax.jit
+        def scores(keep):
+            def one_chunk(k):
+                logits = model.apply(variables, (k[:, None] * x[None]).reshape(-1, *x.shape[1:]))
+                return logits.reshape(chunk, len(x), -1)[:, jnp.arange(len(x)), targets]
+
+            return jax.lax.map(one_chunk, keep)
+
+        jax.block_until_ready(scores(keep))  # compile
+        seconds, _ = timed(lambda: scores(keep))
+        return seconds
+
+    def floor_row(method: str, count: int, chunk: int, ours: float) -> tuple[str, ...]:
+        seconds = floor(count, chunk)
+        return (
+            method,
+            "",
+            f"floor: {len(x) * count:,} plain forward passes",
+            f"{seconds:.1f}",
+            "",
+            f"ours / floor {ours / seconds:.2f}",
         )
 
     # ---- KernelSHAP -------------------------------------------------------------------------------
@@ -84,10 +118,11 @@ def main() -> None:
     first, _ = timed(ours_kernel_shap)
     ours, _attr = timed(ours_kernel_shap)
     forward = jax.jit(lambda z: model.apply(variables, jnp.broadcast_to(z, x.shape)))
-    chunk_note("kernel_shap", lambda s: forward(s * x), coalitions)
+    chunk = chunk_note("kernel_shap", lambda s: forward(s * x), coalitions)
     rows.append(
         ("KernelSHAP", f"{images} x {coalitions} coalitions", "xai_jax", f"{ours:.1f}", f"{first:.1f}", "1.00x")
     )
+    rows.append(floor_row("KernelSHAP", coalitions, chunk, ours))
 
     if not args.skip_references:
         from captum.attr import KernelShap
@@ -148,8 +183,9 @@ def main() -> None:
 
     first, _ = timed(ours_rise)
     ours, _ = timed(ours_rise)
-    chunk_note("rise", lambda s: forward(s * x), masks)
+    chunk = chunk_note("rise", lambda s: forward(s * x), masks)
     rows.append(("RISE", f"{images} x {masks} masks", "xai_jax", f"{ours:.1f}", f"{first:.1f}", "1.00x"))
+    rows.append(floor_row("RISE", masks, chunk, ours))
     if not args.skip_references:
         try:
             from torchray.attribution.rise import rise as torchray_rise
