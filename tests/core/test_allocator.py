@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -23,10 +25,21 @@ class FakeLibc:
         return self.answer
 
 
-def _is_mmapped(size: int, libc) -> bool:
-    """Whether glibc serves a ``size``-byte block by mmap: bit 1 of the chunk's size field (malloc.c)."""
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
+# Run in a fresh interpreter: whether glibc maps a block depends on what the process freed before
+# (a large free region in the heap serves the next request whatever the threshold), so the answer
+# in a test worker would depend on the tests that ran there earlier.
+_PROBE = r"""
+import ctypes, sys
+from xai_jax.core import allocator
+
+MIB = 1 << 20
+libc = allocator._glibc()
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+
+def mmapped(size):
+    # bit 1 (IS_MMAPPED) of the size field in front of the block (glibc malloc.c)
     pointer = libc.malloc(size)
     try:
         return bool(ctypes.c_size_t.from_address(pointer - ctypes.sizeof(ctypes.c_size_t)).value & 0x2)
@@ -34,18 +47,20 @@ def _is_mmapped(size: int, libc) -> bool:
         libc.free(pointer)
 
 
+print(mmapped(40 * MIB), allocator.tune_cpu_malloc(256 * MIB), mmapped(40 * MIB), mmapped(300 * MIB))
+"""
+
+
 @pytest.mark.skipif(not GLIBC, reason="glibc only")
 def test_large_blocks_come_from_the_heap_after_tuning():
-    libc = allocator._glibc()
-    # glibc's own adaptive threshold never exceeds 32 MiB on 64-bit; start from there whatever ran
-    # earlier in this process (the CLI tests call xai-jax's main, which tunes)
-    assert libc.mallopt(ctypes.c_int(allocator.M_MMAP_THRESHOLD), ctypes.c_int(32 * MIB)) == 1
-    assert _is_mmapped(40 * MIB, libc)
-    assert xj.tune_cpu_malloc(256 * MIB) is True
-    assert not _is_mmapped(40 * MIB, libc)
-    assert _is_mmapped(300 * MIB, libc)  # above max_bytes: still mapped per allocation
-    assert xj.tune_cpu_malloc() is True  # back to the default (1 GiB) for the rest of the process
-    assert not _is_mmapped(300 * MIB, libc)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, check=True)
+    before, applied, after, above = out.stdout.split()
+    # 40 MiB is above the largest threshold glibc adapts to by itself (32 MiB on 64-bit): mapped per call
+    assert before == "True"
+    assert applied == "True"
+    assert after == "False"  # now from the heap, reused by the next call
+    assert above == "True"  # above max_bytes: still mapped per allocation
 
 
 def test_the_three_settings_reach_mallopt(monkeypatch):
