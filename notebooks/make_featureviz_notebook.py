@@ -82,7 +82,11 @@ plt.show()"""),
 
 The latent code z of the shipped generators is optimised instead of the pixels (Nguyen et al. 2016;
 Montavon et al. 2018), with an L2 prior on z. Both generators run in inference mode and output
-images in [0, 1]; the probability is the classifier's on the image shown."""),
+images in [0, 1]; the probability is the classifier's on the image shown. Both are AC-GANs that
+read the digit to draw from `argmax(z[:, :10])`; they declare `code_init_scale = 0.1`, so the codes
+start near the prior's mode, where every class is still reachable by gradient steps (from a typical
+prior sample the class code is saturated; docs/design.md §8). The MLP's images can satisfy the
+classifier without looking like its digit (its 0 and 2 here); the DCGAN's stay digit-like."""),
     nbf.v4.new_code_cell("""codespace = {}
 for name in ("mnist_gan_generator", "dcgan_generator"):
     generator, gen_variables = xj.models.load(name)

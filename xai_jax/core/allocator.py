@@ -12,12 +12,13 @@ not in the arithmetic: the same kernels, timed one by one, differ by a few perce
 
 :func:`tune_cpu_malloc` raises the mmap threshold so that blocks up to ``max_bytes`` come from the
 heap, and keeps freed memory there (trim threshold) instead of returning it to the system, so the
-next call reuses pages that are already mapped.  The price is resident memory: freed memory up
-to the trim threshold (``2 · max_bytes``, at most 2 GiB) may stay with the process.  Nothing here runs at import: it changes the
-allocator of the whole process (PyTorch, NumPy and everything else use it too), which a library
-should only do when asked.  ``xai-jax`` commands call it, since they are their own process.  The
-same effect without code: ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456`` in the
-environment before Python starts, or a caching allocator (jemalloc, tcmalloc) via ``LD_PRELOAD``.
+next call reuses pages that are already mapped.  The price is resident memory: freed memory up to the
+trim threshold (``2 · max_bytes``, at most 2 GiB) may stay with the process.  Nothing here runs at
+import: it changes the allocator of the whole process (PyTorch, NumPy and everything else use it
+too), which a library should only do when asked.  ``xai-jax`` commands call it, since they are their
+own process.  The same effect without code: ``MALLOC_MMAP_THRESHOLD_=1073741824
+MALLOC_TOP_PAD_=268435456`` in the environment before Python starts, or a caching allocator
+(jemalloc, tcmalloc) via ``LD_PRELOAD``.
 """
 
 from __future__ import annotations

@@ -36,12 +36,30 @@ from .activation_maximization import FeatureTarget, Visualization, plan_targets,
 from .options import Optimization, OptimizationSettings, Run, check_regularizers, resolve
 from .regularizers import Regularizer
 
-__all__ = ["DEFAULTS", "activation_maximization_codespace", "codespace_problem"]
+__all__ = ["DEFAULTS", "activation_maximization_codespace", "codespace_problem", "defaults_for"]
 
 
 #: The defaults of :func:`activation_maximization_codespace`: as in pixel space, but the initial
-#: codes are drawn from the generator's prior, N(0, I) (``init_scale`` 1).
+#: codes are drawn from the generator's prior, N(0, I) (``init_scale`` 1), unless the generator
+#: declares another scale (:func:`defaults_for`).
 DEFAULTS = dataclasses.replace(PIXEL_DEFAULTS, init_scale=1.0)
+
+
+def defaults_for(generator: Model) -> Optimization:
+    """:data:`DEFAULTS`, with ``init_scale`` set to what the generator declares as ``code_init_scale``
+    (an attribute or property; ``None`` or absent: the prior's scale 1).
+
+    A generator whose output switches between modes through a saturating function of its code -- the
+    shipped class-coded GANs read their digit from ``softmax(20 · z[:, :10])`` -- has no gradient
+    across those switches at typical prior samples, so optimisation must start near the prior's mode
+    (:data:`xai_jax.models.mnist.CODE_INIT_SCALE`); the generator knows this, the library cannot.
+    An ``init_scale`` given by the caller wins over both."""
+    declared = getattr(generator, "code_init_scale", None)
+    if declared is None:
+        return DEFAULTS
+    scale = checks.check_float("code_init_scale (declared by the generator)", declared, minimum=0.0)
+    return dataclasses.replace(DEFAULTS, init_scale=scale)
+
 
 _BATCH_STATS_HINT = (
     " It seems to need training-mode state (BatchNorm batch statistics): run the generator in inference mode "
@@ -206,7 +224,8 @@ def activation_maximization_codespace(
         except: ``regularizers`` act on the generated image (penalties such as ``TotalVariation``,
         transforms such as ``Jitter``; projections are not allowed, the image is not the variable),
         and ``init`` is ``"noise"`` (``init_scale · N(0, I)`` with ``init_scale`` 1, the generator's
-        prior), ``"zeros"``, or codes ``(d,)`` / ``(T, d)``.
+        prior, unless the generator declares ``code_init_scale``: 0.1 for the shipped class-coded
+        GANs, see :func:`defaults_for`), ``"zeros"``, or codes ``(d,)`` / ``(T, d)``.
       code_regularizers: act on the code: ``L2(weight)`` (Gaussian prior), ``Clip(-c, c)``.
       generator_range: the generator's output range ``(low, high)``, e.g. ``(-1, 1)`` for a tanh
         generator; the images are mapped affinely from it to ``classifier_range``.  Give both
@@ -229,7 +248,7 @@ def activation_maximization_codespace(
       LayerNotFoundError: an unknown ``layer``, as in pixel-space AM.
       TargetError: targets out of range or of the wrong kind, as in pixel-space AM.
     """
-    run = resolve(optimization, settings, DEFAULTS, "activation_maximization_codespace")
+    run = resolve(optimization, settings, defaults_for(generator), "activation_maximization_codespace")
     spec, data, params = _codespace_problem(
         run,
         model,
@@ -272,7 +291,7 @@ def codespace_problem(
     settings, the two models, the generator's output shape and range, the targets, the
     regularizers, the key and the initial codes.  Takes the arguments of
     :func:`activation_maximization_codespace`."""
-    run = resolve(optimization, settings, DEFAULTS, "activation_maximization_codespace")
+    run = resolve(optimization, settings, defaults_for(generator), "activation_maximization_codespace")
     return _codespace_problem(
         run,
         model,

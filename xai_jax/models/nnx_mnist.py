@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..core.errors import CheckpointError
-from .mnist import CODE_TEMPERATURE, IMAGE_SHAPE, LATENT_DIM, NUM_CLASSES, with_class_code
+from .mnist import CODE_TEMPERATURE, IMAGE_SHAPE, LATENT_DIM, NUM_CLASSES, code_init_scale, with_class_code
 
 __all__ = [
     "CamCNN",
@@ -172,6 +172,11 @@ class GanGenerator(nnx.Module):
             width = hidden * 2**i
         setattr(self, f"fc{depth + 1}", nnx.Linear(width, 28 * 28, rngs=rngs))
 
+    @property
+    def code_init_scale(self) -> float | None:
+        """Where code-space activation maximisation starts (:func:`xai_jax.models.mnist.code_init_scale`)."""
+        return code_init_scale(self.classes)
+
     def __call__(self, z: jax.Array) -> jax.Array:
         h = with_class_code(z, self.classes, self.temperature)
         for i in range(self.depth):
@@ -223,6 +228,11 @@ class DCGANGenerator(nnx.Module):
         self.deconv1 = nnx.ConvTranspose(2 * f, f, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
         self.bn1 = nnx.BatchNorm(f, momentum=0.9, rngs=rngs)
         self.deconv2 = nnx.ConvTranspose(f, 1, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
+
+    @property
+    def code_init_scale(self) -> float | None:
+        """Where code-space activation maximisation starts (:func:`xai_jax.models.mnist.code_init_scale`)."""
+        return code_init_scale(self.classes)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         x = nnx.relu(self.bn0(self.fc(with_class_code(z, self.classes, self.temperature))))

@@ -56,8 +56,18 @@ ZOO: dict[str, ZooEntry] = {
     ),
     "mc_dropout_cnn": ZooEntry(mnist.MCDropoutCNN, {}, "classifier", "CNN with dropout for Monte-Carlo dropout"),
     "evidential_cnn": ZooEntry(mnist.EvidentialCNN, {}, "classifier", "CNN trained with the evidential MSE loss"),
-    "mnist_gan_generator": ZooEntry(mnist.GanGenerator, {}, "generator", "MLP GAN generator, z (100) -> image"),
-    "mnist_gan_discriminator": ZooEntry(mnist.GanDiscriminator, {}, "discriminator", "MLP GAN discriminator"),
+    "mnist_gan_generator": ZooEntry(
+        mnist.GanGenerator,
+        {"hidden": 256, "depth": 2, "classes": 10},
+        "generator",
+        "MLP GAN (AC-GAN) generator, z (100) -> image; the digit drawn is argmax(z[:, :10])",
+    ),
+    "mnist_gan_discriminator": ZooEntry(
+        mnist.GanDiscriminator,
+        {"hidden": 256, "depth": 2, "classes": 10},
+        "discriminator",
+        "MLP GAN (AC-GAN) discriminator (real/fake logit; class head with with_classes=True)",
+    ),
     "dcgan_generator": ZooEntry(
         mnist.DCGANGenerator,
         {"classes": 10},
