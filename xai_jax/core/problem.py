@@ -98,13 +98,30 @@ def check_input(x: Any, name: str = "x", *, tokens: bool | str = False) -> jax.A
     return jnp.asarray(x)
 
 
+def _leaf_key(leaf: Any) -> tuple[Any, Any]:
+    # dtype objects are hashable and compare like their names; formatting them as strings cost
+    # ~0.3 ms per call on a model with a few dozen parameters
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None and hasattr(leaf, "shape"):
+        return tuple(leaf.shape), dtype
+    return tuple(np.shape(leaf)), str(type(leaf) if dtype is None else dtype)
+
+
 def _shape_key(tree: Any) -> tuple[Any, ...]:
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return (treedef, tuple((tuple(np.shape(leaf)), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves))
+    return (treedef, tuple(_leaf_key(leaf) for leaf in leaves))
+
+
+def _leaf_struct(leaf: Any) -> jax.ShapeDtypeStruct:
+    dtype = getattr(leaf, "dtype", None)
+    if isinstance(dtype, np.dtype) and hasattr(leaf, "shape"):  # arrays: no type promotion to run
+        return jax.ShapeDtypeStruct(leaf.shape, jax.dtypes.canonicalize_dtype(dtype))
+    return jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf))  # Python scalars, PRNG keys
 
 
 def as_struct(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf)), tree)
+    """Shape/dtype structs of ``tree``'s leaves, with the dtypes JAX would give them (canonical)."""
+    return jax.tree_util.tree_map(_leaf_struct, tree)
 
 
 #: Results of shape-only computations, most recently used last (see :func:`cached_trace`).
