@@ -55,9 +55,8 @@ def tune_cpu_malloc(max_bytes: int = 1 << 30) -> bool:
 
     Sets glibc's ``M_MMAP_THRESHOLD`` to ``max_bytes``, ``M_TRIM_THRESHOLD`` to
     ``min(2 · max_bytes, 2**31 - 1)`` and ``M_TOP_PAD`` to ``max_bytes / 4`` (``mallopt(3)``), for the
-    whole process.  Worth it when a
-    jitted call needs more than 32 MiB of scratch memory on the CPU (large batches, transformers):
-    see the module docstring for why and what it costs.
+    whole process.  Worth it when a jitted call needs more than 32 MiB of scratch memory on the CPU
+    (large batches, transformers): see the module docstring for why and what it costs.
 
     Args:
         max_bytes: the largest block kept in the heap (default 1 GiB); larger ones are still

@@ -40,6 +40,7 @@ __all__ = [
     "LATENT_DIM",
     "NUM_CLASSES",
     "CamCNN",
+    "ClassCodedStart",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "EvidentialCNN",
@@ -49,7 +50,6 @@ __all__ = [
     "MnistCNN",
     "class_code",
     "code_classes",
-    "code_init_scale",
     "example_input",
 ]
 
@@ -217,11 +217,17 @@ def with_class_code(z: jax.Array, classes: int, temperature: float) -> jax.Array
 CODE_INIT_SCALE = 0.1
 
 
-def code_init_scale(classes: int) -> float | None:
-    """The initial-code scale a generator declares to code-space activation maximisation
-    (``generator.code_init_scale``, read by :func:`xai_jax.featureviz.activation_maximization_codespace`):
-    :data:`CODE_INIT_SCALE` when it reads a class code, ``None`` (the library's default) otherwise."""
-    return CODE_INIT_SCALE if classes else None
+class ClassCodedStart:
+    """Mixin of the Linen and NNX generators: the initial-code scale they declare to code-space
+    activation maximisation (``code_init_scale``, read by
+    :func:`xai_jax.featureviz.codespace.defaults_for`): :data:`CODE_INIT_SCALE` when the generator
+    reads a class code, ``None`` (the library's default, the prior) otherwise."""
+
+    classes: int
+
+    @property
+    def code_init_scale(self) -> float | None:
+        return CODE_INIT_SCALE if self.classes else None
 
 
 def code_classes(z: jax.Array, classes: int = NUM_CLASSES) -> jax.Array:
@@ -229,7 +235,7 @@ def code_classes(z: jax.Array, classes: int = NUM_CLASSES) -> jax.Array:
     return jnp.argmax(z[:, :classes], axis=-1)
 
 
-class GanGenerator(nn.Module):
+class GanGenerator(ClassCodedStart, nn.Module):
     """MLP GAN generator (zoo name ``"mnist_gan_generator"``), after Goodfellow et al. 2014.
 
     ``z (B, 100)`` -> ``depth`` hidden layers ``fc1``, ``fc2``, ... (``hidden``, ``2 · hidden``, ...;
@@ -245,11 +251,6 @@ class GanGenerator(nn.Module):
     classes: int = 0
     temperature: float = CODE_TEMPERATURE
     input_shape: ClassVar[tuple[int, ...]] = (LATENT_DIM,)
-
-    @property
-    def code_init_scale(self) -> float | None:
-        """Where code-space activation maximisation starts (:func:`code_init_scale`)."""
-        return code_init_scale(self.classes)
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -298,7 +299,7 @@ def _heads(h: jax.Array, classes: int, with_classes: bool, name: str) -> jax.Arr
     return logit
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(ClassCodedStart, nn.Module):
     """DCGAN generator (zoo name ``"dcgan_generator"``), after Radford, Metz & Chintala 2016.
 
     ``z (B, 100)`` -> concatenate the class code (:func:`class_code`) -> ``fc`` (7·7·2f) -> ``bn0`` ->
@@ -318,11 +319,6 @@ class DCGANGenerator(nn.Module):
     classes: int = 0
     temperature: float = CODE_TEMPERATURE
     input_shape: ClassVar[tuple[int, ...]] = (LATENT_DIM,)
-
-    @property
-    def code_init_scale(self) -> float | None:
-        """Where code-space activation maximisation starts (:func:`code_init_scale`)."""
-        return code_init_scale(self.classes)
 
     @nn.compact
     def __call__(self, z: jax.Array, *, train: bool = False) -> jax.Array:

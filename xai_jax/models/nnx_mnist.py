@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..core.errors import CheckpointError
-from .mnist import CODE_TEMPERATURE, IMAGE_SHAPE, LATENT_DIM, NUM_CLASSES, code_init_scale, with_class_code
+from .mnist import CODE_TEMPERATURE, IMAGE_SHAPE, LATENT_DIM, NUM_CLASSES, ClassCodedStart, with_class_code
 
 __all__ = [
     "CamCNN",
@@ -149,7 +149,7 @@ class _Discriminator(nnx.Module):
         return logit
 
 
-class GanGenerator(nnx.Module):
+class GanGenerator(ClassCodedStart, nnx.Module):
     """NNX twin of :class:`xai_jax.models.mnist.GanGenerator`: the class code (if ``classes``), ``depth``
     hidden layers ``fc1``... (``hidden · 2^i``, leaky ReLU), ``fc<depth + 1>`` (784), sigmoid."""
 
@@ -171,11 +171,6 @@ class GanGenerator(nnx.Module):
             setattr(self, f"fc{i + 1}", nnx.Linear(width, hidden * 2**i, rngs=rngs))
             width = hidden * 2**i
         setattr(self, f"fc{depth + 1}", nnx.Linear(width, 28 * 28, rngs=rngs))
-
-    @property
-    def code_init_scale(self) -> float | None:
-        """Where code-space activation maximisation starts (:func:`xai_jax.models.mnist.code_init_scale`)."""
-        return code_init_scale(self.classes)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         h = with_class_code(z, self.classes, self.temperature)
@@ -206,7 +201,7 @@ class GanDiscriminator(_Discriminator):
         return self._heads(h, with_classes)
 
 
-class DCGANGenerator(nnx.Module):
+class DCGANGenerator(ClassCodedStart, nnx.Module):
     """NNX twin of :class:`xai_jax.models.mnist.DCGANGenerator` (BatchNorm on running averages after
     ``model.eval()``, which :func:`xai_jax.models.load` calls)."""
 
@@ -228,11 +223,6 @@ class DCGANGenerator(nnx.Module):
         self.deconv1 = nnx.ConvTranspose(2 * f, f, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
         self.bn1 = nnx.BatchNorm(f, momentum=0.9, rngs=rngs)
         self.deconv2 = nnx.ConvTranspose(f, 1, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
-
-    @property
-    def code_init_scale(self) -> float | None:
-        """Where code-space activation maximisation starts (:func:`xai_jax.models.mnist.code_init_scale`)."""
-        return code_init_scale(self.classes)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         x = nnx.relu(self.bn0(self.fc(with_class_code(z, self.classes, self.temperature))))
